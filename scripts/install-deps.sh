@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# install-deps.sh — install the Debian packages and the Python venv that Skiff's
+# tests, fixtures and benchmarks need. Idempotent: a quick no-op when all is present.
+# Runs as root. Leaves no dockerd/containerd/docker-registry service running.
+# Usage: scripts/install-deps.sh
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-venv
+      ca-certificates curl iproute2 util-linux apache2-utils)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep package maintainer scripts from starting services (no systemd here, but be sure).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "apt: all ${#PKGS[@]} packages present"
+fi
+
+# Stop system daemons that a package install may have started. Instances run by
+# scripts/dockerd.sh (own --data-root, its child containerd) and scripts/registry.sh
+# (config under its DIR) are left alone.
+stopped=()
+for pid in $(pgrep -x dockerd; pgrep -x containerd; pgrep -x docker-registry) ; do
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+  case "$cmd" in
+    *--data-root*|*containerd\ --config*) continue ;;                # scripts/dockerd.sh
+    *docker-registry*) [[ "$cmd" == *" /etc/docker/registry/"* ]] || continue ;;
+  esac
+  kill "$pid" 2>/dev/null && stopped+=("$pid:${cmd%% *}")
+done
+echo "services: ${stopped[*]:-none running}"
+
+VENV=target/venv
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import docker, pytest, sys; sys.exit(0 if docker.__version__.startswith("7.") else 1)' 2>/dev/null; then
+  echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
+else
+  echo "venv: creating $VENV"
+  [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'docker>=7,<8' pytest
+  echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
+fi

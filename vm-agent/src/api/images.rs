@@ -1,0 +1,141 @@
+//! Image endpoints. Each handler decodes, calls one engine function, encodes.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::TryStreamExt;
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use super::error::{ApiError, ApiResult};
+use super::params::Params;
+use super::stream::json_lines;
+use crate::engine::filters::Filters;
+use crate::engine::progress::Progress;
+use crate::engine::reference::ImageRef;
+use crate::engine::registry::{self, AuthConfig};
+use crate::engine::{images, load, save, Engine, EngineError};
+
+fn registry_auth(headers: &HeaderMap) -> Result<AuthConfig, ApiError> {
+    Ok(AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))?)
+}
+
+/// `GET /images/json`.
+pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
+    let filters = Filters::parse(p.get("filters"), &["dangling", "label", "before", "since", "reference", "until"])?;
+    Ok(Json(images::list(&engine, &filters)?).into_response())
+}
+
+/// `POST /images/create`: pull (`fromImage`); importing (`fromSrc`) is not supported.
+pub async fn create(State(engine): State<Arc<Engine>>, headers: HeaderMap, p: Params) -> ApiResult<Response> {
+    if p.get("fromSrc").is_some() {
+        return Err(ApiError { status: StatusCode::NOT_IMPLEMENTED, message: "docker import is not supported by Skiff yet".into() });
+    }
+    let from = p.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
+    let reference = ImageRef::with_tag(from, p.get("tag")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let auth = registry_auth(&headers)?;
+    let plan = registry::pull_prepare(&engine, reference, p.get("platform"), &auth).await?;
+    let (progress, rx) = Progress::channel(false);
+    registry::spawn_pull(engine, plan, progress);
+    Ok(json_lines(rx))
+}
+
+/// `POST /images/load`.
+pub async fn load_archive(State(engine): State<Arc<Engine>>, p: Params, req: Request) -> ApiResult<Response> {
+    let quiet = p.bool("quiet");
+    let (progress, rx) = Progress::channel(quiet);
+    let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(body));
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = load::load_archive(&engine, reader, &progress) {
+            tracing::warn!(error = %e, "load failed");
+            progress.error(e.to_string());
+        }
+    });
+    Ok(json_lines(rx))
+}
+
+/// `GET /images/get?names=…` and `GET /images/{name}/get`.
+pub async fn save_images(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
+    export(engine, p.all("names")).await
+}
+
+async fn export(engine: Arc<Engine>, names: Vec<String>) -> ApiResult<Response> {
+    let plan = save::plan(&engine, &names)?;
+    let (reader, writer) = tokio::io::duplex(256 * 1024);
+    tokio::task::spawn_blocking(move || {
+        let out = SyncIoBridge::new(writer);
+        if let Err(e) = save::write_archive(&engine, &plan, out) {
+            tracing::warn!(error = %e, "save failed mid-stream");
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(ReaderStream::with_capacity(reader, 256 * 1024))).into_response())
+}
+
+/// `POST /images/prune`.
+pub async fn prune(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
+    let filters = Filters::parse(p.get("filters"), &["dangling", "label", "until"])?;
+    Ok(Json(images::prune(&engine, &filters).await?).into_response())
+}
+
+/// The operations addressed as `/images/{name}/…`, where `name` may itself contain slashes.
+enum NamedOp {
+    Inspect,
+    History,
+    Save,
+    Tag,
+    Push,
+    Delete,
+}
+
+fn split_named(method: &Method, rest: &str) -> Option<(String, NamedOp)> {
+    const TABLE: [(&str, &str, fn() -> NamedOp); 5] = [
+        ("GET", "/json", || NamedOp::Inspect),
+        ("GET", "/history", || NamedOp::History),
+        ("GET", "/get", || NamedOp::Save),
+        ("POST", "/tag", || NamedOp::Tag),
+        ("POST", "/push", || NamedOp::Push),
+    ];
+    if method == Method::DELETE {
+        return Some((rest.to_string(), NamedOp::Delete));
+    }
+    TABLE.iter().find_map(|(m, suffix, op)| {
+        (method.as_str() == *m).then(|| rest.strip_suffix(suffix)).flatten().filter(|n| !n.is_empty()).map(|n| (n.to_string(), op()))
+    })
+}
+
+/// `/images/{name}/json|history|get|tag|push` and `DELETE /images/{name}`.
+pub async fn named(State(engine): State<Arc<Engine>>, method: Method, headers: HeaderMap, Path(rest): Path<String>, p: Params, _body: Bytes) -> ApiResult<Response> {
+    let Some((name, op)) = split_named(&method, &rest) else {
+        return Err(ApiError { status: StatusCode::NOT_FOUND, message: "page not found".into() });
+    };
+    match op {
+        NamedOp::Inspect => Ok(Json(images::inspect(&engine, &name)?).into_response()),
+        NamedOp::History => Ok(Json(images::history(&engine, &name)?).into_response()),
+        NamedOp::Save => export(engine, vec![name]).await,
+        NamedOp::Tag => {
+            let repo = p.get("repo").unwrap_or_default();
+            images::tag(&engine, &name, repo, p.get("tag")).await?;
+            Ok(StatusCode::CREATED.into_response())
+        }
+        NamedOp::Delete => Ok(Json(images::remove(&engine, &name, p.bool("force")).await?).into_response()),
+        NamedOp::Push => {
+            let reference = ImageRef::with_tag(&name, p.get("tag")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let full = reference.full_tagged().unwrap_or_default();
+            if engine.store.by_tag(&full).is_none() {
+                return Err(EngineError::NotFound(format!("An image does not exist locally with the tag: {}", reference.familiar_name())).into());
+            }
+            let auth = registry_auth(&headers)?;
+            let (progress, rx) = Progress::channel(false);
+            tokio::spawn(async move {
+                if let Err(e) = registry::push(&engine, reference, &auth, &progress).await {
+                    progress.error(e.to_string());
+                }
+            });
+            Ok(json_lines(rx))
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The Docker Engine API over a Unix socket: routing, API-version prefixes, serving, shutdown.
+//! Handlers are thin: decode, call one engine function, encode. No filesystem work happens here.
+
+pub mod error;
+pub mod images;
+pub mod params;
+pub mod stream;
+pub mod system;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, ServiceExt};
+use tower::Layer;
+
+use crate::engine::Engine;
+use error::ApiError;
+
+/// Newest API version served.
+pub const API_VERSION: &str = "1.51";
+/// Oldest API version served.
+pub const MIN_API_VERSION: &str = "1.24";
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Strips `/v1.NN` from the path (refusing versions outside our range) so routes are unversioned.
+async fn strip_version(mut req: Request) -> Result<Request, Response> {
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix("/v") else { return Ok(req) };
+    let (ver, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Some(requested) = parse_version(ver) else { return Ok(req) };
+    let max = parse_version(API_VERSION).unwrap_or((1, 51));
+    let min = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
+    if requested > max {
+        return Err(ApiError::bad_request(format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}")).into_response());
+    }
+    if requested < min {
+        return Err(ApiError::bad_request(format!("client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version")).into_response());
+    }
+    let new_path = if tail.is_empty() { "/".to_string() } else { tail.to_string() };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    Ok(req)
+}
+
+async fn not_found() -> Response {
+    ApiError { status: StatusCode::NOT_FOUND, message: "page not found".into() }.into_response()
+}
+
+/// The route table.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping_head))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/events", get(system::events))
+        .route("/auth", post(system::auth))
+        .route("/images/json", get(images::list))
+        .route("/images/create", post(images::create))
+        .route("/images/load", post(images::load_archive))
+        .route("/images/get", get(images::save_images))
+        .route("/images/prune", post(images::prune))
+        .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named))
+        .fallback(not_found)
+        .with_state(engine)
+}
+
+/// Serves the API on `socket` until `shutdown` resolves; removes the socket afterwards.
+pub async fn serve(engine: Arc<Engine>, socket: &Path, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use by a running engine", socket.display())));
+        }
+        std::fs::remove_file(socket)?;
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
+    let app = axum::middleware::map_request(strip_version).layer(router(engine));
+    let result = axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await;
+    let _ = std::fs::remove_file(socket);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    #[test]
+    fn version_prefix_is_stripped_and_checked() {
+        let req = Request::builder().uri("/v1.41/images/json?all=1").body(axum::body::Body::empty()).expect("request");
+        let out = block(strip_version(req)).expect("in range");
+        assert_eq!(out.uri().path(), "/images/json");
+        assert_eq!(out.uri().query(), Some("all=1"));
+        let req = Request::builder().uri("/v9.99/info").body(axum::body::Body::empty()).expect("request");
+        assert!(block(strip_version(req)).is_err());
+        let req = Request::builder().uri("/version").body(axum::body::Body::empty()).expect("request");
+        assert_eq!(block(strip_version(req)).expect("unversioned").uri().path(), "/version");
+    }
+}

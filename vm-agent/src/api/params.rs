@@ -1,0 +1,82 @@
+//! Request decoding shared by handlers: query parameters (repeated keys kept, Docker's boolean
+//! spellings) and JSON bodies that fail as Docker-style 400s, tolerant of unknown fields.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, RawQuery};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Query parameters in order, with repeated keys.
+#[derive(Debug, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RawQuery(q) = RawQuery::from_request_parts(parts, state).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let pairs = q
+            .map(|q| url_pairs(&q))
+            .unwrap_or_default();
+        Ok(Self(pairs))
+    }
+}
+
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    urlencoding::decode(&s).map(|c| c.into_owned()).unwrap_or(s)
+}
+
+impl Params {
+    /// The last value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`.
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Docker's boolean: absent, empty, `0`, `false`, `no`, `none` are false.
+    pub fn bool(&self, key: &str) -> bool {
+        match self.get(key) {
+            None => false,
+            Some(v) => !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "none"),
+        }
+    }
+}
+
+/// Parses a JSON body; an empty body becomes `T::default()`.
+pub fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_repeated_keys_and_decodes() {
+        let p = Params(url_pairs("names=busybox%3Alatest&names=a+b&force=1&x"));
+        assert_eq!(p.all("names"), vec!["busybox:latest".to_string(), "a b".to_string()]);
+        assert!(p.bool("force"));
+        assert!(!p.bool("x"));
+        assert!(!p.bool("missing"));
+    }
+}

@@ -1,0 +1,198 @@
+//! System endpoints: ping, version, info, events, auth.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bollard_stubs::models::{EventMessage, SystemInfo, SystemVersion, SystemVersionComponents, SystemVersionPlatform};
+use futures::StreamExt;
+
+use super::error::{ApiError, ApiResult};
+use super::params::{json_body, Params};
+use super::{API_VERSION, MIN_API_VERSION};
+use crate::engine::filters::Filters;
+use crate::engine::registry::{self, AuthConfig};
+use crate::engine::Engine;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn ping_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(header::SERVER, HeaderValue::from_static(concat!("Skiff/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h
+}
+
+/// `GET /_ping`.
+pub async fn ping() -> impl IntoResponse {
+    (ping_headers(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK")
+}
+
+/// `HEAD /_ping`.
+pub async fn ping_head() -> impl IntoResponse {
+    (ping_headers(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")])
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// `GET /version`.
+pub async fn version() -> Json<SystemVersion> {
+    let details = std::collections::HashMap::from([
+        ("ApiVersion".to_string(), API_VERSION.to_string()),
+        ("MinAPIVersion".to_string(), MIN_API_VERSION.to_string()),
+        ("Os".to_string(), "linux".to_string()),
+        ("Arch".to_string(), arch().to_string()),
+        ("KernelVersion".to_string(), kernel_version()),
+    ]);
+    Json(SystemVersion {
+        platform: Some(SystemVersionPlatform { name: "Skiff Engine".into() }),
+        components: Some(vec![SystemVersionComponents { name: "Engine".into(), version: VERSION.into(), details: Some(details) }]),
+        version: Some(VERSION.into()),
+        api_version: Some(API_VERSION.into()),
+        min_api_version: Some(MIN_API_VERSION.into()),
+        git_commit: Some(option_env!("SKIFF_GIT_COMMIT").unwrap_or("unknown").into()),
+        go_version: Some("none (Rust)".into()),
+        os: Some("linux".into()),
+        arch: Some(arch().into()),
+        kernel_version: Some(kernel_version()),
+        build_time: None,
+        experimental: Some(false),
+    })
+}
+
+fn mem_total() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<i64>().ok()))
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
+        .unwrap_or_else(|| "Linux".into())
+}
+
+/// `GET /info`.
+pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
+    let images = engine.store.images().len();
+    let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    Json(SystemInfo {
+        id: Some(format!("skiff-{hostname}")),
+        containers: Some(0),
+        containers_running: Some(0),
+        containers_paused: Some(0),
+        containers_stopped: Some(0),
+        images: Some(i64::try_from(images).unwrap_or(0)),
+        driver: Some("overlay2".into()),
+        driver_status: Some(vec![vec!["Backing Filesystem".into(), "extfs".into()]]),
+        docker_root_dir: Some(engine.root().display().to_string()),
+        ncpu: Some(i64::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1)),
+        mem_total: Some(mem_total()),
+        kernel_version: Some(kernel_version()),
+        operating_system: Some(os_name()),
+        os_type: Some("linux".into()),
+        architecture: Some(std::env::consts::ARCH.into()),
+        name: Some(hostname),
+        server_version: Some(VERSION.into()),
+        cgroup_driver: Some(bollard_stubs::models::SystemInfoCgroupDriverEnum::CGROUPFS),
+        cgroup_version: Some(if cgroup_v2 { bollard_stubs::models::SystemInfoCgroupVersionEnum::_2 } else { bollard_stubs::models::SystemInfoCgroupVersionEnum::_1 }),
+        logging_driver: Some("json-file".into()),
+        index_server_address: Some("https://index.docker.io/v1/".into()),
+        experimental_build: Some(false),
+        ..Default::default()
+    })
+}
+
+fn parse_time_nanos(s: &str) -> Option<i64> {
+    if let Some((secs, frac)) = s.split_once('.') {
+        let secs: i64 = secs.parse().ok()?;
+        let frac = format!("{frac:0<9}");
+        return Some(secs * 1_000_000_000 + frac.get(..9)?.parse::<i64>().ok()?);
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Some(secs * 1_000_000_000);
+    }
+    chrono::DateTime::parse_from_rfc3339(s).ok().and_then(|t| t.timestamp_nanos_opt())
+}
+
+fn event_matches(f: &Filters, e: &EventMessage) -> bool {
+    let typ = e.typ.map(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()).unwrap_or_default();
+    let action = e.action.clone().unwrap_or_default();
+    let id = e.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();
+    let name = e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("name").cloned()).unwrap_or_default();
+    let any = |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_empty() || f.get(key).iter().any(|v| ok(v));
+    any("type", &|v| v == typ)
+        && any("event", &|v| v == action || action.starts_with(&format!("{v}:")))
+        && any("image", &|v| typ == "image" && (v == id || v == name || name.starts_with(&format!("{v}:"))))
+}
+
+/// `GET /events`: the backlog since `since`, then live events until `until` (or forever).
+pub async fn events(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
+    let filters = Filters::parse(p.get("filters"), &["type", "event", "image", "container", "label", "scope", "network", "volume", "daemon"])?;
+    let since = p.get("since").map(|s| parse_time_nanos(s).ok_or_else(|| ApiError::bad_request(format!("invalid since: {s}")))).transpose()?;
+    let until = p.get("until").map(|s| parse_time_nanos(s).ok_or_else(|| ApiError::bad_request(format!("invalid until: {s}")))).transpose()?;
+    let (past, mut rx) = engine.events.subscribe(since);
+    let (tx, out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
+    tokio::spawn(async move {
+        let encode = |e: &EventMessage| {
+            let mut v = serde_json::to_vec(e).unwrap_or_default();
+            v.push(b'\n');
+            Bytes::from(v)
+        };
+        let before_until = |e: &EventMessage| until.is_none_or(|u| e.time_nano.unwrap_or(0) <= u);
+        for e in past.iter().filter(|e| event_matches(&filters, e) && before_until(e)) {
+            if tx.send(Ok(encode(e))).await.is_err() {
+                return;
+            }
+        }
+        let deadline = until.map(|u| {
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+            Duration::from_nanos(u64::try_from(u - now).unwrap_or(0))
+        });
+        let sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return,
+                _ = tx.closed() => return,
+                msg = rx.recv() => match msg {
+                    Ok(e) if event_matches(&filters, &e) => {
+                        if tx.send(Ok(encode(&e))).await.is_err() { return; }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(out_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed();
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response())
+}
+
+/// `POST /auth`.
+pub async fn auth(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
+    let cfg: AuthConfig = json_body(&body)?;
+    registry::login(&engine, &cfg).await?;
+    Ok((StatusCode::OK, Json(serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}))).into_response())
+}

@@ -1,0 +1,304 @@
+//! Image service: lookup, list, inspect, history, tag, remove, prune. Imports live in `load` and
+//! `registry`, exports in `save` and `registry`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    DriverData, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImageInspectMetadata, ImageInspectRootFs,
+    ImagePruneResponse, ImageSummary,
+};
+
+use super::filters::{glob_match, Filters};
+use super::reference::{familiar_repo, ImageRef};
+use super::{blocking, now_rfc3339, Engine, EngineError};
+use crate::store::digest::Digest;
+use crate::store::StoredImage;
+
+/// Finds the image `name` refers to: a reference (`busybox`, `x:tag`, `repo@sha256:…`), a full
+/// id (`sha256:…`) or a unique id prefix.
+pub fn resolve(engine: &Engine, name: &str) -> Result<Arc<StoredImage>, EngineError> {
+    let store = &engine.store;
+    let not_found = || EngineError::NotFound(format!("No such image: {name}"));
+    if let Ok(d) = Digest::parse(name) {
+        return store.by_id(&d).ok_or_else(not_found);
+    }
+    if let Ok(r) = ImageRef::parse(name) {
+        if let Some(d) = r.digest() {
+            let wanted = format!("{}@{d}", r.full_name());
+            if let Some(img) = store.images().into_iter().find(|i| i.record.repo_digests.contains(&wanted)) {
+                return Ok(img);
+            }
+        } else if let Some(img) = r.full_tagged().and_then(|t| store.by_tag(&t)) {
+            return Ok(img);
+        }
+    }
+    let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+    if !prefix.is_empty() && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let matches: Vec<_> = store.images().into_iter().filter(|i| i.record.id.hex().starts_with(prefix)).collect();
+        match matches.len() {
+            1 => return Ok(matches.into_iter().next().ok_or_else(not_found)?),
+            0 => {}
+            _ => return Err(EngineError::InvalidArgument(format!("multiple IDs found with provided prefix: {prefix}"))),
+        }
+    }
+    if ImageRef::parse(name).is_err() && Digest::parse(name).is_err() {
+        return Err(EngineError::InvalidArgument(format!("invalid reference format: {name}")));
+    }
+    Err(not_found())
+}
+
+/// The familiar `repo:tag` names pointing at `id`, sorted.
+pub fn repo_tags(engine: &Engine, id: &Digest) -> Vec<String> {
+    let mut tags: Vec<String> = engine.store.tags().into_iter().filter(|(_, v)| v == id).map(|(k, _)| familiar_repo(&k)).collect();
+    tags.sort();
+    tags
+}
+
+fn repo_digests(img: &StoredImage) -> Vec<String> {
+    img.record.repo_digests.iter().map(|d| familiar_repo(d)).collect()
+}
+
+fn created_unix(img: &StoredImage) -> i64 {
+    img.config
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+fn image_size(img: &StoredImage) -> i64 {
+    i64::try_from(img.record.layers.iter().map(|l| l.unpacked_size).sum::<u64>()).unwrap_or(i64::MAX)
+}
+
+/// `GET /images/json`.
+pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<ImageSummary>, EngineError> {
+    let dangling = filters.bool("dangling")?;
+    let bound = |key: &str| -> Result<Option<i64>, EngineError> {
+        match filters.get(key).first() {
+            None => Ok(None),
+            Some(n) => {
+                let img = resolve(engine, n)?;
+                Ok(Some(created_unix(&img)))
+            }
+        }
+    };
+    let before = bound("before")?;
+    let since = bound("since")?;
+    let refs = filters.get("reference");
+    let all_tags = engine.store.tags();
+    let mut out = Vec::new();
+    for img in engine.store.images() {
+        let mut tags: Vec<String> =
+            all_tags.iter().filter(|(_, v)| **v == img.record.id).map(|(k, _)| familiar_repo(k)).collect();
+        tags.sort();
+        if let Some(want) = dangling {
+            if want != tags.is_empty() {
+                continue;
+            }
+        }
+        let labels = img.config.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !filters.labels_match("label", labels) {
+            continue;
+        }
+        let created = created_unix(&img);
+        if before.is_some_and(|b| created >= b) || since.is_some_and(|s| created <= s) {
+            continue;
+        }
+        if !refs.is_empty() {
+            tags.retain(|t| {
+                let repo = t.rsplit_once(':').map_or(t.as_str(), |(r, _)| r);
+                refs.iter().any(|p| glob_match(p, t) || glob_match(p, repo))
+            });
+            if tags.is_empty() {
+                continue;
+            }
+        }
+        out.push(ImageSummary {
+            id: img.record.id.to_string(),
+            parent_id: String::new(),
+            repo_tags: tags,
+            repo_digests: repo_digests(&img),
+            created,
+            size: image_size(&img),
+            shared_size: -1,
+            labels: labels.cloned().unwrap_or_default(),
+            containers: -1,
+            manifests: None,
+            descriptor: None,
+        });
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// `GET /images/{name}/json`.
+pub fn inspect(engine: &Engine, name: &str) -> Result<ImageInspect, EngineError> {
+    let img = resolve(engine, name)?;
+    let c = &img.config;
+    let lower: Vec<String> =
+        img.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string()).collect();
+    Ok(ImageInspect {
+        id: Some(img.record.id.to_string()),
+        repo_tags: Some(repo_tags(engine, &img.record.id)),
+        repo_digests: Some(repo_digests(&img)),
+        comment: Some(c.comment.clone().unwrap_or_default()),
+        created: c.created.clone(),
+        author: Some(c.author.clone().unwrap_or_default()),
+        config: c.config.clone(),
+        architecture: Some(c.architecture.clone()),
+        variant: c.variant.clone(),
+        os: Some(c.os.clone()),
+        size: Some(image_size(&img)),
+        graph_driver: Some(DriverData {
+            name: "overlay2".into(),
+            data: HashMap::from([("LowerDir".to_string(), lower.join(":"))]),
+        }),
+        root_fs: Some(ImageInspectRootFs {
+            typ: "layers".into(),
+            layers: Some(c.rootfs.diff_ids.iter().map(ToString::to_string).collect()),
+        }),
+        metadata: Some(ImageInspectMetadata { last_tag_time: img.record.last_tag_time.clone() }),
+        ..Default::default()
+    })
+}
+
+/// `GET /images/{name}/history`, newest first.
+pub fn history(engine: &Engine, name: &str) -> Result<Vec<ImageHistoryResponseItem>, EngineError> {
+    let img = resolve(engine, name)?;
+    let mut layers = img.record.layers.iter();
+    let mut out: Vec<ImageHistoryResponseItem> = Vec::new();
+    let entries = if img.config.history.is_empty() {
+        img.record.layers.iter().map(|_| crate::store::model::History::default()).collect()
+    } else {
+        img.config.history.clone()
+    };
+    for h in &entries {
+        let size = if h.empty_layer { 0 } else { layers.next().map_or(0, |l| l.unpacked_size) };
+        out.push(ImageHistoryResponseItem {
+            id: "<missing>".into(),
+            created: h.created.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()).map_or(0, |t| t.timestamp()),
+            created_by: h.created_by.clone().unwrap_or_default(),
+            tags: Vec::new(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            comment: h.comment.clone().unwrap_or_default(),
+        });
+    }
+    out.reverse();
+    if let Some(top) = out.first_mut() {
+        top.id = img.record.id.to_string();
+        top.tags = repo_tags(engine, &img.record.id);
+    }
+    Ok(out)
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`.
+pub async fn tag(engine: &Arc<Engine>, name: &str, repo: &str, tag: Option<&str>) -> Result<(), EngineError> {
+    let img = resolve(engine, name)?;
+    if repo.is_empty() {
+        return Err(EngineError::InvalidArgument("repository name must have at least one component".into()));
+    }
+    let r = ImageRef::with_tag(repo, tag).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+    let full = r.full_tagged().ok_or_else(|| EngineError::InvalidArgument("refusing to create a tag with a digest reference".into()))?;
+    let e = engine.clone();
+    let id = img.record.id.clone();
+    let id2 = id.clone();
+    blocking(move || Ok(e.store.tag(&id2, &full, &now_rfc3339())?)).await?;
+    engine.events.image("tag", id.as_str(), &r.to_string());
+    Ok(())
+}
+
+/// `DELETE /images/{name}`.
+pub async fn remove(engine: &Arc<Engine>, name: &str, force: bool) -> Result<Vec<ImageDeleteResponseItem>, EngineError> {
+    let img = resolve(engine, name)?;
+    let id = img.record.id.clone();
+    let tags: Vec<String> = engine.store.tags().into_iter().filter(|(_, v)| *v == id).map(|(k, _)| k).collect();
+    let by_ref = ImageRef::parse(name).ok().and_then(|r| r.full_tagged()).filter(|t| tags.contains(t));
+    let mut out = Vec::new();
+    let e = engine.clone();
+    let to_untag: Vec<String> = match &by_ref {
+        Some(t) => vec![t.clone()],
+        None if tags.len() > 1 && !force => {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                id.short()
+            )))
+        }
+        None => tags.clone(),
+    };
+    for t in &to_untag {
+        let t2 = t.clone();
+        let e2 = e.clone();
+        blocking(move || Ok(e2.store.untag(&t2)?)).await?;
+        let familiar = familiar_repo(t);
+        engine.events.image("untag", id.as_str(), &familiar);
+        out.push(ImageDeleteResponseItem { untagged: Some(familiar), deleted: None });
+    }
+    let remaining = tags.len() - to_untag.len();
+    if remaining == 0 {
+        let id2 = id.clone();
+        let removed_layers = blocking(move || Ok(e.store.delete_image(&id2)?)).await?;
+        engine.events.image("delete", id.as_str(), id.as_str());
+        out.push(ImageDeleteResponseItem { untagged: None, deleted: Some(id.to_string()) });
+        out.extend(removed_layers.into_iter().map(|l| ImageDeleteResponseItem { untagged: None, deleted: Some(l.to_string()) }));
+    }
+    Ok(out)
+}
+
+/// `POST /images/prune`: dangling images by default, every unused image with `dangling=false`.
+pub async fn prune(engine: &Arc<Engine>, filters: &Filters) -> Result<ImagePruneResponse, EngineError> {
+    let only_dangling = filters.bool("dangling")?.unwrap_or(true);
+    let until = match filters.get("until").first() {
+        None => None,
+        Some(u) => Some(parse_until(u)?),
+    };
+    let tags = engine.store.tags();
+    let mut deleted = Vec::new();
+    let mut reclaimed: u64 = 0;
+    for img in engine.store.images() {
+        let tagged = tags.values().any(|v| *v == img.record.id);
+        if only_dangling && tagged {
+            continue;
+        }
+        let labels = img.config.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !filters.labels_match("label", labels) {
+            continue;
+        }
+        if until.is_some_and(|u| created_unix(&img) >= u) {
+            continue;
+        }
+        let size: u64 = img.record.layers.iter().map(|l| l.unpacked_size).sum();
+        match remove(engine, img.record.id.as_str(), true).await {
+            Ok(items) => {
+                if items.iter().any(|i| i.deleted.as_deref() == Some(img.record.id.as_str())) {
+                    reclaimed += size;
+                }
+                deleted.extend(items);
+            }
+            Err(EngineError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    engine.events.publish(bollard_stubs::models::EventMessageTypeEnum::IMAGE, "prune", "", HashMap::from([("reclaimed".to_string(), reclaimed.to_string())]));
+    Ok(ImagePruneResponse { images_deleted: Some(deleted), space_reclaimed: Some(i64::try_from(reclaimed).unwrap_or(i64::MAX)) })
+}
+
+/// Parses Docker's `until` value: a Unix timestamp or an RFC 3339 time, or a Go duration like `24h`.
+fn parse_until(u: &str) -> Result<i64, EngineError> {
+    if let Ok(n) = u.split('.').next().unwrap_or(u).parse::<i64>() {
+        return Ok(n);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(u) {
+        return Ok(t.timestamp());
+    }
+    let (num, unit) = u.split_at(u.find(|c: char| !c.is_ascii_digit()).unwrap_or(u.len()));
+    let n: i64 = num.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid filter 'until={u}'")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(EngineError::InvalidArgument(format!("invalid filter 'until={u}'"))),
+    };
+    Ok(chrono::Utc::now().timestamp() - secs)
+}

@@ -1,0 +1,106 @@
+//! The engine: the services behind the Docker API (images today; containers, volumes and networks
+//! later). Functions here take typed arguments and return typed results or an `EngineError`; they
+//! know nothing of HTTP.
+
+pub mod events;
+pub mod filters;
+pub mod images;
+pub mod load;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod save;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::store::{Store, StoreError};
+
+/// Why an engine operation failed. The API maps each variant to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The named object does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or names something invalid (400).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A registry refused our credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A registry or archive could not be used (500, as Docker answers).
+    #[error("{0}")]
+    Upstream(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that should not happen (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// Whether this error is the client's fault (bad input), used to map store errors.
+    pub fn is_bad_input(e: &StoreError) -> bool {
+        matches!(e, StoreError::Unpack(_) | StoreError::DigestMismatch { .. } | StoreError::BadJson { .. })
+    }
+}
+
+impl From<tokio::task::JoinError> for EngineError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("engine task failed: {e}"))
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Where all state lives.
+    pub root: PathBuf,
+    /// Registries reached over plain HTTP besides `localhost` and `127.0.0.0/8`.
+    pub insecure_registries: Vec<String>,
+}
+
+/// The engine: shared by every request.
+#[derive(Debug)]
+pub struct Engine {
+    /// Settings.
+    pub config: EngineConfig,
+    /// The image store.
+    pub store: Arc<Store>,
+    /// The event bus.
+    pub events: events::EventBus,
+    /// When the engine started.
+    pub started: Instant,
+}
+
+impl Engine {
+    /// Opens the engine's state under `config.root`.
+    pub fn open(config: EngineConfig) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&config.root)
+            .map_err(|e| EngineError::Internal(format!("creating {}: {e}", config.root.display())))?;
+        let store = Arc::new(Store::open(&config.root.join("image-store"))?);
+        Ok(Self { config, store, events: events::EventBus::default(), started: Instant::now() })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+}
+
+/// Runs blocking store work off the async runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// The current time as RFC 3339 with nanoseconds, as Docker prints it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

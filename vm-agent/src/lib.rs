@@ -1,0 +1,9 @@
+//! `skiff-agent`: Skiff's container engine. It serves the Docker Engine API and implements the image
+//! store (and, in later issues, the runtime, networks and volumes) itself. It runs natively on Linux
+//! (`skiff-agent serve`) and as PID 1 of the Skiff VM.
+//!
+//! Data flow: `api` (HTTP decode/encode) → `engine` (services, typed errors) → `store` (disk).
+
+pub mod api;
+pub mod engine;
+pub mod store;

@@ -1,0 +1,65 @@
+//! The `skiff-agent` binary: command-line parsing, logging, signals.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use skiff_agent::engine::{Engine, EngineConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "skiff-agent", version, about = "Skiff's container engine (Docker Engine API)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Docker Engine API on a Unix socket, natively on this Linux host (as root).
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "/run/skiff/docker.sock")]
+        socket: PathBuf,
+        /// Where to keep all state.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        root: PathBuf,
+        /// A registry (host[:port]) to reach over plain HTTP; repeatable. Loopback is always allowed.
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { socket, root, insecure_registries } => serve(socket, root, insecure_registries),
+    }
+}
+
+fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let engine = Engine::open(EngineConfig { root: root.clone(), insecure_registries })
+            .with_context(|| format!("opening engine state at {}", root.display()))?;
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return std::future::pending().await;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            }
+        };
+        skiff_agent::api::serve(Arc::new(engine), &socket, shutdown).await.with_context(|| format!("serving on {}", socket.display()))
+    })
+}
