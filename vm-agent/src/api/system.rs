@@ -61,6 +61,10 @@ pub async fn version() -> Json<SystemVersion> {
         ("Os".to_string(), "linux".to_string()),
         ("Arch".to_string(), arch().to_string()),
         ("KernelVersion".to_string(), kernel_version()),
+        ("GitCommit".to_string(), option_env!("SKIFF_GIT_COMMIT").unwrap_or("unknown").to_string()),
+        ("GoVersion".to_string(), "none (Rust)".to_string()),
+        ("BuildTime".to_string(), String::new()),
+        ("Experimental".to_string(), "false".to_string()),
     ]);
     Json(SystemVersion {
         platform: Some(SystemVersionPlatform { name: "Skiff Engine".into() }),

@@ -313,10 +313,10 @@ fn import_candidate(engine: &Arc<Engine>, spool: &Spool, c: Candidate, progress:
         store.commit_image(record, &tags)?;
         Ok(())
     })();
-    if let Err(e) = result {
-        store.discard_unreferenced(blobs_touched, layers_touched);
-        return Err(e);
-    }
+    // On success this drops only what the image did not end up using (e.g. a second copy of an
+    // image already stored under other blobs); on failure, everything this import added.
+    store.discard_unreferenced(blobs_touched, layers_touched);
+    result?;
     let mut names = Vec::new();
     if c.tags.is_empty() {
         progress.stream(format!("Loaded image ID: {}\n", c.config));

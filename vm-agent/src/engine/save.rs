@@ -100,7 +100,7 @@ pub fn write_archive<W: Write>(engine: &Engine, plan: &SavePlan, out: W) -> Resu
         }
         for t in refs {
             let full = format!("{}:{}", t.full_name(), t.tag().unwrap_or("latest"));
-            let ann = std::collections::HashMap::from([
+            let ann = std::collections::BTreeMap::from([
                 ("io.containerd.image.name".to_string(), full),
                 ("org.opencontainers.image.ref.name".to_string(), t.tag().unwrap_or("latest").to_string()),
             ]);

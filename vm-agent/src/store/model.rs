@@ -1,7 +1,7 @@
 //! On-disk JSON shapes: OCI/Docker manifests, indexes and image configs as read from archives and
 //! registries (tolerant: unknown fields ignored), and our own image records (strict).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<HashMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// An OS/architecture pair.
