@@ -12,12 +12,17 @@ pub fn workspace() -> PathBuf {
 
 /// The agent binary (`SKIFF_AGENT_BIN`, else `target/debug/skiff-agent`, built by the test script).
 pub fn agent_bin() -> PathBuf {
-    std::env::var_os("SKIFF_AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/debug/skiff-agent"))
+    std::env::var_os("SKIFF_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug/skiff-agent"))
 }
 
 /// The fixture directory (`SKIFF_FIXTURES`, else `target/fixtures`).
 pub fn fixture(name: &str) -> PathBuf {
-    std::env::var_os("SKIFF_FIXTURES").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/fixtures")).join(name)
+    std::env::var_os("SKIFF_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/fixtures"))
+        .join(name)
 }
 
 /// A running agent with its own socket and state.
@@ -37,7 +42,11 @@ impl Agent {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("agent log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
         let child = Command::new(agent_bin())
             .args(["serve", "--socket"])
             .arg(self.socket())
@@ -135,7 +144,11 @@ impl Agent {
     /// Runs `docker ARGS`, asserts failure, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.docker(args);
-        assert!(!out.status.success(), "docker {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "docker {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -197,7 +210,12 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = Command::new(workspace().join("scripts/registry.sh")).arg("stop").arg(self.port.to_string()).arg(self.dir.path()).stdout(Stdio::null()).status();
+        let _ = Command::new(workspace().join("scripts/registry.sh"))
+            .arg("stop")
+            .arg(self.port.to_string())
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .status();
     }
 }
 

@@ -37,13 +37,21 @@ fn load_every_fixture_and_list_with_filters() {
         assert!(out.contains(&format!("Loaded image: {name}")), "{f}: {out}");
     }
     let all = a.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    for n in ["busybox:latest", "skiff-test/multilayer:latest", "skiff-test/multilayer-oci:latest", "skiff-test/debian:bookworm"] {
+    for n in [
+        "busybox:latest",
+        "skiff-test/multilayer:latest",
+        "skiff-test/multilayer-oci:latest",
+        "skiff-test/debian:bookworm",
+    ] {
         assert!(all.lines().any(|l| l == n), "{n} missing from {all}");
     }
     let by_ref = a.ok(&["images", "--filter", "reference=skiff-test/*", "--format", "{{.Repository}}"]);
     assert_eq!(by_ref.lines().count(), 3, "{by_ref}");
     let by_label = a.ok(&["images", "--filter", "label=org.skiff.fixture=multilayer", "--format", "{{.Repository}}"]);
-    assert!(by_label.lines().all(|l| l.starts_with("skiff-test/multilayer")) && by_label.lines().count() == 2, "{by_label}");
+    assert!(
+        by_label.lines().all(|l| l.starts_with("skiff-test/multilayer")) && by_label.lines().count() == 2,
+        "{by_label}"
+    );
     assert_eq!(a.ok(&["images", "--filter", "dangling=true", "-q"]).trim(), "");
     a.ok(&["images", "--filter", "before=skiff-test/debian:bookworm"]);
     a.ok(&["images", "--filter", "since=busybox"]);
@@ -53,16 +61,29 @@ fn load_every_fixture_and_list_with_filters() {
     assert!(err.contains("invalid filter"), "{err}");
 
     // The multi-layer image really has its whiteout, opaque dir, hard link, xattr and file capability.
-    let inspect = a.ok(&["image", "inspect", "skiff-test/multilayer", "--format", "{{json .GraphDriver.Data.LowerDir}} {{len .RootFS.Layers}}"]);
+    let inspect = a.ok(&[
+        "image",
+        "inspect",
+        "skiff-test/multilayer",
+        "--format",
+        "{{json .GraphDriver.Data.LowerDir}} {{len .RootFS.Layers}}",
+    ]);
     assert!(inspect.trim().ends_with(" 3"), "{inspect}");
-    let lower: Vec<String> = serde_json::from_str::<String>(inspect.split_whitespace().next().unwrap_or("\"\"")).unwrap_or_default().split(':').map(str::to_string).collect();
+    let lower: Vec<String> = serde_json::from_str::<String>(inspect.split_whitespace().next().unwrap_or("\"\""))
+        .unwrap_or_default()
+        .split(':')
+        .map(str::to_string)
+        .collect();
     let top = std::path::Path::new(&lower[0]);
     let mid = std::path::Path::new(&lower[1]);
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let wh = std::fs::symlink_metadata(top.join("data/a")).expect("whiteout exists");
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "whiteout must be a 0/0 char device");
     assert!(xattr(&top.join("opq"), "trusted.overlay.opaque").as_deref() == Some(&b"y"[..]));
-    assert_eq!(std::fs::metadata(mid.join("data/b")).expect("b").ino(), std::fs::metadata(mid.join("data/hard")).expect("hard").ino());
+    assert_eq!(
+        std::fs::metadata(mid.join("data/b")).expect("b").ino(),
+        std::fs::metadata(mid.join("data/hard")).expect("hard").ino()
+    );
     assert_eq!(xattr(&mid.join("xattr/file"), "user.skiff").as_deref(), Some(&b"hello"[..]));
     assert!(xattr(&mid.join("caps/ping"), "security.capability").is_some(), "file capability lost");
     assert_eq!(std::fs::metadata(mid.join("perm/suid")).expect("suid").permissions().mode() & 0o7777, 0o4755);
@@ -71,7 +92,10 @@ fn load_every_fixture_and_list_with_filters() {
 
 fn xattr(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
     let out = std::process::Command::new("python3")
-        .args(["-c", "import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False))"])
+        .args([
+            "-c",
+            "import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False))",
+        ])
         .arg(p)
         .arg(name)
         .output()
@@ -131,8 +155,10 @@ fn save_then_load_round_trips_byte_identically() {
         assert_eq!(ia, ib);
     }
     // `docker save | docker load` through pipes too.
-    let save = a.docker_cmd(&["save", "busybox"]).stdout(Stdio::piped()).spawn().expect("save");
-    let out = b.docker_cmd(&["load"]).stdin(save.stdout.expect("pipe")).output().expect("load");
+    let mut save = a.docker_cmd(&["save", "busybox"]).stdout(Stdio::piped()).spawn().expect("save");
+    let pipe = save.stdout.take().expect("pipe");
+    let out = b.docker_cmd(&["load"]).stdin(pipe).output().expect("load");
+    assert!(save.wait().expect("save exit").success());
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Loaded image: busybox:latest"));
 }
 
@@ -168,7 +194,9 @@ fn store_listing(a: &Agent) -> Vec<String> {
     let root = a.root().join("image-store");
     let mut out = Vec::new();
     for d in ["blobs/sha256", "layers", "images", "tmp"] {
-        let mut names: Vec<String> = std::fs::read_dir(root.join(d)).map(|r| r.flatten().map(|e| format!("{d}/{}", e.file_name().to_string_lossy())).collect()).unwrap_or_default();
+        let mut names: Vec<String> = std::fs::read_dir(root.join(d))
+            .map(|r| r.flatten().map(|e| format!("{d}/{}", e.file_name().to_string_lossy())).collect())
+            .unwrap_or_default();
         names.sort();
         out.extend(names);
     }
@@ -190,10 +218,13 @@ fn malformed_requests_get_docker_style_errors() {
     assert_eq!(s, 400);
     let (s, _) = a.raw("POST", "/images/busybox/tag?repo=x", b"");
     assert_eq!(s, 404);
-    let out = a.docker_cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().and_then(|mut c| {
-        c.stdin.take().expect("stdin").write_all(b"this is not a tar archive at all")?;
-        c.wait_with_output()
-    });
+    let out =
+        a.docker_cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().and_then(
+            |mut c| {
+                c.stdin.take().expect("stdin").write_all(b"this is not a tar archive at all")?;
+                c.wait_with_output()
+            },
+        );
     let out = out.expect("docker load");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("archive"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -211,8 +242,14 @@ fn push_pull_against_a_local_registry_with_progress() {
     let b = Agent::start();
     b.load("busybox.tar"); // shares the bottom layer: it must not be downloaded again
     let pull = b.ok(&["pull", &name]);
-    assert!(pull.contains("Already exists") && pull.contains("Pull complete") && pull.contains("Downloaded newer image"), "{pull}");
-    let ids = (a.ok(&["image", "inspect", &name, "--format", "{{.Id}}"]), b.ok(&["image", "inspect", &name, "--format", "{{.Id}}"]));
+    assert!(
+        pull.contains("Already exists") && pull.contains("Pull complete") && pull.contains("Downloaded newer image"),
+        "{pull}"
+    );
+    let ids = (
+        a.ok(&["image", "inspect", &name, "--format", "{{.Id}}"]),
+        b.ok(&["image", "inspect", &name, "--format", "{{.Id}}"]),
+    );
     assert_eq!(ids.0, ids.1);
     let digests = b.ok(&["images", "--digests", "--format", "{{.Digest}}", &name]);
     assert!(digests.trim().starts_with("sha256:"), "{digests}");
@@ -262,7 +299,15 @@ fn events_stream_image_events() {
     a.ok(&["tag", "busybox", "evt:1"]);
     a.ok(&["rmi", "evt:1"]);
     let until = chrono_now() + 1;
-    let ev = a.ok(&["events", "--since", &since.to_string(), "--until", &until.to_string(), "--format", "{{.Type}} {{.Action}}"]);
+    let ev = a.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
     for want in ["image load", "image tag", "image untag"] {
         assert!(ev.contains(want), "{want} missing from {ev}");
     }
@@ -276,7 +321,13 @@ fn chrono_now() -> u64 {
 fn killed_mid_load_the_store_recovers_and_the_load_then_succeeds() {
     let mut a = Agent::start();
     let data = std::fs::read(fixture("debian.tar")).expect("debian fixture");
-    let mut child = a.docker_cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker load");
+    let mut child = a
+        .docker_cmd(&["load"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker load");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(&data[..data.len() / 2]).expect("half the archive");
     stdin.flush().expect("flush");
@@ -300,7 +351,8 @@ fn killed_mid_pull_the_store_recovers_and_the_pull_then_succeeds() {
     src.ok(&["tag", "skiff-test/debian:bookworm", &name]);
     src.ok(&["push", &name]);
     let mut a = Agent::start();
-    let mut child = a.docker_cmd(&["pull", &name]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("docker pull");
+    let mut child =
+        a.docker_cmd(&["pull", &name]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("docker pull");
     let mut first = [0u8; 16];
     let _ = std::io::Read::read(child.stdout.as_mut().expect("stdout"), &mut first);
     a.kill9();

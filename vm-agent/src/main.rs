@@ -43,7 +43,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let engine = Engine::open(EngineConfig { root: root.clone(), insecure_registries })
             .with_context(|| format!("opening engine state at {}", root.display()))?;
@@ -60,6 +61,8 @@ fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> an
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             }
         };
-        skiff_agent::api::serve(Arc::new(engine), &socket, shutdown).await.with_context(|| format!("serving on {}", socket.display()))
+        skiff_agent::api::serve(Arc::new(engine), &socket, shutdown)
+            .await
+            .with_context(|| format!("serving on {}", socket.display()))
     })
 }

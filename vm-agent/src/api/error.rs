@@ -32,7 +32,9 @@ impl From<EngineError> for ApiError {
             EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EngineError::Store(s) if EngineError::is_bad_input(s) => StatusCode::BAD_REQUEST,
             EngineError::Store(StoreError::MissingBlob(_)) => StatusCode::NOT_FOUND,
-            EngineError::Upstream(_) | EngineError::Store(_) | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Upstream(_) | EngineError::Store(_) | EngineError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");

@@ -32,14 +32,25 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
 /// `POST /images/create`: pull (`fromImage`); importing (`fromSrc`) is not supported.
 pub async fn create(State(engine): State<Arc<Engine>>, headers: HeaderMap, p: Params) -> ApiResult<Response> {
     if p.get("fromSrc").is_some() {
-        return Err(ApiError { status: StatusCode::NOT_IMPLEMENTED, message: "docker import is not supported by Skiff yet".into() });
+        return Err(ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "docker import is not supported by Skiff yet".into(),
+        });
     }
-    let from = p.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
+    let from =
+        p.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
     let reference = ImageRef::with_tag(from, p.get("tag")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let auth = registry_auth(&headers)?;
-    let plan = registry::pull_prepare(&engine, reference, p.get("platform"), &auth).await?;
+    // No tag anywhere (not in `tag`, not in `fromImage`) means every tag, as `docker pull -a`.
+    let last = from.rsplit('/').next().unwrap_or(from);
+    let all_tags = p.get("tag").is_none_or(str::is_empty) && !last.contains(':') && !last.contains('@');
+    let refs = if all_tags { registry::list_tags(&engine, &reference, &auth).await? } else { vec![reference] };
+    let Some((first, rest)) = refs.split_first() else {
+        return Err(ApiError { status: StatusCode::NOT_FOUND, message: format!("no tags to pull for {from}") });
+    };
+    let plan = registry::pull_prepare(&engine, first.clone(), p.get("platform"), &auth).await?;
     let (progress, rx) = Progress::channel(false);
-    registry::spawn_pull(engine, plan, progress);
+    registry::spawn_pull(engine, plan, rest.to_vec(), auth, progress);
     Ok(json_lines(rx))
 }
 
@@ -72,7 +83,11 @@ async fn export(engine: Arc<Engine>, names: Vec<String>) -> ApiResult<Response> 
             tracing::warn!(error = %e, "save failed mid-stream");
         }
     });
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(ReaderStream::with_capacity(reader, 256 * 1024))).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(ReaderStream::with_capacity(reader, 256 * 1024)),
+    )
+        .into_response())
 }
 
 /// `POST /images/prune`.
@@ -92,7 +107,8 @@ enum NamedOp {
 }
 
 fn split_named(method: &Method, rest: &str) -> Option<(String, NamedOp)> {
-    const TABLE: [(&str, &str, fn() -> NamedOp); 5] = [
+    type Row = (&'static str, &'static str, fn() -> NamedOp);
+    const TABLE: [Row; 5] = [
         ("GET", "/json", || NamedOp::Inspect),
         ("GET", "/history", || NamedOp::History),
         ("GET", "/get", || NamedOp::Save),
@@ -103,12 +119,23 @@ fn split_named(method: &Method, rest: &str) -> Option<(String, NamedOp)> {
         return Some((rest.to_string(), NamedOp::Delete));
     }
     TABLE.iter().find_map(|(m, suffix, op)| {
-        (method.as_str() == *m).then(|| rest.strip_suffix(suffix)).flatten().filter(|n| !n.is_empty()).map(|n| (n.to_string(), op()))
+        (method.as_str() == *m)
+            .then(|| rest.strip_suffix(suffix))
+            .flatten()
+            .filter(|n| !n.is_empty())
+            .map(|n| (n.to_string(), op()))
     })
 }
 
 /// `/images/{name}/json|history|get|tag|push` and `DELETE /images/{name}`.
-pub async fn named(State(engine): State<Arc<Engine>>, method: Method, headers: HeaderMap, Path(rest): Path<String>, p: Params, _body: Bytes) -> ApiResult<Response> {
+pub async fn named(
+    State(engine): State<Arc<Engine>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+    p: Params,
+    _body: Bytes,
+) -> ApiResult<Response> {
     let Some((name, op)) = split_named(&method, &rest) else {
         return Err(ApiError { status: StatusCode::NOT_FOUND, message: "page not found".into() });
     };
@@ -123,10 +150,15 @@ pub async fn named(State(engine): State<Arc<Engine>>, method: Method, headers: H
         }
         NamedOp::Delete => Ok(Json(images::remove(&engine, &name, p.bool("force")).await?).into_response()),
         NamedOp::Push => {
-            let reference = ImageRef::with_tag(&name, p.get("tag")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let reference =
+                ImageRef::with_tag(&name, p.get("tag")).map_err(|e| ApiError::bad_request(e.to_string()))?;
             let full = reference.full_tagged().unwrap_or_default();
             if engine.store.by_tag(&full).is_none() {
-                return Err(EngineError::NotFound(format!("An image does not exist locally with the tag: {}", reference.familiar_name())).into());
+                return Err(EngineError::NotFound(format!(
+                    "An image does not exist locally with the tag: {}",
+                    reference.familiar_name()
+                ))
+                .into());
             }
             let auth = registry_auth(&headers)?;
             let (progress, rx) = Progress::channel(false);

@@ -40,7 +40,10 @@ async fn strip_version(mut req: Request) -> Result<Request, Response> {
     let max = parse_version(API_VERSION).unwrap_or((1, 51));
     let min = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
     if requested > max {
-        return Err(ApiError::bad_request(format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}")).into_response());
+        return Err(ApiError::bad_request(format!(
+            "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+        ))
+        .into_response());
     }
     if requested < min {
         return Err(ApiError::bad_request(format!("client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version")).into_response());
@@ -81,10 +84,17 @@ pub fn router(engine: Arc<Engine>) -> Router {
 }
 
 /// Serves the API on `socket` until `shutdown` resolves; removes the socket afterwards.
-pub async fn serve(engine: Arc<Engine>, socket: &Path, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    socket: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use by a running engine", socket.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running engine", socket.display()),
+            ));
         }
         std::fs::remove_file(socket)?;
     }
@@ -95,7 +105,8 @@ pub async fn serve(engine: Arc<Engine>, socket: &Path, shutdown: impl std::futur
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
     let app = axum::middleware::map_request(strip_version).layer(router(engine));
-    let result = axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await;
+    let result =
+        axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await;
     let _ = std::fs::remove_file(socket);
     result
 }

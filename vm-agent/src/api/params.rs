@@ -16,10 +16,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let RawQuery(q) = RawQuery::from_request_parts(parts, state).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let pairs = q
-            .map(|q| url_pairs(&q))
-            .unwrap_or_default();
+        let RawQuery(q) =
+            RawQuery::from_request_parts(parts, state).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let pairs = q.map(|q| url_pairs(&q)).unwrap_or_default();
         Ok(Self(pairs))
     }
 }

@@ -68,7 +68,11 @@ pub async fn version() -> Json<SystemVersion> {
     ]);
     Json(SystemVersion {
         platform: Some(SystemVersionPlatform { name: "Skiff Engine".into() }),
-        components: Some(vec![SystemVersionComponents { name: "Engine".into(), version: VERSION.into(), details: Some(details) }]),
+        components: Some(vec![SystemVersionComponents {
+            name: "Engine".into(),
+            version: VERSION.into(),
+            details: Some(details),
+        }]),
         version: Some(VERSION.into()),
         api_version: Some(API_VERSION.into()),
         min_api_version: Some(MIN_API_VERSION.into()),
@@ -85,7 +89,12 @@ pub async fn version() -> Json<SystemVersion> {
 fn mem_total() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<i64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<i64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -120,7 +129,11 @@ pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
         name: Some(hostname),
         server_version: Some(VERSION.into()),
         cgroup_driver: Some(bollard_stubs::models::SystemInfoCgroupDriverEnum::CGROUPFS),
-        cgroup_version: Some(if cgroup_v2 { bollard_stubs::models::SystemInfoCgroupVersionEnum::_2 } else { bollard_stubs::models::SystemInfoCgroupVersionEnum::_1 }),
+        cgroup_version: Some(if cgroup_v2 {
+            bollard_stubs::models::SystemInfoCgroupVersionEnum::_2
+        } else {
+            bollard_stubs::models::SystemInfoCgroupVersionEnum::_1
+        }),
         logging_driver: Some("json-file".into()),
         index_server_address: Some("https://index.docker.io/v1/".into()),
         experimental_build: Some(false),
@@ -141,10 +154,14 @@ fn parse_time_nanos(s: &str) -> Option<i64> {
 }
 
 fn event_matches(f: &Filters, e: &EventMessage) -> bool {
-    let typ = e.typ.map(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()).unwrap_or_default();
+    let typ = e
+        .typ
+        .map(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .unwrap_or_default();
     let action = e.action.clone().unwrap_or_default();
     let id = e.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();
-    let name = e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("name").cloned()).unwrap_or_default();
+    let name =
+        e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("name").cloned()).unwrap_or_default();
     let any = |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_empty() || f.get(key).iter().any(|v| ok(v));
     any("type", &|v| v == typ)
         && any("event", &|v| v == action || action.starts_with(&format!("{v}:")))
@@ -153,9 +170,18 @@ fn event_matches(f: &Filters, e: &EventMessage) -> bool {
 
 /// `GET /events`: the backlog since `since`, then live events until `until` (or forever).
 pub async fn events(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
-    let filters = Filters::parse(p.get("filters"), &["type", "event", "image", "container", "label", "scope", "network", "volume", "daemon"])?;
-    let since = p.get("since").map(|s| parse_time_nanos(s).ok_or_else(|| ApiError::bad_request(format!("invalid since: {s}")))).transpose()?;
-    let until = p.get("until").map(|s| parse_time_nanos(s).ok_or_else(|| ApiError::bad_request(format!("invalid until: {s}")))).transpose()?;
+    let filters = Filters::parse(
+        p.get("filters"),
+        &["type", "event", "image", "container", "label", "scope", "network", "volume", "daemon"],
+    )?;
+    let since = p
+        .get("since")
+        .map(|s| parse_time_nanos(s).ok_or_else(|| ApiError::bad_request(format!("invalid since: {s}"))))
+        .transpose()?;
+    let until = p
+        .get("until")
+        .map(|s| parse_time_nanos(s).ok_or_else(|| ApiError::bad_request(format!("invalid until: {s}"))))
+        .transpose()?;
     let (past, mut rx) = engine.events.subscribe(since);
     let (tx, out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
     tokio::spawn(async move {
@@ -190,7 +216,8 @@ pub async fn events(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<R
             }
         }
     });
-    let stream = futures::stream::unfold(out_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed();
+    let stream =
+        futures::stream::unfold(out_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed();
     Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response())
 }
 

@@ -18,7 +18,9 @@ impl Filters {
         };
         let value: serde_json::Value =
             serde_json::from_str(raw).map_err(|e| EngineError::InvalidArgument(format!("invalid filter: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| EngineError::InvalidArgument("invalid filter: expected a JSON object".into()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| EngineError::InvalidArgument("invalid filter: expected a JSON object".into()))?;
         let mut out = BTreeMap::new();
         for (k, v) in obj {
             if !allowed.contains(&k.as_str()) {
@@ -26,7 +28,9 @@ impl Filters {
             }
             let values: Vec<String> = match v {
                 serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-                serde_json::Value::Object(o) => o.iter().filter(|(_, b)| b.as_bool().unwrap_or(false)).map(|(s, _)| s.clone()).collect(),
+                serde_json::Value::Object(o) => {
+                    o.iter().filter(|(_, b)| b.as_bool().unwrap_or(false)).map(|(s, _)| s.clone()).collect()
+                }
                 serde_json::Value::String(s) => vec![s.clone()],
                 _ => return Err(EngineError::InvalidArgument(format!("invalid filter value for '{k}'"))),
             };
@@ -85,7 +89,8 @@ mod tests {
 
     #[test]
     fn parses_both_shapes_and_refuses_unknown_keys() {
-        let f = Filters::parse(Some(r#"{"dangling":["true"],"label":{"a=b":true}}"#), &["dangling", "label"]).expect("valid");
+        let f = Filters::parse(Some(r#"{"dangling":["true"],"label":{"a=b":true}}"#), &["dangling", "label"])
+            .expect("valid");
         assert_eq!(f.bool("dangling").expect("bool"), Some(true));
         assert_eq!(f.get("label"), ["a=b".to_string()]);
         assert!(Filters::parse(Some(r#"{"nope":["x"]}"#), &["dangling"]).is_err());

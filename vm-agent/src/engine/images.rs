@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    DriverData, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImageInspectMetadata, ImageInspectRootFs,
-    ImagePruneResponse, ImageSummary,
+    DriverData, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImageInspectMetadata,
+    ImageInspectRootFs, ImagePruneResponse, ImageSummary,
 };
 
 use super::filters::{glob_match, Filters};
@@ -37,9 +37,11 @@ pub fn resolve(engine: &Engine, name: &str) -> Result<Arc<StoredImage>, EngineEr
     if !prefix.is_empty() && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
         let matches: Vec<_> = store.images().into_iter().filter(|i| i.record.id.hex().starts_with(prefix)).collect();
         match matches.len() {
-            1 => return Ok(matches.into_iter().next().ok_or_else(not_found)?),
+            1 => return matches.into_iter().next().ok_or_else(not_found),
             0 => {}
-            _ => return Err(EngineError::InvalidArgument(format!("multiple IDs found with provided prefix: {prefix}"))),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!("multiple IDs found with provided prefix: {prefix}")))
+            }
         }
     }
     if ImageRef::parse(name).is_err() && Digest::parse(name).is_err() {
@@ -50,7 +52,8 @@ pub fn resolve(engine: &Engine, name: &str) -> Result<Arc<StoredImage>, EngineEr
 
 /// The familiar `repo:tag` names pointing at `id`, sorted.
 pub fn repo_tags(engine: &Engine, id: &Digest) -> Vec<String> {
-    let mut tags: Vec<String> = engine.store.tags().into_iter().filter(|(_, v)| v == id).map(|(k, _)| familiar_repo(&k)).collect();
+    let mut tags: Vec<String> =
+        engine.store.tags().into_iter().filter(|(_, v)| v == id).map(|(k, _)| familiar_repo(&k)).collect();
     tags.sort();
     tags
 }
@@ -178,7 +181,11 @@ pub fn history(engine: &Engine, name: &str) -> Result<Vec<ImageHistoryResponseIt
         let size = if h.empty_layer { 0 } else { layers.next().map_or(0, |l| l.unpacked_size) };
         out.push(ImageHistoryResponseItem {
             id: "<missing>".into(),
-            created: h.created.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()).map_or(0, |t| t.timestamp()),
+            created: h
+                .created
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map_or(0, |t| t.timestamp()),
             created_by: h.created_by.clone().unwrap_or_default(),
             tags: Vec::new(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
@@ -200,7 +207,9 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, repo: &str, tag: Option<&str>
         return Err(EngineError::InvalidArgument("repository name must have at least one component".into()));
     }
     let r = ImageRef::with_tag(repo, tag).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-    let full = r.full_tagged().ok_or_else(|| EngineError::InvalidArgument("refusing to create a tag with a digest reference".into()))?;
+    let full = r
+        .full_tagged()
+        .ok_or_else(|| EngineError::InvalidArgument("refusing to create a tag with a digest reference".into()))?;
     let e = engine.clone();
     let id = img.record.id.clone();
     let id2 = id.clone();
@@ -210,13 +219,34 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, repo: &str, tag: Option<&str>
 }
 
 /// `DELETE /images/{name}`.
-pub async fn remove(engine: &Arc<Engine>, name: &str, force: bool) -> Result<Vec<ImageDeleteResponseItem>, EngineError> {
+pub async fn remove(
+    engine: &Arc<Engine>,
+    name: &str,
+    force: bool,
+) -> Result<Vec<ImageDeleteResponseItem>, EngineError> {
     let img = resolve(engine, name)?;
     let id = img.record.id.clone();
     let tags: Vec<String> = engine.store.tags().into_iter().filter(|(_, v)| *v == id).map(|(k, _)| k).collect();
-    let by_ref = ImageRef::parse(name).ok().and_then(|r| r.full_tagged()).filter(|t| tags.contains(t));
+    let parsed = ImageRef::parse(name).ok();
     let mut out = Vec::new();
     let e = engine.clone();
+    // `repo@sha256:…` removes just that digest reference (Docker's behaviour); the image goes only
+    // when no tag and no other digest reference remains.
+    if let Some(repo_digest) = parsed.as_ref().and_then(|r| r.digest().map(|d| format!("{}@{d}", r.full_name()))) {
+        if img.record.repo_digests.contains(&repo_digest) {
+            let (e2, rd) = (e.clone(), repo_digest.clone());
+            let id2 = id.clone();
+            let left = blocking(move || Ok(e2.store.remove_repo_digest(&id2, &rd)?)).await?;
+            let familiar = familiar_repo(&repo_digest);
+            engine.events.image("untag", id.as_str(), &familiar);
+            out.push(ImageDeleteResponseItem { untagged: Some(familiar), deleted: None });
+            if left == 0 && tags.is_empty() {
+                out.extend(delete_untagged(engine, &id).await?);
+            }
+            return Ok(out);
+        }
+    }
+    let by_ref = parsed.and_then(|r| r.full_tagged()).filter(|t| tags.contains(t));
     let to_untag: Vec<String> = match &by_ref {
         Some(t) => vec![t.clone()],
         None if tags.len() > 1 && !force => {
@@ -237,12 +267,20 @@ pub async fn remove(engine: &Arc<Engine>, name: &str, force: bool) -> Result<Vec
     }
     let remaining = tags.len() - to_untag.len();
     if remaining == 0 {
-        let id2 = id.clone();
-        let removed_layers = blocking(move || Ok(e.store.delete_image(&id2)?)).await?;
-        engine.events.image("delete", id.as_str(), id.as_str());
-        out.push(ImageDeleteResponseItem { untagged: None, deleted: Some(id.to_string()) });
-        out.extend(removed_layers.into_iter().map(|l| ImageDeleteResponseItem { untagged: None, deleted: Some(l.to_string()) }));
+        out.extend(delete_untagged(engine, &id).await?);
     }
+    Ok(out)
+}
+
+/// Deletes an image that has no tags left, reporting it and the layers freed with it.
+async fn delete_untagged(engine: &Arc<Engine>, id: &Digest) -> Result<Vec<ImageDeleteResponseItem>, EngineError> {
+    let (e, id2) = (engine.clone(), id.clone());
+    let removed_layers = blocking(move || Ok(e.store.delete_image(&id2)?)).await?;
+    engine.events.image("delete", id.as_str(), id.as_str());
+    let mut out = vec![ImageDeleteResponseItem { untagged: None, deleted: Some(id.to_string()) }];
+    out.extend(
+        removed_layers.into_iter().map(|l| ImageDeleteResponseItem { untagged: None, deleted: Some(l.to_string()) }),
+    );
     Ok(out)
 }
 
@@ -280,8 +318,16 @@ pub async fn prune(engine: &Arc<Engine>, filters: &Filters) -> Result<ImagePrune
             Err(e) => return Err(e),
         }
     }
-    engine.events.publish(bollard_stubs::models::EventMessageTypeEnum::IMAGE, "prune", "", HashMap::from([("reclaimed".to_string(), reclaimed.to_string())]));
-    Ok(ImagePruneResponse { images_deleted: Some(deleted), space_reclaimed: Some(i64::try_from(reclaimed).unwrap_or(i64::MAX)) })
+    engine.events.publish(
+        bollard_stubs::models::EventMessageTypeEnum::IMAGE,
+        "prune",
+        "",
+        HashMap::from([("reclaimed".to_string(), reclaimed.to_string())]),
+    );
+    Ok(ImagePruneResponse {
+        images_deleted: Some(deleted),
+        space_reclaimed: Some(i64::try_from(reclaimed).unwrap_or(i64::MAX)),
+    })
 }
 
 /// Parses Docker's `until` value: a Unix timestamp or an RFC 3339 time, or a Go duration like `24h`.

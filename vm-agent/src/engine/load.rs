@@ -17,7 +17,10 @@ use super::reference::ImageRef;
 use super::{now_rfc3339, Engine, EngineError};
 use crate::store::compression::Compression;
 use crate::store::digest::{Digest, HashingWriter};
-use crate::store::model::{Descriptor, ImageConfigFile, ImageRecord, Index, LayerRef, Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST};
+use crate::store::model::{
+    Descriptor, ImageConfigFile, ImageRecord, Index, LayerRef, Manifest, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX,
+    OCI_MANIFEST,
+};
 use crate::store::Store;
 
 /// One entry of a docker-archive `manifest.json`.
@@ -96,6 +99,9 @@ fn spool<R: Read>(store: &Store, reader: R) -> Result<Spool, EngineError> {
     let dir = store.staging_path("load");
     fs::create_dir_all(&dir).map_err(|e| EngineError::Internal(format!("creating load staging: {e}")))?;
     let mut spool = Spool { dir, files: HashMap::new(), links: HashMap::new() };
+    // `docker load` accepts a compressed archive as well as a plain one.
+    let (_, reader) = crate::store::compression::decompress(std::io::BufReader::with_capacity(256 * 1024, reader))
+        .map_err(|e| bad(format!("reading archive: {e}")))?;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| bad(format!("invalid tar archive: {e}")))?;
     for (n, entry) in entries.enumerate() {
@@ -113,7 +119,8 @@ fn spool<R: Read>(store: &Store, reader: R) -> Result<Spool, EngineError> {
                 spool.files.insert(name, Spooled { path, digest, size });
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+                let target =
+                    entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
                 let base = if entry.header().entry_type() == tar::EntryType::Symlink {
                     name.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_string())
                 } else {
@@ -141,7 +148,8 @@ struct Candidate {
 
 fn docker_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
     let bytes = spool.read("manifest.json")?;
-    let entries: Vec<ArchiveManifestEntry> = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid manifest.json: {e}")))?;
+    let entries: Vec<ArchiveManifestEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid manifest.json: {e}")))?;
     entries
         .into_iter()
         .map(|e| {
@@ -168,7 +176,8 @@ fn blob_name(d: &Digest) -> String {
 }
 
 fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
-    let index: Index = serde_json::from_slice(&spool.read("index.json")?).map_err(|e| bad(format!("invalid index.json: {e}")))?;
+    let index: Index =
+        serde_json::from_slice(&spool.read("index.json")?).map_err(|e| bad(format!("invalid index.json: {e}")))?;
     let mut out = Vec::new();
     let mut queue: Vec<(Descriptor, Option<String>)> = index.manifests.into_iter().map(|d| (d, None)).collect();
     while let Some((desc, inherited_name)) = queue.pop() {
@@ -176,15 +185,21 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
         let name = ann
             .get("io.containerd.image.name")
             .cloned()
-            .or_else(|| ann.get("org.opencontainers.image.ref.name").filter(|n| n.contains('/') || n.contains(':')).cloned())
+            .or_else(|| {
+                ann.get("org.opencontainers.image.ref.name").filter(|n| n.contains('/') || n.contains(':')).cloned()
+            })
             .or(inherited_name);
         let bytes = spool.read(&blob_name(&desc.digest))?;
         if Digest::of(&bytes) != desc.digest {
             return Err(bad(format!("blob {} does not match its digest", desc.digest)));
         }
         if desc.media_type == OCI_INDEX || desc.media_type == DOCKER_MANIFEST_LIST {
-            let nested: Index = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid index {}: {e}", desc.digest)))?;
-            let host = nested.manifests.iter().find(|m| m.platform.as_ref().is_some_and(super::registry::platform_matches_host));
+            let nested: Index =
+                serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid index {}: {e}", desc.digest)))?;
+            let host = nested
+                .manifests
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(super::registry::platform_matches_host));
             let chosen: Vec<Descriptor> = match host {
                 Some(h) => vec![h.clone()],
                 None => nested.manifests,
@@ -192,7 +207,8 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
             queue.extend(chosen.into_iter().map(|d| (d, name.clone())));
             continue;
         }
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid manifest {}: {e}", desc.digest)))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid manifest {}: {e}", desc.digest)))?;
         let config_bytes = spool.read(&blob_name(&manifest.config.digest))?;
         let tags = match name {
             Some(n) => vec![ImageRef::parse(&n).map_err(|e| bad(format!("invalid image name {n:?}: {e}")))?],
@@ -201,7 +217,10 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
         out.push(Candidate {
             config: manifest.config.digest.clone(),
             config_bytes,
-            manifest: Some((desc.digest.clone(), manifest.media_type.clone().unwrap_or_else(|| desc.media_type.clone()))),
+            manifest: Some((
+                desc.digest.clone(),
+                manifest.media_type.clone().unwrap_or_else(|| desc.media_type.clone()),
+            )),
             layers: manifest.layers.iter().map(|l| (blob_name(&l.digest), Some(l.digest.clone()))).collect(),
             tags,
         });
@@ -212,7 +231,9 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
 /// Imports every image of the archive read from `reader`; returns the familiar names (or ids) loaded.
 pub fn load_archive<R: Read>(engine: &Arc<Engine>, reader: R, progress: &Progress) -> Result<Vec<String>, EngineError> {
     let store = &engine.store;
+    let started = std::time::Instant::now();
     let spool = spool(store, reader)?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), files = spool.files.len(), "archive spooled");
     // Docker 25+ archives carry both; the OCI index keeps the original manifests byte for byte.
     let candidates = if spool.files.contains_key("index.json") {
         oci_candidates(&spool)?
@@ -228,12 +249,18 @@ pub fn load_archive<R: Read>(engine: &Arc<Engine>, reader: R, progress: &Progres
     Ok(loaded)
 }
 
-fn import_candidate(engine: &Arc<Engine>, spool: &Spool, c: Candidate, progress: &Progress) -> Result<Vec<String>, EngineError> {
+fn import_candidate(
+    engine: &Arc<Engine>,
+    spool: &Spool,
+    c: Candidate,
+    progress: &Progress,
+) -> Result<Vec<String>, EngineError> {
     let store = &engine.store;
     if Digest::of(&c.config_bytes) != c.config {
         return Err(bad(format!("config {} does not match its digest", c.config)));
     }
-    let config: ImageConfigFile = serde_json::from_slice(&c.config_bytes).map_err(|e| bad(format!("invalid image config: {e}")))?;
+    let config: ImageConfigFile =
+        serde_json::from_slice(&c.config_bytes).map_err(|e| bad(format!("invalid image config: {e}")))?;
     if config.rootfs.diff_ids.len() != c.layers.len() {
         return Err(bad(format!(
             "image config lists {} layers but the manifest has {}",
@@ -262,14 +289,21 @@ fn import_candidate(engine: &Arc<Engine>, spool: &Spool, c: Candidate, progress:
             let short = diff_id.short().to_string();
             progress.bytes(&short, "Loading layer", 0, f.size);
             let source = if store.has_blob(&f.digest) { store.blob_path(&f.digest) } else { f.path.clone() };
+            let unpack_started = std::time::Instant::now();
             let meta = store.unpack_file(&source, diff_id).map_err(|e| match e {
-                crate::store::StoreError::DigestMismatch { .. } => bad(format!("layer {name}: content does not match diff_id {diff_id}")),
+                crate::store::StoreError::DigestMismatch { .. } => {
+                    bad(format!("layer {name}: content does not match diff_id {diff_id}"))
+                }
                 e if EngineError::is_bad_input(&e) => bad(format!("refusing layer {name}: {e}")),
                 e => e.into(),
             })?;
+            tracing::debug!(layer = %diff_id, elapsed_ms = unpack_started.elapsed().as_millis(), "layer unpacked");
             progress.bytes(&short, "Loading layer", f.size, f.size);
             let mut head = [0u8; 4];
-            let compression = File::open(&source).and_then(|mut fh| fh.read(&mut head)).map(|n| Compression::detect(&head[..n])).unwrap_or(Compression::None);
+            let compression = File::open(&source)
+                .and_then(|mut fh| fh.read(&mut head))
+                .map(|n| Compression::detect(&head[..n]))
+                .unwrap_or(Compression::None);
             layer_refs.push(LayerRef {
                 blob: f.digest.clone(),
                 media_type: compression.oci_layer_media_type().to_string(),
@@ -336,10 +370,22 @@ pub fn synthesize_manifest(config: &Digest, config_size: u64, layers: &[LayerRef
     Manifest {
         schema_version: 2,
         media_type: Some(OCI_MANIFEST.to_string()),
-        config: Descriptor { media_type: OCI_CONFIG.to_string(), digest: config.clone(), size: config_size, platform: None, annotations: None },
+        config: Descriptor {
+            media_type: OCI_CONFIG.to_string(),
+            digest: config.clone(),
+            size: config_size,
+            platform: None,
+            annotations: None,
+        },
         layers: layers
             .iter()
-            .map(|l| Descriptor { media_type: l.media_type.clone(), digest: l.blob.clone(), size: l.blob_size, platform: None, annotations: None })
+            .map(|l| Descriptor {
+                media_type: l.media_type.clone(),
+                digest: l.blob.clone(),
+                size: l.blob_size,
+                platform: None,
+                annotations: None,
+            })
             .collect(),
     }
 }

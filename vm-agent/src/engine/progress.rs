@@ -86,7 +86,12 @@ impl Progress {
         if self.quiet {
             return;
         }
-        self.send(JsonMessage { status: Some(status.into()), id: id.map(str::to_string), progress_detail: id.map(|_| ProgressDetail::default()), ..Default::default() });
+        self.send(JsonMessage {
+            status: Some(status.into()),
+            id: id.map(str::to_string),
+            progress_detail: id.map(|_| ProgressDetail::default()),
+            ..Default::default()
+        });
     }
 
     /// A progress line: `status` with `current` of `total` bytes.
@@ -121,7 +126,11 @@ impl Progress {
     /// An error ending the stream (always sent).
     pub fn error(&self, message: impl Into<String>) {
         let message = message.into();
-        self.send_always(JsonMessage { error_detail: Some(ErrorDetail { message: message.clone() }), error: Some(message), ..Default::default() });
+        self.send_always(JsonMessage {
+            error_detail: Some(ErrorDetail { message: message.clone() }),
+            error: Some(message),
+            ..Default::default()
+        });
     }
 }
 
@@ -137,13 +146,14 @@ fn human(n: u64) -> String {
 }
 
 fn bar(current: u64, total: u64) -> String {
-    let width = 50u64;
-    let filled = if total == 0 { 0 } else { (current.min(total) * width / total) as usize };
+    const WIDTH: usize = 50;
+    let filled =
+        (current.min(total) * WIDTH as u64).checked_div(total).and_then(|f| usize::try_from(f).ok()).unwrap_or(0);
     let mut s = String::from("[");
     s.push_str(&"=".repeat(filled.saturating_sub(1)));
     if filled > 0 {
         s.push('>');
     }
-    s.push_str(&" ".repeat(width as usize - filled));
+    s.push_str(&" ".repeat(WIDTH - filled));
     format!("{s}] {}/{}", human(current), human(total))
 }

@@ -27,7 +27,9 @@ impl ImageRef {
             Err(oci_client::ParseError::NameContainsUppercase) => {
                 Err(BadReference { detail: format!(": repository name ({s}) must be lowercase") })
             }
-            Err(e) => Err(BadReference { detail: if e.to_string() == "invalid reference format" { String::new() } else { format!(": {e}") } }),
+            Err(e) => Err(BadReference {
+                detail: if e.to_string() == "invalid reference format" { String::new() } else { format!(": {e}") },
+            }),
         }
     }
 

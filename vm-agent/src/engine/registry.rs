@@ -15,7 +15,9 @@ use super::progress::Progress;
 use super::reference::ImageRef;
 use super::{blocking, now_rfc3339, Engine, EngineError};
 use crate::store::digest::Digest;
-use crate::store::model::{Index, LayerRef, Manifest, Platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::store::model::{
+    Index, LayerRef, Manifest, Platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+};
 
 const ACCEPTED: [&str; 4] = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
 const PARALLEL_LAYERS: usize = 3;
@@ -52,7 +54,8 @@ impl AuthConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) || bytes == b"{}" || bytes == b"null" {
             return Ok(Self::default());
         }
-        serde_json::from_slice(&bytes).map_err(|e| EngineError::InvalidArgument(format!("invalid X-Registry-Auth header: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::InvalidArgument(format!("invalid X-Registry-Auth header: {e}")))
     }
 
     fn to_registry_auth(&self) -> RegistryAuth {
@@ -78,7 +81,11 @@ pub fn is_insecure(engine: &Engine, registry: &str) -> bool {
 }
 
 fn client_for(engine: &Engine, registry: &str) -> Client {
-    let protocol = if is_insecure(engine, registry) { ClientProtocol::HttpsExcept(vec![registry.to_string()]) } else { ClientProtocol::Https };
+    let protocol = if is_insecure(engine, registry) {
+        ClientProtocol::HttpsExcept(vec![registry.to_string()])
+    } else {
+        ClientProtocol::Https
+    };
     Client::new(ClientConfig { protocol, max_concurrent_download: PARALLEL_LAYERS, ..Default::default() })
 }
 
@@ -109,15 +116,30 @@ fn parse_platform(s: &str) -> Result<Platform, EngineError> {
 fn registry_error(r: &ImageRef, e: OciDistributionError) -> EngineError {
     use OciDistributionError as E;
     match e {
-        E::ImageManifestNotFoundError(_) => EngineError::NotFound(format!("manifest for {r} not found: manifest unknown")),
-        E::RegistryError { envelope, .. } if envelope.errors.iter().any(|x| matches!(x.code, oci_client::errors::OciErrorCode::ManifestUnknown | oci_client::errors::OciErrorCode::NameUnknown | oci_client::errors::OciErrorCode::NotFound)) => {
+        E::ImageManifestNotFoundError(_) => {
             EngineError::NotFound(format!("manifest for {r} not found: manifest unknown"))
         }
-        E::ServerError { code: 404, .. } => EngineError::NotFound(format!("manifest for {r} not found: manifest unknown")),
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } | E::ServerError { code: 401 | 403, .. } => EngineError::NotFound(format!(
-            "pull access denied for {}, repository does not exist or may require 'docker login'",
-            r.familiar_name()
-        )),
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                matches!(
+                    x.code,
+                    oci_client::errors::OciErrorCode::ManifestUnknown
+                        | oci_client::errors::OciErrorCode::NameUnknown
+                        | oci_client::errors::OciErrorCode::NotFound
+                )
+            }) =>
+        {
+            EngineError::NotFound(format!("manifest for {r} not found: manifest unknown"))
+        }
+        E::ServerError { code: 404, .. } => {
+            EngineError::NotFound(format!("manifest for {r} not found: manifest unknown"))
+        }
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } | E::ServerError { code: 401 | 403, .. } => {
+            EngineError::NotFound(format!(
+                "pull access denied for {}, repository does not exist or may require 'docker login'",
+                r.familiar_name()
+            ))
+        }
         other => EngineError::Upstream(format!("registry {}: {other}", r.registry())),
     }
 }
@@ -136,13 +158,21 @@ pub struct PullPlan {
 
 impl std::fmt::Debug for PullPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PullPlan").field("reference", &self.reference).field("manifest", &self.manifest_digest).finish_non_exhaustive()
+        f.debug_struct("PullPlan")
+            .field("reference", &self.reference)
+            .field("manifest", &self.manifest_digest)
+            .finish_non_exhaustive()
     }
 }
 
 /// Resolves `reference` to one image manifest for `platform` (default: the host's). Errors here
 /// (unknown image, denied access) happen before any progress is streamed.
-pub async fn pull_prepare(engine: &Engine, reference: ImageRef, platform: Option<&str>, auth: &AuthConfig) -> Result<PullPlan, EngineError> {
+pub async fn pull_prepare(
+    engine: &Engine,
+    reference: ImageRef,
+    platform: Option<&str>,
+    auth: &AuthConfig,
+) -> Result<PullPlan, EngineError> {
     let wanted = match platform.filter(|p| !p.is_empty()) {
         Some(p) => parse_platform(p)?,
         None => host_platform(),
@@ -150,20 +180,41 @@ pub async fn pull_prepare(engine: &Engine, reference: ImageRef, platform: Option
     let client = client_for(engine, reference.registry());
     let auth = auth.to_registry_auth();
     let oci = reference.as_oci();
-    let (bytes, digest) = client.pull_manifest_raw(oci, &auth, &ACCEPTED).await.map_err(|e| registry_error(&reference, e))?;
+    let (bytes, digest) =
+        client.pull_manifest_raw(oci, &auth, &ACCEPTED).await.map_err(|e| registry_error(&reference, e))?;
     let top_digest = Digest::parse(&digest).unwrap_or_else(|_| Digest::of(&bytes));
-    let kind: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| EngineError::Upstream(format!("invalid manifest from registry: {e}")))?;
+    let kind: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| EngineError::Upstream(format!("invalid manifest from registry: {e}")))?;
     let media_type = kind.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-    let is_index = media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST || (media_type.is_empty() && kind.get("manifests").is_some());
+    let is_index = media_type == OCI_INDEX
+        || media_type == DOCKER_MANIFEST_LIST
+        || (media_type.is_empty() && kind.get("manifests").is_some());
     let (bytes, digest, media_type) = if is_index {
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| EngineError::Upstream(format!("invalid index from registry: {e}")))?;
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::Upstream(format!("invalid index from registry: {e}")))?;
         let entry = index
             .manifests
             .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| p.os == wanted.os && p.architecture == wanted.architecture && (wanted.variant.is_none() || p.variant == wanted.variant)))
-            .ok_or_else(|| EngineError::NotFound(format!("no matching manifest for {}/{} in the manifest list entries", wanted.os, wanted.architecture)))?;
-        let by_digest = oci_client::Reference::with_digest(reference.registry().to_string(), reference.repository().to_string(), entry.digest.to_string());
-        let (b, d) = client.pull_manifest_raw(&by_digest, &auth, &ACCEPTED).await.map_err(|e| registry_error(&reference, e))?;
+            .find(|m| {
+                m.platform.as_ref().is_some_and(|p| {
+                    p.os == wanted.os
+                        && p.architecture == wanted.architecture
+                        && (wanted.variant.is_none() || p.variant == wanted.variant)
+                })
+            })
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "no matching manifest for {}/{} in the manifest list entries",
+                    wanted.os, wanted.architecture
+                ))
+            })?;
+        let by_digest = oci_client::Reference::with_digest(
+            reference.registry().to_string(),
+            reference.repository().to_string(),
+            entry.digest.to_string(),
+        );
+        let (b, d) =
+            client.pull_manifest_raw(&by_digest, &auth, &ACCEPTED).await.map_err(|e| registry_error(&reference, e))?;
         (b, d, entry.media_type.clone())
     } else {
         (bytes, digest, media_type)
@@ -171,19 +222,44 @@ pub async fn pull_prepare(engine: &Engine, reference: ImageRef, platform: Option
     let manifest_digest = Digest::of(&bytes);
     if let Ok(claimed) = Digest::parse(&digest) {
         if claimed != manifest_digest {
-            return Err(EngineError::Upstream(format!("manifest digest mismatch: registry said {claimed}, content is {manifest_digest}")));
+            return Err(EngineError::Upstream(format!(
+                "manifest digest mismatch: registry said {claimed}, content is {manifest_digest}"
+            )));
         }
     }
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| EngineError::Upstream(format!("invalid manifest from registry: {e}")))?;
-    let manifest_media_type = manifest.media_type.clone().filter(|m| !m.is_empty()).unwrap_or(if media_type.is_empty() { OCI_MANIFEST.to_string() } else { media_type });
-    Ok(PullPlan { reference, client, manifest_bytes: bytes.to_vec(), manifest_digest, manifest_media_type, manifest, top_digest })
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| EngineError::Upstream(format!("invalid manifest from registry: {e}")))?;
+    let manifest_media_type = manifest
+        .media_type
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or(if media_type.is_empty() { OCI_MANIFEST.to_string() } else { media_type });
+    Ok(PullPlan {
+        reference,
+        client,
+        manifest_bytes: bytes.to_vec(),
+        manifest_digest,
+        manifest_media_type,
+        manifest,
+        top_digest,
+    })
 }
 
 fn oci_descriptor(d: &crate::store::model::Descriptor) -> oci_client::manifest::OciDescriptor {
-    oci_client::manifest::OciDescriptor { media_type: d.media_type.clone(), digest: d.digest.to_string(), size: i64::try_from(d.size).unwrap_or(i64::MAX), ..Default::default() }
+    oci_client::manifest::OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: i64::try_from(d.size).unwrap_or(i64::MAX),
+        ..Default::default()
+    }
 }
 
-async fn download_blob(engine: &Arc<Engine>, plan: &PullPlan, desc: &crate::store::model::Descriptor, progress: &Progress) -> Result<(), EngineError> {
+async fn download_blob(
+    engine: &Arc<Engine>,
+    plan: &PullPlan,
+    desc: &crate::store::model::Descriptor,
+    progress: &Progress,
+) -> Result<(), EngineError> {
     if engine.store.has_blob(&desc.digest) {
         return Ok(());
     }
@@ -199,8 +275,11 @@ async fn download_blob(engine: &Arc<Engine>, plan: &PullPlan, desc: &crate::stor
     let mut stream = sized.stream;
     let mut done: u64 = 0;
     let mut last_report = 0u64;
-    while let Some(chunk) = stream.try_next().await.map_err(|e| EngineError::Upstream(format!("downloading {}: {e}", desc.digest)))? {
-        std::io::Write::write_all(&mut writer, &chunk).map_err(|e| EngineError::Internal(format!("writing blob: {e}")))?;
+    while let Some(chunk) =
+        stream.try_next().await.map_err(|e| EngineError::Upstream(format!("downloading {}: {e}", desc.digest)))?
+    {
+        std::io::Write::write_all(&mut writer, &chunk)
+            .map_err(|e| EngineError::Internal(format!("writing blob: {e}")))?;
         done += chunk.len() as u64;
         if done - last_report >= 512 * 1024 || done == total {
             progress.bytes(&short, "Downloading", done, total);
@@ -220,14 +299,19 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
     let r = plan.reference.clone();
     let tag_or_digest = r.tag().or(r.digest()).unwrap_or("latest").to_string();
     progress.status(Some(&tag_or_digest), format!("Pulling from {}", familiar_path(&r)));
-    let existed = r.full_tagged().and_then(|t| engine.store.by_tag(&t)).is_some_and(|i| i.record.id == plan.manifest.config.digest);
+    let existed = r
+        .full_tagged()
+        .and_then(|t| engine.store.by_tag(&t))
+        .is_some_and(|i| i.record.id == plan.manifest.config.digest);
 
     let config_desc = plan.manifest.config.clone();
     download_blob(engine, &plan, &config_desc, &Progress::discard()).await?;
     let store = engine.store.clone();
     let cfg_digest = config_desc.digest.clone();
     let config = blocking(move || Ok(store.parse_config(&cfg_digest)?)).await.map_err(|e| match e {
-        EngineError::Store(s) if EngineError::is_bad_input(&s) => EngineError::Upstream(format!("invalid image config: {s}")),
+        EngineError::Store(s) if EngineError::is_bad_input(&s) => {
+            EngineError::Upstream(format!("invalid image config: {s}"))
+        }
         e => e,
     })?;
     if config.rootfs.diff_ids.len() != plan.manifest.layers.len() {
@@ -253,10 +337,7 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
             }
         }
         let jobs: Vec<_> = layers.iter().map(|(d, diff)| pull_layer(engine, &plan, d, diff, progress)).collect();
-        let refs: Vec<LayerRef> = futures::stream::iter(jobs)
-            .buffered(PARALLEL_LAYERS)
-            .try_collect()
-            .await?;
+        let refs: Vec<LayerRef> = futures::stream::iter(jobs).buffered(PARALLEL_LAYERS).try_collect().await?;
         let store = engine.store.clone();
         let bytes = plan.manifest_bytes.clone();
         let stored = blocking(move || Ok(store.put_blob(&bytes)?)).await?;
@@ -296,7 +377,13 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
     Ok(())
 }
 
-async fn pull_layer(engine: &Arc<Engine>, plan: &PullPlan, d: &crate::store::model::Descriptor, diff: &Digest, progress: &Progress) -> Result<LayerRef, EngineError> {
+async fn pull_layer(
+    engine: &Arc<Engine>,
+    plan: &PullPlan,
+    d: &crate::store::model::Descriptor,
+    diff: &Digest,
+    progress: &Progress,
+) -> Result<LayerRef, EngineError> {
     let short = d.digest.short().to_string();
     let existing = engine.store.layer(diff).filter(|_| engine.store.has_blob(&d.digest));
     let meta = match existing {
@@ -321,7 +408,13 @@ async fn pull_layer(engine: &Arc<Engine>, plan: &PullPlan, d: &crate::store::mod
             meta
         }
     };
-    Ok(LayerRef { blob: d.digest.clone(), media_type: d.media_type.clone(), blob_size: d.size, diff_id: meta.diff_id, unpacked_size: meta.size })
+    Ok(LayerRef {
+        blob: d.digest.clone(),
+        media_type: d.media_type.clone(),
+        blob_size: d.size,
+        diff_id: meta.diff_id,
+        unpacked_size: meta.size,
+    })
 }
 
 fn familiar_path(r: &ImageRef) -> String {
@@ -333,17 +426,26 @@ fn familiar_path(r: &ImageRef) -> String {
 }
 
 /// Pushes the image tagged `reference` to its registry.
-pub async fn push(engine: &Arc<Engine>, reference: ImageRef, auth: &AuthConfig, progress: &Progress) -> Result<(), EngineError> {
+pub async fn push(
+    engine: &Arc<Engine>,
+    reference: ImageRef,
+    auth: &AuthConfig,
+    progress: &Progress,
+) -> Result<(), EngineError> {
     let full = reference.full_tagged().ok_or_else(|| EngineError::InvalidArgument("push needs a tag".into()))?;
-    let img = engine.store.by_tag(&full).ok_or_else(|| EngineError::NotFound(format!("An image does not exist locally with the tag: {}", reference.familiar_name())))?;
+    let img = engine.store.by_tag(&full).ok_or_else(|| {
+        EngineError::NotFound(format!("An image does not exist locally with the tag: {}", reference.familiar_name()))
+    })?;
     let client = client_for(engine, reference.registry());
     let rauth = auth.to_registry_auth();
     let oci = reference.as_oci();
     progress.final_status(format!("The push refers to repository [{}]", reference.familiar_name()));
-    client
-        .auth(oci, &rauth, oci_client::RegistryOperation::Push)
-        .await
-        .map_err(|e| EngineError::Unauthorized(format!("unauthorized: authentication required to push to {}: {e}", reference.registry())))?;
+    client.auth(oci, &rauth, oci_client::RegistryOperation::Push).await.map_err(|e| {
+        EngineError::Unauthorized(format!(
+            "unauthorized: authentication required to push to {}: {e}",
+            reference.registry()
+        ))
+    })?;
     let store = &engine.store;
     let mut blobs: Vec<(Digest, u64)> = img.record.layers.iter().rev().map(|l| (l.blob.clone(), l.blob_size)).collect();
     for (d, _) in &blobs {
@@ -371,8 +473,11 @@ pub async fn push(engine: &Arc<Engine>, reference: ImageRef, auth: &AuthConfig, 
             progress.status(Some(&short), "Pushed");
         }
     }
-    let manifest = tokio::fs::read(store.blob_path(&img.record.manifest)).await.map_err(|e| EngineError::Internal(format!("reading manifest: {e}")))?;
-    let ct = reqwest::header::HeaderValue::from_str(&img.record.manifest_media_type).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let manifest = tokio::fs::read(store.blob_path(&img.record.manifest))
+        .await
+        .map_err(|e| EngineError::Internal(format!("reading manifest: {e}")))?;
+    let ct = reqwest::header::HeaderValue::from_str(&img.record.manifest_media_type)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
     client.push_manifest_raw(oci, manifest.clone(), ct).await.map_err(|e| push_error(&reference, e))?;
     let digest = &img.record.manifest;
     let tag = reference.tag().unwrap_or("latest");
@@ -408,23 +513,35 @@ pub async fn login(engine: &Engine, auth: &AuthConfig) -> Result<(), EngineError
         .next()
         .unwrap_or_default()
         .to_string();
-    let host = if host.is_empty() || host == "index.docker.io" || host == "docker.io" { "registry-1.docker.io".to_string() } else { host };
+    let host = if host.is_empty() || host == "index.docker.io" || host == "docker.io" {
+        "registry-1.docker.io".to_string()
+    } else {
+        host
+    };
     let scheme = if is_insecure(engine, &host) { "http" } else { "https" };
     let (user, pass) = (auth.username.clone().unwrap_or_default(), auth.password.clone().unwrap_or_default());
     let http = reqwest::Client::builder().build().map_err(|e| EngineError::Internal(e.to_string()))?;
     let unreachable = |e: reqwest::Error| EngineError::Upstream(format!("cannot reach registry {host}: {e}"));
-    let resp = http.get(format!("{scheme}://{host}/v2/")).basic_auth(&user, Some(&pass)).send().await.map_err(unreachable)?;
-    let denied = || EngineError::Unauthorized(format!("login attempt to {scheme}://{host}/v2/ failed with status: 401 Unauthorized"));
+    let resp =
+        http.get(format!("{scheme}://{host}/v2/")).basic_auth(&user, Some(&pass)).send().await.map_err(unreachable)?;
+    let denied = || {
+        EngineError::Unauthorized(format!(
+            "login attempt to {scheme}://{host}/v2/ failed with status: 401 Unauthorized"
+        ))
+    };
     if resp.status().is_success() {
         return Ok(());
     }
     if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
         return Err(EngineError::Upstream(format!("registry {host} answered {}", resp.status())));
     }
-    let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let challenge =
+        resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let Some(params) = challenge.strip_prefix("Bearer ") else { return Err(denied()) };
     let field = |name: &str| {
-        params.split(',').find_map(|kv| kv.trim().strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_string()))
+        params
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_string()))
     };
     let realm = field("realm").ok_or_else(denied)?;
     let mut req = http.get(realm).basic_auth(&user, Some(&pass));
@@ -439,11 +556,43 @@ pub async fn login(engine: &Engine, auth: &AuthConfig) -> Result<(), EngineError
     }
 }
 
-/// A stream of progress lines for a pull started by the API: prepare, then run in the background.
-pub fn spawn_pull(engine: Arc<Engine>, plan: PullPlan, progress: Progress) {
+/// Every tag of `reference`'s repository (for `docker pull --all-tags`).
+pub async fn list_tags(engine: &Engine, reference: &ImageRef, auth: &AuthConfig) -> Result<Vec<ImageRef>, EngineError> {
+    let client = client_for(engine, reference.registry());
+    let resp = client
+        .list_tags(reference.as_oci(), &auth.to_registry_auth(), None, None)
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    if resp.tags.is_empty() {
+        return Err(EngineError::NotFound(format!("repository {} has no tags", reference.familiar_name())));
+    }
+    let mut tags = resp.tags;
+    tags.sort();
+    tags.iter()
+        .map(|t| {
+            ImageRef::with_tag(&reference.full_name(), Some(t))
+                .map_err(|e| EngineError::Upstream(format!("registry returned tag {t:?}: {e}")))
+        })
+        .collect()
+}
+
+/// Runs pulls in the background, streaming their progress: the first plan is already resolved (so
+/// its errors were HTTP statuses); later references are resolved in turn.
+pub fn spawn_pull(engine: Arc<Engine>, first: PullPlan, rest: Vec<ImageRef>, auth: AuthConfig, progress: Progress) {
     tokio::spawn(async move {
-        if let Err(e) = pull_run(&engine, plan, &progress).await {
+        if let Err(e) = pull_run(&engine, first, &progress).await {
             progress.error(e.to_string());
+            return;
+        }
+        for r in rest {
+            let result = match pull_prepare(&engine, r, None, &auth).await {
+                Ok(plan) => pull_run(&engine, plan, &progress).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                progress.error(e.to_string());
+                return;
+            }
         }
     });
 }
@@ -455,7 +604,10 @@ mod tests {
     #[test]
     fn decodes_registry_auth_header_with_and_without_padding() {
         let json = r#"{"username":"skiff","password":"skiffpass","serveraddress":"127.0.0.1:5001"}"#;
-        for enc in [base64::engine::general_purpose::URL_SAFE.encode(json), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)] {
+        for enc in [
+            base64::engine::general_purpose::URL_SAFE.encode(json),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json),
+        ] {
             let a = AuthConfig::from_header(Some(&enc)).expect("valid header");
             assert_eq!(a.username.as_deref(), Some("skiff"));
         }

@@ -152,7 +152,12 @@ impl Store {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StoreError::Locked(root.to_path_buf()));
         }
-        let store = Self { root: root.to_path_buf(), state: Mutex::new(State::default()), pins: Mutex::new(HashMap::new()), _lock: lock };
+        let store = Self {
+            root: root.to_path_buf(),
+            state: Mutex::new(State::default()),
+            pins: Mutex::new(HashMap::new()),
+            _lock: lock,
+        };
         store.recover()?;
         Ok(store)
     }
@@ -202,7 +207,8 @@ impl Store {
 
     fn load_record(&self, path: &Path) -> Result<StoredImage, StoreError> {
         let bytes = fs::read(path).map_err(io_ctx(format!("reading {}", path.display())))?;
-        let record: ImageRecord = serde_json::from_slice(&bytes).map_err(|source| StoreError::BadJson { what: "image record", source })?;
+        let record: ImageRecord =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::BadJson { what: "image record", source })?;
         for d in [&record.id, &record.manifest].into_iter().chain(record.layers.iter().map(|l| &l.blob)) {
             if !self.has_blob(d) {
                 return Err(StoreError::MissingBlob(d.clone()));
@@ -311,7 +317,7 @@ impl Store {
     /// Finishes a blob: verifies it against `expected` (if given) and gives it its name.
     pub fn commit_blob(&self, w: BlobWriter, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         let (buf, digest, len) = w.out.finish();
-        let result = buf.into_inner().map_err(|e| e.into_error()).and_then(|_| Ok(()));
+        let result = buf.into_inner().map_err(|e| e.into_error()).map(|_| ());
         if let Err(e) = result {
             let _ = fs::remove_file(&w.tmp);
             return Err(io_ctx("writing blob")(e));
@@ -372,7 +378,10 @@ impl Store {
             let file = File::open(path).map_err(io_ctx(format!("opening {}", path.display())))?;
             let unpacked = unpack::unpack_layer(file, &diff)?;
             if &unpacked.diff_id != expected_diff_id {
-                return Err(StoreError::DigestMismatch { expected: expected_diff_id.clone(), actual: unpacked.diff_id });
+                return Err(StoreError::DigestMismatch {
+                    expected: expected_diff_id.clone(),
+                    actual: unpacked.diff_id,
+                });
             }
             let meta = LayerMeta { diff_id: unpacked.diff_id, size: unpacked.size };
             atomic::write_json(&stage.join("meta.json"), &meta).map_err(io_ctx("writing layer metadata"))?;
@@ -417,7 +426,9 @@ impl Store {
     /// Makes an image durable and visible, then points `tags` at it. Returns the images that lost a
     /// tag to it (they may now be dangling).
     pub fn commit_image(&self, record: ImageRecord, tags: &[String]) -> Result<Arc<StoredImage>, StoreError> {
+        let started = std::time::Instant::now();
         self.sync()?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "store synced");
         let config = self.parse_config(&record.id)?;
         let mut st = self.state();
         let merged = match st.images.get(&record.id) {
@@ -482,6 +493,19 @@ impl Store {
         st.images.insert(id.clone(), Arc::new(StoredImage { record, config }));
         st.tags.insert(full_ref.to_string(), id.clone());
         self.write_tags(&st)
+    }
+
+    /// Drops the `repo@digest` reference `repo_digest` from image `id`; returns how many remain.
+    pub fn remove_repo_digest(&self, id: &Digest, repo_digest: &str) -> Result<usize, StoreError> {
+        let mut st = self.state();
+        let Some(img) = st.images.get(id).cloned() else { return Ok(0) };
+        let mut record = img.record.clone();
+        record.repo_digests.retain(|d| d != repo_digest);
+        let path = self.root.join("images").join(format!("{}.json", id.hex()));
+        atomic::write_json(&path, &record).map_err(io_ctx("writing image record"))?;
+        let left = record.repo_digests.len();
+        st.images.insert(id.clone(), Arc::new(StoredImage { record, config: img.config.clone() }));
+        Ok(left)
     }
 
     /// Removes tag `full_ref`; returns the image it pointed at.

@@ -18,7 +18,9 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fchmodat, fstatat, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{
+    fchmodat, fstatat, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
@@ -151,7 +153,10 @@ impl Unpacker {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
             return Ok(());
         }
         let mut comps = clean_components(&raw_path)?;
@@ -165,7 +170,8 @@ impl Unpacker {
             let dir = self.open_dir(&parent_rel, &shown, true)?;
             let fd = openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(io_err(&shown))?;
-            return set_xattr_fd(&fd, c"trusted.overlay.opaque", b"y").map_err(|e| UnpackError::Io { path: shown, source: e });
+            return set_xattr_fd(&fd, c"trusted.overlay.opaque", b"y")
+                .map_err(|e| UnpackError::Io { path: shown, source: e });
         }
         if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX) {
             let hidden = OsStr::from_bytes(hidden);
@@ -192,16 +198,23 @@ impl Unpacker {
                 match mkdirat(&parent, name.as_os_str(), Mode::from_bits_truncate(0o700)) {
                     Ok(()) => {}
                     Err(Errno::EEXIST) => {
-                        let st = fstatat(&parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io_err(&shown))?;
+                        let st =
+                            fstatat(&parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io_err(&shown))?;
                         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                             remove_existing(&parent, &name, false, &shown)?;
-                            mkdirat(&parent, name.as_os_str(), Mode::from_bits_truncate(0o700)).map_err(io_err(&shown))?;
+                            mkdirat(&parent, name.as_os_str(), Mode::from_bits_truncate(0o700))
+                                .map_err(io_err(&shown))?;
                         }
                     }
                     Err(e) => return Err(io_err(&shown)(e)),
                 }
-                let fd = openat(&parent, name.as_os_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(io_err(&shown))?;
+                let fd = openat(
+                    &parent,
+                    name.as_os_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_err(&shown))?;
                 apply_fd_meta(&fd, &meta, &shown)?;
                 self.deferred_dirs.push((parent_rel.join(&name), meta.mtime));
             }
@@ -227,10 +240,17 @@ impl Unpacker {
                     .into_owned();
                 remove_existing(&parent, &name, false, &shown)?;
                 symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str()).map_err(io_err(&shown))?;
-                fchownat(&parent, name.as_os_str(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(io_err(&shown))?;
+                fchownat(
+                    &parent,
+                    name.as_os_str(),
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io_err(&shown))?;
                 for (k, v) in &meta.xattrs {
-                    set_xattr_nofollow(&parent, &name, k, v).map_err(|e| UnpackError::Io { path: shown.clone(), source: e })?;
+                    set_xattr_nofollow(&parent, &name, k, v)
+                        .map_err(|e| UnpackError::Io { path: shown.clone(), source: e })?;
                 }
                 set_times(&parent, &name, meta.mtime, &shown)?;
             }
@@ -239,7 +259,10 @@ impl Unpacker {
                     .link_name_bytes()
                     .ok_or_else(|| UnpackError::UnsafePath { path: shown.clone() })?
                     .into_owned();
-                let bad_link = || UnpackError::BadHardLink { path: shown.clone(), target: String::from_utf8_lossy(&target_raw).into_owned() };
+                let bad_link = || UnpackError::BadHardLink {
+                    path: shown.clone(),
+                    target: String::from_utf8_lossy(&target_raw).into_owned(),
+                };
                 let mut tcomps = clean_components(&target_raw).map_err(|_| bad_link())?;
                 let tname = tcomps.pop().ok_or_else(bad_link)?;
                 let tparent_rel: PathBuf = tcomps.iter().collect();
@@ -252,15 +275,24 @@ impl Unpacker {
                     return Err(bad_link());
                 }
                 remove_existing(&parent, &name, false, &shown)?;
-                linkat(&tparent, tname.as_os_str(), &parent, name.as_os_str(), AtFlags::empty()).map_err(io_err(&shown))?;
+                linkat(&tparent, tname.as_os_str(), &parent, name.as_os_str(), AtFlags::empty())
+                    .map_err(io_err(&shown))?;
             }
             EntryType::Fifo => {
                 remove_existing(&parent, &name, false, &shown)?;
-                mknodat(&parent, name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(0o600), 0).map_err(io_err(&shown))?;
-                fchownat(&parent, name.as_os_str(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+                mknodat(&parent, name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(0o600), 0)
                     .map_err(io_err(&shown))?;
+                fchownat(
+                    &parent,
+                    name.as_os_str(),
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io_err(&shown))?;
                 // We created it a moment ago as a FIFO in a directory only we write: not a symlink.
-                fchmodat(&parent, name.as_os_str(), Mode::from_bits_truncate(meta.mode), FchmodatFlags::FollowSymlink).map_err(io_err(&shown))?;
+                fchmodat(&parent, name.as_os_str(), Mode::from_bits_truncate(meta.mode), FchmodatFlags::FollowSymlink)
+                    .map_err(io_err(&shown))?;
                 set_times(&parent, &name, meta.mtime, &shown)?;
             }
             EntryType::Char | EntryType::Block => {
@@ -269,7 +301,8 @@ impl Unpacker {
                 if kind == EntryType::Char && major == 0 && minor == 0 {
                     // Already an overlayfs whiteout (layers produced from overlay snapshots).
                     remove_existing(&parent, &name, false, &shown)?;
-                    mknodat(&parent, name.as_os_str(), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(io_err(&shown))?;
+                    mknodat(&parent, name.as_os_str(), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+                        .map_err(io_err(&shown))?;
                 } else {
                     return Err(UnpackError::DeviceNode { path: shown });
                 }
