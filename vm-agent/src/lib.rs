@@ -2,8 +2,10 @@
 //! store (and, in later issues, the runtime, networks and volumes) itself. It runs natively on Linux
 //! (`skiff-agent serve`) and as PID 1 of the Skiff VM.
 //!
-//! Data flow: `api` (HTTP decode/encode) → `engine` (services, typed errors) → `store` (disk).
+//! Data flow: `api` (HTTP decode/encode) → `engine` (services, typed errors) → `store` (disk)
+//! and `runtime` (namespaces, mounts, processes).
 
 pub mod api;
 pub mod engine;
+pub mod runtime;
 pub mod store;

@@ -28,9 +28,20 @@ enum Command {
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
+    /// Internal: start the container described by BUNDLE/config.json (run by the engine itself).
+    #[command(hide = true)]
+    Init {
+        /// The bundle directory.
+        bundle: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
+    // `init` runs before anything starts threads: it forks the container's PID 1.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "init" {
+        skiff_agent::runtime::init::main(std::path::Path::new(&args[2]));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -39,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { socket, root, insecure_registries } => serve(socket, root, insecure_registries),
+        Command::Init { bundle } => skiff_agent::runtime::init::main(&bundle),
     }
 }
 
@@ -46,6 +58,7 @@ fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> an
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
+        skiff_agent::runtime::reaper::start().context("becoming the containers' reaper")?;
         let engine = Engine::open(EngineConfig { root: root.clone(), insecure_registries })
             .with_context(|| format!("opening engine state at {}", root.display()))?;
         let shutdown = async {

@@ -1,6 +1,7 @@
 //! The Docker Engine API over a Unix socket: routing, API-version prefixes, serving, shutdown.
 //! Handlers are thin: decode, call one engine function, encode. No filesystem work happens here.
 
+pub mod containers;
 pub mod error;
 pub mod images;
 pub mod params;
@@ -73,6 +74,19 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/auth", post(system::auth))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(containers::prune))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load_archive))

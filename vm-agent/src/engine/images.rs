@@ -257,6 +257,17 @@ pub async fn remove(
         }
         None => tags.clone(),
     };
+    let remaining = tags.len() - to_untag.len();
+    let in_use = engine.containers.image_in_use(&id);
+    if remaining == 0 && !force {
+        if let Some(cid) = &in_use {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is being used by container {}",
+                id.short(),
+                cid.get(..12).unwrap_or(cid)
+            )));
+        }
+    }
     for t in &to_untag {
         let t2 = t.clone();
         let e2 = e.clone();
@@ -265,8 +276,7 @@ pub async fn remove(
         engine.events.image("untag", id.as_str(), &familiar);
         out.push(ImageDeleteResponseItem { untagged: Some(familiar), deleted: None });
     }
-    let remaining = tags.len() - to_untag.len();
-    if remaining == 0 {
+    if remaining == 0 && in_use.is_none() {
         out.extend(delete_untagged(engine, &id).await?);
     }
     Ok(out)

@@ -2,6 +2,7 @@
 //! later). Functions here take typed arguments and return typed results or an `EngineError`; they
 //! know nothing of HTTP.
 
+pub mod containers;
 pub mod events;
 pub mod filters;
 pub mod images;
@@ -74,6 +75,8 @@ pub struct Engine {
     pub store: Arc<Store>,
     /// The event bus.
     pub events: events::EventBus,
+    /// The containers.
+    pub containers: containers::Containers,
     /// When the engine started.
     pub started: Instant,
 }
@@ -84,7 +87,8 @@ impl Engine {
         std::fs::create_dir_all(&config.root)
             .map_err(|e| EngineError::Internal(format!("creating {}: {e}", config.root.display())))?;
         let store = Arc::new(Store::open(&config.root.join("image-store"))?);
-        Ok(Self { config, store, events: events::EventBus::default(), started: Instant::now() })
+        let containers = containers::Containers::open(&config.root.join("containers"))?;
+        Ok(Self { config, store, events: events::EventBus::default(), containers, started: Instant::now() })
     }
 
     /// The state directory.

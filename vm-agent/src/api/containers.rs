@@ -1,0 +1,278 @@
+//! Container endpoints: thin wrappers over `engine::containers`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bollard_stubs::models::ContainerCreateBody;
+use futures::StreamExt;
+
+use super::error::{ApiError, ApiResult};
+use super::params::{json_body, Params};
+use crate::engine::containers::io::{frame, IoHub};
+use crate::engine::containers::view::{self, LogOptions};
+use crate::engine::containers::{self, WaitCondition};
+use crate::engine::filters::Filters;
+use crate::engine::Engine;
+
+/// `POST /containers/create`.
+pub async fn create(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -> ApiResult<Response> {
+    let req: ContainerCreateBody = json_body(&body)?;
+    let (id, warnings) = containers::create(&engine, p.get("name"), req).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": id, "Warnings": warnings}))).into_response())
+}
+
+/// `GET /containers/json`.
+pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
+    let filters = Filters::parse(p.get("filters"), &["status", "name", "id", "label", "ancestor", "exited", "before", "since", "network", "volume", "health", "publish", "expose", "is-task"])?;
+    let limit = p.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
+    Ok(Json(view::list(&engine, p.bool("all"), limit, &filters)?).into_response())
+}
+
+/// `GET /containers/{id}/json`.
+pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    Ok(Json(view::inspect(&engine, &c)).into_response())
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    Ok(if containers::start(&engine, &c).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+}
+
+/// `POST /containers/{id}/stop`.
+pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    let t = p.get("t").and_then(|t| t.parse().ok());
+    Ok(if containers::stop(&engine, &c, p.get("signal"), t).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+}
+
+/// `POST /containers/{id}/restart`.
+pub async fn restart(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    let t = p.get("t").and_then(|t| t.parse().ok());
+    containers::stop(&engine, &c, p.get("signal"), t).await?;
+    containers::start(&engine, &c).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/kill`.
+pub async fn kill(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    containers::kill(&engine, &c, p.get("signal")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /containers/{id}`.
+pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    containers::remove(&engine, &c, p.bool("force")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/wait`: headers at once, the body when the condition is met.
+pub async fn wait(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let cond = match p.get("condition").unwrap_or("not-running") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return Err(ApiError::bad_request(format!("invalid condition: {other:?}"))),
+    };
+    let body = futures::stream::once(async move {
+        let code = containers::wait(c, cond).await;
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("{{\"StatusCode\":{code},\"Error\":null}}\n")))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}
+
+/// `POST /containers/prune`.
+pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
+    let mut deleted = Vec::new();
+    for c in engine.containers.all() {
+        if !c.is_running() {
+            containers::remove(&engine, &c, false).await?;
+            deleted.push(c.id.clone());
+        }
+    }
+    Ok(Json(serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0})).into_response())
+}
+
+/// `POST /containers/{id}/resize`.
+pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    let h = p.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing h"))?;
+    let w = p.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing w"))?;
+    if let Some(hub) = c.io() {
+        hub.resize(h, w).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
+    }
+    Ok(StatusCode::OK)
+}
+
+fn log_options(p: &Params) -> LogOptions {
+    LogOptions {
+        stdout: p.bool("stdout"),
+        stderr: p.bool("stderr"),
+        tail: p.get("tail").filter(|t| *t != "all").and_then(|t| t.parse().ok()),
+        since: p.get("since").and_then(view::parse_time).filter(|s| *s > 0.0),
+        until: p.get("until").and_then(view::parse_time).filter(|s| *s > 0.0),
+        timestamps: p.bool("timestamps"),
+    }
+}
+
+/// `GET /containers/{id}/logs`.
+pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let opts = log_options(&p);
+    if !opts.stdout && !opts.stderr {
+        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let tty = c.record().config.tty.unwrap_or(false);
+    let enc = move |opts: &LogOptions, ch: &crate::engine::containers::io::Chunk| if tty { opts.render(ch) } else { frame(ch.stream, &opts.render(ch)) };
+    let follow = p.bool("follow");
+    let (past, live) = match (follow, c.io()) {
+        (true, Some(hub)) => {
+            let (past, rx) = hub.snapshot();
+            (past, Some((hub, rx)))
+        }
+        _ => (crate::engine::containers::io::read_log(&c.log_path()), None),
+    };
+    let past: Vec<Bytes> = opts.select(past).iter().map(|ch| enc(&opts, ch)).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
+    tokio::spawn(async move {
+        for b in past {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        if let Some((hub, mut rx)) = live {
+            forward_live(&hub, &mut rx, |ch| opts.wants(ch).then(|| enc(&opts, ch)), &tx).await;
+        }
+    });
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
+    Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(stream)).into_response())
+}
+
+/// Sends live chunks until every output stream of the run has ended.
+async fn forward_live(
+    hub: &IoHub,
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<crate::engine::containers::io::Chunk>>,
+    encode: impl Fn(&crate::engine::containers::io::Chunk) -> Option<Bytes>,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
+) {
+    let mut finished = hub.finished();
+    loop {
+        tokio::select! {
+            biased;
+            msg = rx.recv() => match msg {
+                Ok(ch) => {
+                    if let Some(b) = encode(&ch) {
+                        if tx.send(Ok(b)).await.is_err() { return; }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+            r = async { finished.wait_for(|d| *d).await.map(|_| ()) } => {
+                if r.is_err() { return; }
+                while let Ok(ch) = rx.try_recv() {
+                    if let Some(b) = encode(&ch) {
+                        if tx.send(Ok(b)).await.is_err() { return; }
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// `POST /containers/{id}/attach`: an HTTP upgrade carrying stdin up and output down.
+pub async fn attach(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params, mut req: Request) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let rec = c.record();
+    let tty = rec.config.tty.unwrap_or(false);
+    let (want_in, want_out, want_err, want_logs, want_stream) = (p.bool("stdin"), p.bool("stdout"), p.bool("stderr"), p.bool("logs"), p.bool("stream"));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let engine2 = engine.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let opts = LogOptions { stdout: want_out, stderr: want_err, ..Default::default() };
+        let enc = move |ch: &crate::engine::containers::io::Chunk| opts.wants(ch).then(|| if tty { ch.data.clone() } else { frame(ch.stream, &ch.data) });
+        let (tx, mut out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(Ok(b)) = out_rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    return;
+                }
+                let _ = wr.flush().await;
+            }
+            let _ = wr.shutdown().await;
+        });
+        if want_logs {
+            for ch in crate::engine::containers::io::read_log(&c.log_path()) {
+                if let Some(b) = enc(&ch) {
+                    let _ = tx.send(Ok(b)).await;
+                }
+            }
+        }
+        if want_stream {
+            // Attached before the start (docker run): wait for the run and take it from its first line.
+            let was_running = c.io().is_some();
+            let mut watch = c.io_watch();
+            let mut removed = c.removed_watch();
+            let hub = tokio::select! {
+                h = async { watch.wait_for(|h| h.is_some()).await.ok().and_then(|h| h.clone()) } => h,
+                _ = async { removed.wait_for(|r| *r).await.map(|_| ()) } => None,
+            };
+            if let Some(hub) = hub {
+                let (early, mut rx) = if was_running { (Vec::new(), hub.subscribe()) } else { hub.from_start() };
+                for ch in early {
+                    if let Some(b) = enc(&ch) {
+                        let _ = tx.send(Ok(b)).await;
+                    }
+                }
+                if want_in {
+                    let hub_in = hub.clone();
+                    let stdin_once = rec.config.stdin_once.unwrap_or(false);
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut buf = vec![0u8; 32 * 1024];
+                        loop {
+                            match rd.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if hub_in.write_stdin(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        if stdin_once {
+                            hub_in.close_stdin().await;
+                        }
+                    });
+                }
+                forward_live(&hub, &mut rx, enc, &tx).await;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+        let _ = engine2;
+    });
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    Ok(resp)
+}

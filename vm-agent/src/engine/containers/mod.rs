@@ -1,0 +1,590 @@
+//! Container service: create, start, stop, kill, wait, remove, list, inspect, logs, attach.
+//! State lives in `<root>/containers/<id>/` (record, bundle, log); the runtime starts processes.
+
+pub mod io;
+pub mod names;
+pub mod record;
+pub mod spec;
+pub mod view;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, EventMessageTypeEnum, HostConfig};
+use tokio::sync::watch;
+
+use super::{blocking, images, now_rfc3339, Engine, EngineError};
+use crate::runtime::{self, reaper, ErrorKind};
+use crate::store::atomic;
+use io::{IoHub, STDERR, STDOUT};
+use record::{ContainerRecord, State, Status};
+
+/// One container.
+#[derive(Debug)]
+pub struct Container {
+    /// 64 hex digits.
+    pub id: String,
+    dir: PathBuf,
+    record: Mutex<ContainerRecord>,
+    io: watch::Sender<Option<Arc<IoHub>>>,
+    /// (number of exits so far, last exit code).
+    exits: watch::Sender<(u64, i32)>,
+    removed: watch::Sender<bool>,
+    /// Serialises start/stop/remove on this container.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    /// A copy of the record.
+    pub fn record(&self) -> ContainerRecord {
+        self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> Result<(), EngineError> {
+        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
+        atomic::write_json(&self.dir.join("container.json"), &*r).map_err(|e| EngineError::Internal(format!("saving container state: {e}")))
+    }
+
+    /// The running output hub, if any.
+    pub fn io(&self) -> Option<Arc<IoHub>> {
+        self.io.borrow().clone()
+    }
+
+    /// Watches the output hub (set at each start, cleared at exit).
+    pub fn io_watch(&self) -> watch::Receiver<Option<Arc<IoHub>>> {
+        self.io.subscribe()
+    }
+
+    /// Watches removal.
+    pub fn removed_watch(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
+    /// The json-file log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-json.log", self.id))
+    }
+
+    /// Whether its process runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self.record().state.status, Status::Running | Status::Paused)
+    }
+}
+
+/// All containers.
+#[derive(Debug, Default)]
+pub struct Containers {
+    dir: PathBuf,
+    map: RwLock<HashMap<String, Arc<Container>>>,
+}
+
+impl Containers {
+    /// Loads every container under `dir`. Processes do not survive an agent restart yet, so
+    /// containers recorded as running are marked exited, with the reason.
+    pub fn open(dir: &Path) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+        let mut map = HashMap::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| EngineError::Internal(e.to_string()))?.flatten() {
+            let cdir = entry.path();
+            let Ok(bytes) = std::fs::read(cdir.join("container.json")) else {
+                let _ = std::fs::remove_dir_all(&cdir);
+                continue;
+            };
+            let Ok(mut rec) = serde_json::from_slice::<ContainerRecord>(&bytes) else {
+                tracing::warn!(dir = %cdir.display(), "unreadable container record; leaving it alone");
+                continue;
+            };
+            if matches!(rec.state.status, Status::Running | Status::Paused | Status::Restarting) {
+                rec.state.status = Status::Exited;
+                rec.state.exit_code = 255;
+                rec.state.error = "the engine restarted while the container ran; its process was not re-adopted".into();
+                rec.state.finished_at = now_rfc3339();
+                rec.state.pid = 0;
+                let _ = atomic::write_json(&cdir.join("container.json"), &rec);
+            }
+            let c = new_container(cdir, rec);
+            map.insert(c.id.clone(), Arc::new(c));
+        }
+        Ok(Self { dir: dir.to_path_buf(), map: RwLock::new(map) })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Container>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every container.
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Finds by full id, name, or unique id prefix.
+    pub fn get(&self, name: &str) -> Result<Arc<Container>, EngineError> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        let map = self.read();
+        if let Some(c) = map.get(name) {
+            return Ok(c.clone());
+        }
+        if let Some(c) = map.values().find(|c| c.record().name == name) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<_> = map.values().filter(|c| !name.is_empty() && c.id.starts_with(name)).cloned().collect();
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(EngineError::NotFound(format!("No such container: {name}"))),
+            _ => Err(EngineError::InvalidArgument(format!("multiple containers found with provided prefix: {name}"))),
+        }
+    }
+
+    /// Whether any container uses image `id`.
+    pub fn image_in_use(&self, id: &crate::store::digest::Digest) -> Option<String> {
+        self.read().values().find(|c| &c.record().image_id == id).map(|c| c.id.clone())
+    }
+}
+
+fn new_container(dir: PathBuf, rec: ContainerRecord) -> Container {
+    let code = rec.state.exit_code;
+    Container {
+        id: rec.id.clone(),
+        dir,
+        record: Mutex::new(rec),
+        io: watch::channel(None).0,
+        exits: watch::channel((0, code)).0,
+        removed: watch::channel(false).0,
+        op: tokio::sync::Mutex::new(()),
+    }
+}
+
+fn event(engine: &Engine, action: &str, c: &ContainerRecord, extra: &[(&str, String)]) {
+    let mut attrs = HashMap::from([("name".to_string(), c.name.clone()), ("image".to_string(), c.image.clone())]);
+    for (k, v) in c.config.labels.iter().flatten() {
+        attrs.insert(k.clone(), v.clone());
+    }
+    for (k, v) in extra {
+        attrs.insert((*k).to_string(), v.clone());
+    }
+    engine.events.publish(EventMessageTypeEnum::CONTAINER, action, &c.id, attrs);
+}
+
+/// Merges the request with the image's defaults, as Docker does.
+fn effective_config(body: &ContainerCreateBody, image: &crate::store::StoredImage) -> (ContainerConfig, Vec<String>) {
+    let img = image.config.config.clone().unwrap_or_default();
+    let mut env: Vec<String> = img.env.clone().unwrap_or_default();
+    for e in body.env.iter().flatten() {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    let entrypoint = match &body.entrypoint {
+        Some(ep) => ep.clone(),
+        None => img.entrypoint.clone().unwrap_or_default(),
+    };
+    // An explicit entrypoint resets the image's cmd (Docker's rule).
+    let cmd = match (&body.cmd, &body.entrypoint) {
+        (Some(c), _) if !c.is_empty() => c.clone(),
+        (_, Some(_)) => Vec::new(),
+        _ => img.cmd.clone().unwrap_or_default(),
+    };
+    let mut labels = img.labels.clone().unwrap_or_default();
+    labels.extend(body.labels.clone().unwrap_or_default());
+    let config = ContainerConfig {
+        hostname: body.hostname.clone(),
+        domainname: body.domainname.clone(),
+        user: body.user.clone().filter(|u| !u.is_empty()).or(img.user.clone()),
+        attach_stdin: body.attach_stdin,
+        attach_stdout: body.attach_stdout,
+        attach_stderr: body.attach_stderr,
+        exposed_ports: body.exposed_ports.clone().or(img.exposed_ports.clone()),
+        tty: body.tty,
+        open_stdin: body.open_stdin,
+        stdin_once: body.stdin_once,
+        env: Some(env),
+        cmd: Some(cmd.clone()),
+        healthcheck: body.healthcheck.clone().or(img.healthcheck.clone()),
+        image: body.image.clone(),
+        volumes: body.volumes.clone().or(img.volumes.clone()),
+        working_dir: body.working_dir.clone().filter(|w| !w.is_empty()).or(img.working_dir.clone()),
+        entrypoint: Some(entrypoint.clone()),
+        labels: Some(labels),
+        stop_signal: body.stop_signal.clone().or(img.stop_signal.clone()),
+        stop_timeout: body.stop_timeout,
+        ..Default::default()
+    };
+    let args = entrypoint.into_iter().chain(cmd).collect();
+    (config, args)
+}
+
+/// `POST /containers/create`.
+pub async fn create(engine: &Arc<Engine>, name: Option<&str>, body: ContainerCreateBody) -> Result<(String, Vec<String>), EngineError> {
+    let image_name = body.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| EngineError::InvalidArgument("config.Image is required".into()))?;
+    let image = images::resolve(engine, &image_name)?;
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) => {
+            let n = n.strip_prefix('/').unwrap_or(n);
+            if !names::valid(n) {
+                return Err(EngineError::InvalidArgument(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            }
+            n.to_string()
+        }
+        None => loop {
+            let n = names::random();
+            if engine.containers.get(&n).is_err() {
+                break n;
+            }
+        },
+    };
+    let host = body.host_config.clone().unwrap_or_default();
+    validate_host_config(&host)?;
+    let (config, args) = effective_config(&body, &image);
+    if args.is_empty() {
+        return Err(EngineError::InvalidArgument("no command specified".into()));
+    }
+    let mut warnings = Vec::new();
+    if host.memory.unwrap_or(0) > 0 || host.nano_cpus.unwrap_or(0) > 0 || host.pids_limit.unwrap_or(0) > 0 || host.cpu_shares.unwrap_or(0) > 0 {
+        warnings.push("resource limits are not applied yet by this engine (cgroup support is in progress)".to_string());
+    }
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let record = ContainerRecord {
+        id: id.clone(),
+        name: name.clone(),
+        created: now_rfc3339(),
+        image: image_name,
+        image_id: image.record.id.clone(),
+        args,
+        config,
+        host_config: host,
+        state: State::default(),
+        restart_count: 0,
+    };
+    let dir = engine.containers.dir.join(&id);
+    {
+        let mut map = engine.containers.map.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(other) = map.values().find(|c| c.record().name == name) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::Internal(format!("creating container directory: {e}")))?;
+        atomic::write_json(&dir.join("container.json"), &record).map_err(|e| EngineError::Internal(format!("saving container: {e}")))?;
+        map.insert(id.clone(), Arc::new(new_container(dir, record.clone())));
+    }
+    event(engine, "create", &record, &[]);
+    Ok((id, warnings))
+}
+
+fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
+    if h.memory.unwrap_or(0) < 0 || h.nano_cpus.unwrap_or(0) < 0 || h.cpu_shares.unwrap_or(0) < 0 {
+        return Err(EngineError::InvalidArgument("invalid resource limit: values must not be negative".into()));
+    }
+    if let (Some(m), Some(s)) = (h.memory, h.memory_swap) {
+        if m > 0 && s > 0 && s < m {
+            return Err(EngineError::InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage".into()));
+        }
+    }
+    if h.memory.is_some_and(|m| m > 0 && m < 6 * 1024 * 1024) {
+        return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".into()));
+    }
+    match h.network_mode.as_deref() {
+        None | Some("" | "default" | "bridge" | "none" | "host") => Ok(()),
+        Some(other) => Err(EngineError::NotFound(format!("network {other} not found"))),
+    }
+}
+
+fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str) -> std::io::Result<()> {
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
+    for h in rec.host_config.extra_hosts.iter().flatten() {
+        if let Some((name, ip)) = h.split_once(':') {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    std::fs::write(dir.join("hosts"), hosts)?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut resolv: Vec<String> = host_resolv.lines().filter(|l| !l.trim_start().starts_with("nameserver 127.")).map(str::to_string).collect();
+    let dns: Vec<String> = rec.host_config.dns.clone().unwrap_or_default();
+    if !dns.is_empty() {
+        resolv.retain(|l| !l.trim_start().starts_with("nameserver"));
+        resolv.extend(dns.iter().map(|d| format!("nameserver {d}")));
+    } else if !resolv.iter().any(|l| l.trim_start().starts_with("nameserver")) {
+        resolv.push("nameserver 8.8.8.8".into());
+        resolv.push("nameserver 8.8.4.4".into());
+    }
+    std::fs::write(dir.join("resolv.conf"), resolv.join("\n") + "\n")
+}
+
+/// Pipes for a container without a terminal: the ends it gets, and the ends the hub keeps.
+struct Pipes {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    stdin_writer: Option<OwnedFd>,
+    readers: Vec<(OwnedFd, u8)>,
+}
+
+fn internal(what: &'static str) -> impl Fn(nix::errno::Errno) -> EngineError {
+    move |e| EngineError::Internal(format!("{what}: {e}"))
+}
+
+fn dev_null() -> Result<OwnedFd, EngineError> {
+    std::fs::File::open("/dev/null").map(OwnedFd::from).map_err(|e| EngineError::Internal(format!("opening /dev/null: {e}")))
+}
+
+fn make_pipes(open_stdin: bool) -> Result<Pipes, EngineError> {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
+    let (stdin, stdin_writer) = if open_stdin {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
+        (r, Some(w))
+    } else {
+        (dev_null()?, None)
+    };
+    Ok(Pipes { stdin, stdout: out_w, stderr: err_w, stdin_writer, readers: vec![(out_r, STDOUT), (err_r, STDERR)] })
+}
+
+/// Starts pumping a hub and publishes it to attach clients.
+fn publish_hub(c: &Container, hub: &Arc<IoHub>, readers: Vec<(OwnedFd, u8)>) {
+    for (fd, stream) in readers {
+        tokio::spawn(hub.clone().pump(fd, stream));
+    }
+    c.io.send_replace(Some(hub.clone()));
+}
+
+/// `POST /containers/{id}/start`. Returns `false` if it was already running.
+pub async fn start(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, EngineError> {
+    let _op = c.op.lock().await;
+    let rec = c.record();
+    match rec.state.status {
+        Status::Running | Status::Paused => return Ok(false),
+        Status::Removing | Status::Dead => return Err(EngineError::Conflict(format!("container {} is being removed", c.id))),
+        _ => {}
+    }
+    let image = engine.store.by_id(&rec.image_id).ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
+    let dir = c.dir.clone();
+    for d in ["rootfs", "upper", "work"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| EngineError::Internal(format!("preparing bundle: {e}")))?;
+    }
+    let hostname = rec.config.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| c.id[..12].to_string());
+    write_etc_files(&dir, &rec, &hostname).map_err(|e| EngineError::Internal(format!("writing /etc files: {e}")))?;
+    let lower_dirs = image.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string()).collect();
+    let inputs = spec::SpecInputs { bundle: &dir, lower_dirs, hostname, args: rec.args.clone(), cgroup_procs: Vec::new() };
+    let oci = spec::build(&rec.config, &rec.host_config, &inputs)?;
+    let spec_bytes = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Internal(e.to_string()))?;
+    atomic::write_file(&dir.join("config.json"), &spec_bytes).map_err(|e| EngineError::Internal(format!("writing bundle: {e}")))?;
+
+    let tty = rec.config.tty.unwrap_or(false);
+    let open_stdin = rec.config.open_stdin.unwrap_or(false);
+    let log_err = |e: std::io::Error| EngineError::Internal(format!("opening log: {e}"));
+    // Without a terminal the hub exists before the process, so no output is missed. With one, the
+    // container allocates the pty and the hub starts when its controlling side arrives (output
+    // waits in the pty meanwhile).
+    let (stdio, mut hub) = if tty {
+        ((dev_null()?, dev_null()?, dev_null()?), None)
+    } else {
+        let p = make_pipes(open_stdin)?;
+        let hub = IoHub::new(&c.log_path(), p.stdin_writer, None, p.readers.len() as u64).map_err(log_err)?;
+        publish_hub(c, &hub, p.readers);
+        ((p.stdin, p.stdout, p.stderr), Some(hub))
+    };
+    let bundle = dir.clone();
+    let started = tokio::task::spawn_blocking(move || runtime::start(&bundle, stdio.0, stdio.1, stdio.2, tty)).await?;
+    let started = match started {
+        Ok(mut s) if tty => {
+            let master = s.pty.take().ok_or_else(|| EngineError::Internal("the container's terminal is missing".into()))?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| EngineError::Internal(e.to_string()));
+            let reader = dup(&master)?;
+            let writer = if open_stdin { Some(dup(&master)?) } else { None };
+            let h = IoHub::new(&c.log_path(), writer, Some(master), 1).map_err(log_err)?;
+            publish_hub(c, &h, vec![(reader, STDOUT)]);
+            hub = Some(h);
+            Ok(s)
+        }
+        other => other,
+    };
+    match started {
+        Err(e) => {
+            let code = match e.kind {
+                ErrorKind::NotFound => 127,
+                ErrorKind::Permission => 126,
+                ErrorKind::Other => 128,
+            };
+            c.update(|r| {
+                r.state.exit_code = code;
+                r.state.error = e.message.clone();
+            })?;
+            if let Some(h) = &hub {
+                h.close_stdin().await;
+            }
+            c.io.send_replace(None);
+            event(engine, "die", &c.record(), &[("exitCode", code.to_string())]);
+            c.exits.send_modify(|(n, last)| {
+                *n += 1;
+                *last = code;
+            });
+            if rec.host_config.auto_remove.unwrap_or(false) {
+                let (engine, c) = (engine.clone(), c.clone());
+                // After this start's lock is released: remove takes it too.
+                tokio::spawn(async move {
+                    let _op = c.op.lock().await;
+                    drop(_op);
+                    if let Err(e) = remove(&engine, &c, true).await {
+                        tracing::warn!(container.id = %c.id, error = %e, "auto-remove after failed start");
+                    }
+                });
+            }
+            let msg = format!("failed to create task for container: OCI runtime create failed: unable to start container process: {}: unknown", e.message);
+            return Err(if e.kind == ErrorKind::Other { EngineError::Internal(msg) } else { EngineError::InvalidArgument(msg) });
+        }
+        Ok(s) => {
+            for w in &s.warnings {
+                tracing::warn!(container.id = %c.id, warning = %w, "container setting adjusted");
+            }
+            c.update(|r| {
+                r.state.status = Status::Running;
+                r.state.pid = s.pid;
+                r.state.started_at = now_rfc3339();
+                r.state.error.clear();
+                r.state.exit_code = 0;
+                r.state.oom_killed = false;
+            })?;
+            event(engine, "start", &c.record(), &[]);
+            let exit = reaper::wait_for(s.pid);
+            let hub = hub.ok_or_else(|| EngineError::Internal("no output hub".into()))?;
+            tokio::spawn(monitor(engine.clone(), c.clone(), exit, hub));
+        }
+    }
+    Ok(true)
+}
+
+async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::oneshot::Receiver<i32>, hub: Arc<IoHub>) {
+    let code = exit.await.unwrap_or(255);
+    // Give the output pumps a moment to drain what the process wrote before it exited.
+    let mut done = hub.finished();
+    let _ = tokio::time::timeout(Duration::from_secs(2), done.wait_for(|d| *d)).await;
+    hub.close_stdin().await;
+    let _ = c.update(|r| {
+        r.state.status = Status::Exited;
+        r.state.exit_code = code;
+        r.state.pid = 0;
+        r.state.finished_at = now_rfc3339();
+    });
+    c.io.send_replace(None);
+    let rec = c.record();
+    event(&engine, "die", &rec, &[("exitCode", code.to_string())]);
+    c.exits.send_modify(|(n, last)| {
+        *n += 1;
+        *last = code;
+    });
+    if rec.host_config.auto_remove.unwrap_or(false) {
+        if let Err(e) = remove(&engine, &c, true).await {
+            tracing::warn!(container.id = %c.id, error = %e, "auto-remove failed");
+        }
+    }
+}
+
+/// Parses a signal given as `KILL`, `SIGKILL` or `9`.
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, EngineError> {
+    use std::str::FromStr;
+    let bad = || EngineError::InvalidArgument(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    nix::sys::signal::Signal::from_str(&full).map_err(|_| bad())
+}
+
+/// `POST /containers/{id}/kill`.
+pub async fn kill(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>) -> Result<(), EngineError> {
+    let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("KILL"))?;
+    let rec = c.record();
+    if rec.state.status != Status::Running && rec.state.status != Status::Paused {
+        return Err(EngineError::Conflict(format!("Cannot kill container: {}: container {} is not running", c.id, c.id)));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig).map_err(|e| EngineError::Internal(format!("kill: {e}")))?;
+    event(engine, "kill", &rec, &[("signal", (sig as i32).to_string())]);
+    Ok(())
+}
+
+/// Waits until the container has exited at least `after + 1` times.
+async fn wait_exit_count(c: &Container, after: u64) -> i32 {
+    let mut rx = c.exits.subscribe();
+    let code = rx.wait_for(|(n, _)| *n > after).await.map(|v| v.1);
+    code.unwrap_or_else(|_| c.record().state.exit_code)
+}
+
+/// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after `timeout` seconds.
+pub async fn stop(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<bool, EngineError> {
+    let rec = c.record();
+    if !c.is_running() {
+        return Ok(false);
+    }
+    let before = c.exits.borrow().0;
+    let sig = parse_signal(signal.or(rec.config.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
+    let t = timeout.or(rec.config.stop_timeout).unwrap_or(10).max(0);
+    let pid = nix::unistd::Pid::from_raw(rec.state.pid);
+    let _ = nix::sys::signal::kill(pid, sig);
+    if tokio::time::timeout(Duration::from_secs(u64::try_from(t).unwrap_or(0)), wait_exit_count(c, before)).await.is_err() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        wait_exit_count(c, before).await;
+    }
+    event(engine, "stop", &c.record(), &[]);
+    Ok(true)
+}
+
+/// The `condition` of `POST /containers/{id}/wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Return at once if not running, else at exit.
+    NotRunning,
+    /// The next exit, even if not running now.
+    NextExit,
+    /// When the container is removed.
+    Removed,
+}
+
+/// Resolves to the exit code when `cond` is met.
+pub async fn wait(c: Arc<Container>, cond: WaitCondition) -> i32 {
+    let before = c.exits.borrow().0;
+    match cond {
+        WaitCondition::NotRunning if !c.is_running() => c.record().state.exit_code,
+        WaitCondition::NotRunning | WaitCondition::NextExit => wait_exit_count(&c, before).await,
+        WaitCondition::Removed => {
+            let mut rx = c.removed.subscribe();
+            let _ = rx.wait_for(|r| *r).await;
+            c.exits.borrow().1
+        }
+    }
+}
+
+/// `DELETE /containers/{id}`.
+pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Result<(), EngineError> {
+    if c.is_running() {
+        if !force {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                c.record().name
+            )));
+        }
+        let before = c.exits.borrow().0;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
+        wait_exit_count(c, before).await;
+    }
+    if engine.containers.map.write().unwrap_or_else(|p| p.into_inner()).remove(&c.id).is_none() {
+        return Ok(()); // someone else removed it
+    }
+    let dir = c.dir.clone();
+    blocking(move || {
+        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::Internal(format!("removing container files: {e}")))
+    })
+    .await?;
+    event(engine, "destroy", &c.record(), &[]);
+    c.removed.send_replace(true);
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Read-only views of containers: `ps` summaries with filters, `inspect`, and log selection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryHostConfig,
+    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData,
+};
+
+use super::io::{Chunk, STDERR, STDOUT};
+use super::record::{ContainerRecord, Status};
+use super::Container;
+use crate::engine::filters::Filters;
+use crate::engine::{images, Engine, EngineError};
+
+fn unix(ts: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ts).map(|t| t.timestamp()).unwrap_or(0)
+}
+
+/// Docker's "Up 3 minutes" / "Exited (0) 2 seconds ago".
+fn human_since(ts: &str) -> String {
+    let secs = chrono::Utc::now().timestamp() - unix(ts);
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 3600 => format!("{} minutes", s / 60).replace("1 minutes", "About a minute"),
+        s if s < 86400 => format!("{} hours", s / 3600).replace("1 hours", "About an hour"),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+fn status_text(r: &ContainerRecord) -> String {
+    match r.state.status {
+        Status::Running => format!("Up {}", human_since(&r.state.started_at)),
+        Status::Paused => format!("Up {} (Paused)", human_since(&r.state.started_at)),
+        Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_since(&r.state.finished_at)),
+        Status::Created => "Created".into(),
+        Status::Restarting => "Restarting".into(),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+fn summary_state(s: Status) -> ContainerSummaryStateEnum {
+    match s {
+        Status::Created => ContainerSummaryStateEnum::CREATED,
+        Status::Running => ContainerSummaryStateEnum::RUNNING,
+        Status::Paused => ContainerSummaryStateEnum::PAUSED,
+        Status::Restarting => ContainerSummaryStateEnum::RESTARTING,
+        Status::Exited => ContainerSummaryStateEnum::EXITED,
+        Status::Removing => ContainerSummaryStateEnum::REMOVING,
+        Status::Dead => ContainerSummaryStateEnum::DEAD,
+    }
+}
+
+fn inspect_state(s: Status) -> ContainerStateStatusEnum {
+    match s {
+        Status::Created => ContainerStateStatusEnum::CREATED,
+        Status::Running => ContainerStateStatusEnum::RUNNING,
+        Status::Paused => ContainerStateStatusEnum::PAUSED,
+        Status::Restarting => ContainerStateStatusEnum::RESTARTING,
+        Status::Exited => ContainerStateStatusEnum::EXITED,
+        Status::Removing => ContainerStateStatusEnum::REMOVING,
+        Status::Dead => ContainerStateStatusEnum::DEAD,
+    }
+}
+
+fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, EngineError> {
+    let any = |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_empty() || f.get(key).iter().any(|v| ok(v));
+    let ancestor_ok = any("ancestor", &|v| {
+        r.image == v || images::resolve(engine, v).map(|i| i.record.id == r.image_id).unwrap_or(false)
+    });
+    Ok(any("status", &|v| v == r.state.status.as_str())
+        && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
+        && any("id", &|v| r.id.starts_with(v))
+        && any("exited", &|v| r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code))
+        && ancestor_ok
+        && f.labels_match("label", r.config.labels.as_ref()))
+}
+
+/// `GET /containers/json`.
+pub fn list(engine: &Engine, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<ContainerSummary>, EngineError> {
+    for s in filters.get("status") {
+        if !["created", "restarting", "running", "removing", "paused", "exited", "dead"].contains(&s.as_str()) {
+            return Err(EngineError::InvalidArgument(format!("invalid filter 'status={s}'")));
+        }
+    }
+    let mut recs: Vec<ContainerRecord> = engine.containers.all().iter().map(|c| c.record()).collect();
+    recs.sort_by(|a, b| b.created.cmp(&a.created));
+    let show_all = all || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
+    let mut out = Vec::new();
+    for r in recs {
+        if !show_all && !matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            continue;
+        }
+        if !matches(engine, filters, &r)? {
+            continue;
+        }
+        out.push(ContainerSummary {
+            id: Some(r.id.clone()),
+            names: Some(vec![format!("/{}", r.name)]),
+            image: Some(r.image.clone()),
+            image_id: Some(r.image_id.to_string()),
+            command: Some(r.args.join(" ")),
+            created: Some(unix(&r.created)),
+            ports: Some(Vec::new()),
+            labels: Some(r.config.labels.clone().unwrap_or_default()),
+            state: Some(summary_state(r.state.status)),
+            status: Some(status_text(&r)),
+            host_config: Some(ContainerSummaryHostConfig {
+                network_mode: Some(r.host_config.network_mode.clone().unwrap_or_else(|| "none".into())),
+                ..Default::default()
+            }),
+            network_settings: Some(ContainerSummaryNetworkSettings { networks: Some(HashMap::new()) }),
+            mounts: Some(Vec::new()),
+            ..Default::default()
+        });
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /containers/{id}/json`.
+pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse {
+    let r = c.record();
+    let lower = engine
+        .store
+        .by_id(&r.image_id)
+        .map(|i| i.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string()).collect::<Vec<_>>().join(":"))
+        .unwrap_or_default();
+    let running = matches!(r.state.status, Status::Running | Status::Paused);
+    ContainerInspectResponse {
+        id: Some(r.id.clone()),
+        created: Some(r.created.clone()),
+        path: r.args.first().cloned(),
+        args: Some(r.args.iter().skip(1).cloned().collect()),
+        state: Some(ContainerState {
+            status: Some(inspect_state(r.state.status)),
+            running: Some(running),
+            paused: Some(r.state.status == Status::Paused),
+            restarting: Some(r.state.status == Status::Restarting),
+            oom_killed: Some(r.state.oom_killed),
+            dead: Some(r.state.status == Status::Dead),
+            pid: Some(i64::from(r.state.pid)),
+            exit_code: Some(i64::from(r.state.exit_code)),
+            error: Some(r.state.error.clone()),
+            started_at: Some(r.state.started_at.clone()),
+            finished_at: Some(r.state.finished_at.clone()),
+            health: None,
+        }),
+        image: Some(r.image_id.to_string()),
+        resolv_conf_path: Some(c.dir.join("resolv.conf").display().to_string()),
+        hostname_path: Some(c.dir.join("hostname").display().to_string()),
+        hosts_path: Some(c.dir.join("hosts").display().to_string()),
+        log_path: Some(c.log_path().display().to_string()),
+        name: Some(format!("/{}", r.name)),
+        restart_count: Some(r.restart_count),
+        driver: Some("overlay2".into()),
+        platform: Some("linux".into()),
+        host_config: Some(r.host_config.clone()),
+        graph_driver: Some(DriverData {
+            name: "overlay2".into(),
+            data: HashMap::from([
+                ("LowerDir".to_string(), lower),
+                ("UpperDir".to_string(), c.dir.join("upper").display().to_string()),
+                ("WorkDir".to_string(), c.dir.join("work").display().to_string()),
+                ("MergedDir".to_string(), c.dir.join("rootfs").display().to_string()),
+            ]),
+        }),
+        mounts: Some(Vec::new()),
+        config: Some(r.config.clone()),
+        network_settings: Some(Default::default()),
+        ..Default::default()
+    }
+}
+
+/// Which log lines `docker logs` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Include stdout.
+    pub stdout: bool,
+    /// Include stderr.
+    pub stderr: bool,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Only lines at or after this Unix time.
+    pub since: Option<f64>,
+    /// Only lines before this Unix time.
+    pub until: Option<f64>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
+}
+
+/// Parses Docker's `since`/`until`: Unix seconds (with fraction) or RFC 3339.
+pub fn parse_time(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9))
+}
+
+fn chunk_time(c: &Chunk) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(&c.time).map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9).unwrap_or(0.0)
+}
+
+impl LogOptions {
+    /// Whether `c` is wanted (stream and time window).
+    pub fn wants(&self, c: &Chunk) -> bool {
+        let stream_ok = (c.stream == STDOUT && self.stdout) || (c.stream == STDERR && self.stderr);
+        let t = chunk_time(c);
+        stream_ok && self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+
+    /// Applies stream, time and tail selection to the stored log.
+    pub fn select(&self, chunks: Vec<Chunk>) -> Vec<Chunk> {
+        let mut v: Vec<Chunk> = chunks.into_iter().filter(|c| self.wants(c)).collect();
+        if let Some(n) = self.tail {
+            let skip = v.len().saturating_sub(n);
+            v.drain(..skip);
+        }
+        v
+    }
+
+    /// The bytes to send for one line.
+    pub fn render(&self, c: &Chunk) -> bytes::Bytes {
+        if self.timestamps {
+            let mut v = format!("{} ", c.time).into_bytes();
+            v.extend_from_slice(&c.data);
+            bytes::Bytes::from(v)
+        } else {
+            c.data.clone()
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Capability sets: the bounding set is reduced to the spec's, then effective, permitted and
+//! inheritable are set. A non-root user keeps them across `setuid` only long enough for that.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::LinuxCapabilities;
+
+use super::InitError;
+
+/// Docker's default capability set.
+pub const DOCKER_DEFAULT: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this kernel knows, by Docker name (`CAP_…`).
+pub fn all_names() -> Vec<String> {
+    caps::all().into_iter().map(|c| c.to_string()).collect()
+}
+
+/// Whether `name` (with or without `CAP_`) is a capability.
+pub fn normalise(name: &str) -> Option<String> {
+    let up = name.to_ascii_uppercase();
+    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    Capability::from_str(&full).ok().map(|c| c.to_string())
+}
+
+fn set_of<T: serde::Serialize>(items: Option<&HashSet<T>>) -> CapsHashSet {
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().and_then(|s| Capability::from_str(s).ok())))
+        .collect()
+}
+
+/// Before switching to a non-root uid: keep the permitted set across `setuid`.
+pub fn prepare_keep(uid: u32) -> Result<(), InitError> {
+    if uid != 0 {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+            return Err(InitError::sys("PR_SET_KEEPCAPS", nix::errno::Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Applies the spec's capability sets to this process.
+pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), InitError> {
+    let Some(c) = spec else { return Ok(()) };
+    fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> InitError {
+        move |e| InitError::other(format!("setting {what} capabilities: {e}"))
+    }
+    let bounding = set_of(c.bounding().as_ref());
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
+        }
+    }
+    caps::set(None, CapSet::Effective, &set_of(c.effective().as_ref())).map_err(err("effective"))?;
+    caps::set(None, CapSet::Permitted, &set_of(c.permitted().as_ref())).map_err(err("permitted"))?;
+    caps::set(None, CapSet::Inheritable, &set_of(c.inheritable().as_ref())).map_err(err("inheritable"))?;
+    let ambient = set_of(c.ambient().as_ref());
+    if !ambient.is_empty() {
+        caps::set(None, CapSet::Ambient, &ambient).map_err(err("ambient"))?;
+    }
+    Ok(())
+}

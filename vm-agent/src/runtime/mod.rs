@@ -1,0 +1,130 @@
+//! The container runtime: starts processes described by an OCI runtime spec (a bundle directory
+//! with `config.json`) in new namespaces on an overlayfs root, and reaps them.
+//!
+//! The agent execs itself as `skiff-agent init BUNDLE` (single-threaded, so forking is safe); that
+//! process sets the container up, reports the container's pid and exits. The agent is a child
+//! subreaper, so it inherits and reaps the container: no shim process per container.
+
+pub mod capabilities;
+pub mod init;
+pub mod pty;
+pub mod reaper;
+pub mod rootfs;
+pub mod seccomp;
+pub mod syscall;
+pub mod user;
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of failure stopped a container from starting (decides the exit code Docker shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The command does not exist (exit 127).
+    NotFound,
+    /// The command cannot be executed (exit 126).
+    Permission,
+    /// Anything else.
+    Other,
+}
+
+/// Why a container could not start.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct InitError {
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// What failed, in words.
+    pub message: String,
+}
+
+impl InitError {
+    /// A failure of kind `Other`.
+    pub fn other(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Other, message: message.into() }
+    }
+
+    /// A failed system call.
+    pub fn sys(what: impl Into<String>, e: nix::errno::Errno) -> Self {
+        Self::other(format!("{}: {}", what.into(), e.desc()))
+    }
+}
+
+/// A container process that is running.
+#[derive(Debug)]
+pub struct Started {
+    /// Its pid (in the agent's namespace).
+    pub pid: i32,
+    /// The controlling side of its terminal, when it has one.
+    pub pty: Option<OwnedFd>,
+    /// Settings that were adjusted (e.g. clamped rlimits).
+    pub warnings: Vec<String>,
+}
+
+/// Starts the container described by `bundle/config.json` with the given stdio. Blocking: call from
+/// a blocking thread. The agent must have started the [`reaper`] first.
+/// With `terminal`, the container allocates a pty and the given stdio is only init's own.
+pub fn start(bundle: &Path, stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd, terminal: bool) -> Result<Started, InitError> {
+    let exe = std::env::current_exe().map_err(|e| InitError::other(format!("locating skiff-agent: {e}")))?;
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
+    let report_fd = report_w.as_raw_fd();
+    let console = if terminal {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        Some(socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(|e| InitError::sys("socketpair", e))?)
+    } else {
+        None
+    };
+    let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+    let mut cmd = Command::new(exe);
+    cmd.arg("init").arg(bundle).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).env_clear();
+    // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(report_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = console_fd {
+                if libc::dup2(fd, pty::CONSOLE_SOCKET_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| InitError::other(format!("starting container init: {e}")))?;
+    drop(cmd);
+    drop(report_w);
+    let ours = console.map(|(ours, theirs)| {
+        drop(theirs);
+        ours
+    });
+    // The terminal arrives before the report: the container sends it just before execve.
+    let pty = match &ours {
+        Some(sock) => match pty::receive(sock) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                let mut buf = String::new();
+                let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
+                reaper::forget(i32::try_from(child.id()).unwrap_or(0));
+                let report: Option<init::Report> = serde_json::from_str(&buf).ok();
+                return Err(report.and_then(|r| r.error).unwrap_or(e));
+            }
+        },
+        None => None,
+    };
+    let mut buf = String::new();
+    let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
+    // The reaper collects init's own exit status; we only need its report.
+    reaper::forget(i32::try_from(child.id()).unwrap_or(0));
+    let report: init::Report = serde_json::from_str(&buf).map_err(|_| InitError::other(format!("container init failed without a report: {buf:?}")))?;
+    match (report.pid, report.error) {
+        (_, Some(e)) => Err(e),
+        (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
+        (None, None) => Err(InitError::other("container init reported nothing")),
+    }
+}
