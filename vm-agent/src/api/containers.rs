@@ -27,8 +27,15 @@ pub async fn create(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -
 
 /// `GET /containers/json`.
 pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
-    let filters = Filters::parse(p.get("filters"), &["status", "name", "id", "label", "ancestor", "exited", "before", "since", "network", "volume", "health", "publish", "expose", "is-task"])?;
-    let limit = p.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
+    let filters = Filters::parse(
+        p.get("filters"),
+        &[
+            "status", "name", "id", "label", "ancestor", "exited", "before", "since", "network", "volume", "health",
+            "publish", "expose", "is-task",
+        ],
+    )?;
+    let limit =
+        p.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
     Ok(Json(view::list(&engine, p.bool("all"), limit, &filters)?).into_response())
 }
 
@@ -48,7 +55,11 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>) ->
 pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let c = engine.containers.get(&id)?;
     let t = p.get("t").and_then(|t| t.parse().ok());
-    Ok(if containers::stop(&engine, &c, p.get("signal"), t).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+    Ok(if containers::stop(&engine, &c, p.get("signal"), t).await? {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
 }
 
 /// `POST /containers/{id}/restart`.
@@ -105,8 +116,10 @@ pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
 /// `POST /containers/{id}/resize`.
 pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let c = engine.containers.get(&id)?;
-    let h = p.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing h"))?;
-    let w = p.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing w"))?;
+    let h =
+        p.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing h"))?;
+    let w =
+        p.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing w"))?;
     if let Some(hub) = c.io() {
         hub.resize(h, w).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
     }
@@ -132,7 +145,13 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
         return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
     }
     let tty = c.record().config.tty.unwrap_or(false);
-    let enc = move |opts: &LogOptions, ch: &crate::engine::containers::io::Chunk| if tty { opts.render(ch) } else { frame(ch.stream, &opts.render(ch)) };
+    let enc = move |opts: &LogOptions, ch: &crate::engine::containers::io::Chunk| {
+        if tty {
+            opts.render(ch)
+        } else {
+            frame(ch.stream, &opts.render(ch))
+        }
+    };
     let follow = p.bool("follow");
     let (past, live) = match (follow, c.io()) {
         (true, Some(hub)) => {
@@ -192,11 +211,17 @@ async fn forward_live(
 }
 
 /// `POST /containers/{id}/attach`: an HTTP upgrade carrying stdin up and output down.
-pub async fn attach(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params, mut req: Request) -> ApiResult<Response> {
+pub async fn attach(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    p: Params,
+    mut req: Request,
+) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
     let rec = c.record();
     let tty = rec.config.tty.unwrap_or(false);
-    let (want_in, want_out, want_err, want_logs, want_stream) = (p.bool("stdin"), p.bool("stdout"), p.bool("stderr"), p.bool("logs"), p.bool("stream"));
+    let (want_in, want_out, want_err, want_logs, want_stream) =
+        (p.bool("stdin"), p.bool("stdout"), p.bool("stderr"), p.bool("logs"), p.bool("stream"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine2 = engine.clone();
     tokio::spawn(async move {
@@ -204,7 +229,9 @@ pub async fn attach(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let (mut rd, mut wr) = tokio::io::split(io);
         let opts = LogOptions { stdout: want_out, stderr: want_err, ..Default::default() };
-        let enc = move |ch: &crate::engine::containers::io::Chunk| opts.wants(ch).then(|| if tty { ch.data.clone() } else { frame(ch.stream, &ch.data) });
+        let enc = move |ch: &crate::engine::containers::io::Chunk| {
+            opts.wants(ch).then(|| if tty { ch.data.clone() } else { frame(ch.stream, &ch.data) })
+        };
         let (tx, mut out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
         let writer = tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;

@@ -43,12 +43,24 @@ fn set_of<T: serde::Serialize>(items: Option<&HashSet<T>>) -> CapsHashSet {
     items
         .into_iter()
         .flatten()
-        .filter_map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().and_then(|s| Capability::from_str(s).ok())))
+        .filter_map(|c| {
+            serde_json::to_value(c).ok().and_then(|v| v.as_str().and_then(|s| Capability::from_str(s).ok()))
+        })
         .collect()
 }
 
-/// Before switching to a non-root uid: keep the permitted set across `setuid`.
-pub fn prepare_keep(uid: u32) -> Result<(), InitError> {
+/// Before switching user (while still privileged): reduce the bounding set, and for a non-root
+/// uid keep the permitted set across `setuid`.
+pub fn prepare(spec: Option<&LinuxCapabilities>, uid: u32) -> Result<(), InitError> {
+    if let Some(c) = spec {
+        let bounding = set_of(c.bounding().as_ref());
+        for cap in caps::all() {
+            if !bounding.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| InitError::other(format!("setting bounding capabilities: {e}")))?;
+            }
+        }
+    }
     if uid != 0 {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
@@ -58,17 +70,11 @@ pub fn prepare_keep(uid: u32) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Applies the spec's capability sets to this process.
+/// After switching user: sets the effective, permitted, inheritable and ambient sets.
 pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), InitError> {
     let Some(c) = spec else { return Ok(()) };
     fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> InitError {
         move |e| InitError::other(format!("setting {what} capabilities: {e}"))
-    }
-    let bounding = set_of(c.bounding().as_ref());
-    for cap in caps::all() {
-        if !bounding.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
-        }
     }
     caps::set(None, CapSet::Effective, &set_of(c.effective().as_ref())).map_err(err("effective"))?;
     caps::set(None, CapSet::Permitted, &set_of(c.permitted().as_ref())).map_err(err("permitted"))?;

@@ -57,7 +57,8 @@ pub fn main(bundle: &Path) -> ! {
 }
 
 fn load_spec(bundle: &Path) -> Result<Spec, InitError> {
-    let bytes = std::fs::read(bundle.join("config.json")).map_err(|e| InitError::other(format!("reading bundle config: {e}")))?;
+    let bytes = std::fs::read(bundle.join("config.json"))
+        .map_err(|e| InitError::other(format!("reading bundle config: {e}")))?;
     serde_json::from_slice(&bytes).map_err(|e| InitError::other(format!("parsing bundle config: {e}")))
 }
 
@@ -76,7 +77,8 @@ fn start(bundle: &Path) -> Result<(i32, Vec<String>), InitError> {
         }
     }
     nix::sched::unshare(flags).map_err(|e| InitError::sys("unshare", e))?;
-    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
+    let (status_r, status_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     let warnings = clamp_rlimits_warnings(&spec);
     // SAFETY: this process is single-threaded (freshly exec'd, no runtime started), so the child
     // may allocate and use any library code.
@@ -126,12 +128,19 @@ fn prepare_and_exec(spec: &Spec, bundle: &Path) -> Result<Never, InitError> {
         // SAFETY: the agent starts init with the console socket on this descriptor when the
         // container has a terminal; nothing else owns it.
         let console = unsafe { OwnedFd::from_raw_fd(super::pty::CONSOLE_SOCKET_FD) };
-        super::pty::setup_in_container(&console)?;
+        let (rows, cols) = process.console_size().as_ref().map_or((0, 0), |b| (b.height(), b.width()));
+        super::pty::setup_in_container(&console, u16::try_from(rows).unwrap_or(0), u16::try_from(cols).unwrap_or(0))?;
     }
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| InitError::sys("sethostname", e))?;
     }
-    let new_net = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
+    let new_net = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
     if new_net {
         loopback_up();
     }
@@ -151,13 +160,18 @@ fn prepare_and_exec(spec: &Spec, bundle: &Path) -> Result<Never, InitError> {
     apply_rlimits(spec);
     let args = process.args().clone().unwrap_or_default();
     let program = args.first().ok_or_else(|| InitError::other("no command specified"))?;
-    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let exe = find_executable(program, path_var)?;
     let gids: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&gids).map_err(|e| InitError::sys("setgroups", e))?;
-    nix::unistd::setresgid(Gid::from_raw(id.gid), Gid::from_raw(id.gid), Gid::from_raw(id.gid)).map_err(|e| InitError::sys("setgid", e))?;
-    super::capabilities::prepare_keep(id.uid)?;
-    nix::unistd::setresuid(Uid::from_raw(id.uid), Uid::from_raw(id.uid), Uid::from_raw(id.uid)).map_err(|e| InitError::sys("setuid", e))?;
+    nix::unistd::setresgid(Gid::from_raw(id.gid), Gid::from_raw(id.gid), Gid::from_raw(id.gid))
+        .map_err(|e| InitError::sys("setgid", e))?;
+    super::capabilities::prepare(process.capabilities().as_ref(), id.uid)?;
+    nix::unistd::setresuid(Uid::from_raw(id.uid), Uid::from_raw(id.uid), Uid::from_raw(id.uid))
+        .map_err(|e| InitError::sys("setuid", e))?;
     super::capabilities::apply(process.capabilities().as_ref())?;
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments only.
@@ -170,13 +184,18 @@ fn prepare_and_exec(spec: &Spec, bundle: &Path) -> Result<Never, InitError> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors; no memory involved.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     super::seccomp::apply(spec)?;
-    let c_exe = CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| InitError::other("NUL in executable path"))?;
+    let c_exe =
+        CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| InitError::other("NUL in executable path"))?;
     let c_args: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
     let c_env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
     let err = nix::unistd::execve(&c_exe, &c_args, &c_env).err().unwrap_or(nix::errno::Errno::UnknownErrno);
     Err(match err {
-        nix::errno::Errno::ENOENT => InitError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": no such file or directory") },
-        nix::errno::Errno::EACCES => InitError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") },
+        nix::errno::Errno::ENOENT => {
+            InitError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": no such file or directory") }
+        }
+        nix::errno::Errno::EACCES => {
+            InitError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") }
+        }
         e => InitError::sys(format!("exec {program}"), e),
     })
 }
@@ -188,9 +207,17 @@ fn find_executable(program: &str, path_var: &str) -> Result<PathBuf, InitError> 
         let p = PathBuf::from(program);
         return match std::fs::metadata(&p) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(p),
-            Ok(m) if m.is_dir() => Err(InitError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": is a directory") }),
-            Ok(_) => Err(InitError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") }),
-            Err(_) => Err(InitError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": stat {program}: no such file or directory") }),
+            Ok(m) if m.is_dir() => {
+                Err(InitError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": is a directory") })
+            }
+            Ok(_) => Err(InitError {
+                kind: ErrorKind::Permission,
+                message: format!("exec: \"{program}\": permission denied"),
+            }),
+            Err(_) => Err(InitError {
+                kind: ErrorKind::NotFound,
+                message: format!("exec: \"{program}\": stat {program}: no such file or directory"),
+            }),
         };
     }
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
@@ -201,7 +228,10 @@ fn find_executable(program: &str, path_var: &str) -> Result<PathBuf, InitError> 
             }
         }
     }
-    Err(InitError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": executable file not found in $PATH") })
+    Err(InitError {
+        kind: ErrorKind::NotFound,
+        message: format!("exec: \"{program}\": executable file not found in $PATH"),
+    })
 }
 
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -239,7 +269,10 @@ fn clamp_rlimits_warnings(spec: &Spec) -> Vec<String> {
         if let Some(res) = rlimit_resource(&name) {
             let hard = current_hard(res);
             if r.hard() > hard {
-                out.push(format!("{name} hard limit {} clamped to {hard}: raising it needs CAP_SYS_RESOURCE", r.hard()));
+                out.push(format!(
+                    "{name} hard limit {} clamped to {hard}: raising it needs CAP_SYS_RESOURCE",
+                    r.hard()
+                ));
             }
         }
     }
@@ -269,7 +302,7 @@ fn loopback_up() {
         req.ifr_name[0] = b'l' as libc::c_char;
         req.ifr_name[1] = b'o' as libc::c_char;
         if libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::SIOCGIFFLAGS, &mut req) == 0 {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            req.ifr_ifru.ifru_flags |= libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
             libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::SIOCSIFFLAGS, &req);
         }
     }

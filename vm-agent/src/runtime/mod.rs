@@ -69,19 +69,34 @@ pub struct Started {
 /// Starts the container described by `bundle/config.json` with the given stdio. Blocking: call from
 /// a blocking thread. The agent must have started the [`reaper`] first.
 /// With `terminal`, the container allocates a pty and the given stdio is only init's own.
-pub fn start(bundle: &Path, stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd, terminal: bool) -> Result<Started, InitError> {
+pub fn start(
+    bundle: &Path,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    terminal: bool,
+) -> Result<Started, InitError> {
     let exe = std::env::current_exe().map_err(|e| InitError::other(format!("locating skiff-agent: {e}")))?;
-    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
+    let (report_r, report_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     let report_fd = report_w.as_raw_fd();
     let console = if terminal {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        Some(socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(|e| InitError::sys("socketpair", e))?)
+        Some(
+            socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| InitError::sys("socketpair", e))?,
+        )
     } else {
         None
     };
     let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
     let mut cmd = Command::new(exe);
-    cmd.arg("init").arg(bundle).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).env_clear();
+    cmd.arg("init")
+        .arg(bundle)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .env_clear();
     // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -121,7 +136,8 @@ pub fn start(bundle: &Path, stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd, te
     let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
     // The reaper collects init's own exit status; we only need its report.
     reaper::forget(i32::try_from(child.id()).unwrap_or(0));
-    let report: init::Report = serde_json::from_str(&buf).map_err(|_| InitError::other(format!("container init failed without a report: {buf:?}")))?;
+    let report: init::Report = serde_json::from_str(&buf)
+        .map_err(|_| InitError::other(format!("container init failed without a report: {buf:?}")))?;
     match (report.pid, report.error) {
         (_, Some(e)) => Err(e),
         (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),

@@ -75,42 +75,75 @@ fn root_overlay(spec: &Spec) -> Option<(String, String)> {
     Some((m.typ().clone().unwrap_or_else(|| "overlay".into()), data))
 }
 
-/// Opens (creating as a directory or empty file) `dest` inside `root`, resolving every component
-/// inside it. Returns an `O_PATH` fd to mount onto.
+/// Opens (creating as a directory or empty file) `dest` inside `root`, following the image's
+/// symlinks as if `root` were `/` (an absolute link restarts at the root, `..` stops there), and
+/// creating what is missing where the links point. The final open refuses any symlink, so what is
+/// returned is a real directory entry beneath `root`. Returns an `O_PATH` fd to mount onto.
 pub fn resolve_in_root(root: &Path, dest: &Path, file_target: bool) -> Result<OwnedFd, InitError> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let what = || format!("resolving {}", dest.display());
     let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| InitError::sys(format!("opening rootfs {}", root.display()), e))?;
-    let rel = dest.strip_prefix("/").unwrap_or(dest);
-    let how = |flags: OFlag| OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    // Create missing components one by one, each resolved inside the root.
-    let mut cur = PathBuf::new();
-    let comps: Vec<_> = rel.components().collect();
-    for (i, c) in comps.iter().enumerate() {
-        cur.push(c);
-        let last = i + 1 == comps.len();
-        match openat2(&root_fd, &cur, how(OFlag::O_PATH)) {
-            Ok(fd) if last => return Ok(fd),
-            Ok(_) => continue,
+    let comps = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.to_os_string()),
+                std::path::Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut rest: VecDeque<OsString> = comps(dest).into();
+    let mut done = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let cand = done.join(&c);
+        match nix::sys::stat::fstatat(&root_fd, &cand, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(InitError::sys(what(), nix::errno::Errno::ELOOP));
+                }
+                let target = nix::fcntl::readlinkat(&root_fd, &cand).map_err(|e| InitError::sys(what(), e))?;
+                let target = PathBuf::from(target);
+                if target.is_absolute() {
+                    done = PathBuf::new();
+                }
+                for t in comps(&target).into_iter().rev() {
+                    rest.push_front(t);
+                }
+            }
+            Ok(_) => done = cand,
             Err(nix::errno::Errno::ENOENT) => {
-                let parent = openat2(&root_fd, cur.parent().unwrap_or(Path::new(".")), how(OFlag::O_PATH | OFlag::O_DIRECTORY))
-                    .map_err(|e| InitError::sys(format!("resolving {}", dest.display()), e))?;
-                let name = cur.file_name().unwrap_or_default();
-                if last && file_target {
-                    let _ = nix::fcntl::openat(&parent, name, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644));
+                if rest.is_empty() && file_target {
+                    nix::fcntl::openat(
+                        &root_fd,
+                        &cand,
+                        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map_err(|e| InitError::sys(format!("creating mount point {}", dest.display()), e))?;
                 } else {
-                    match nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
+                    match nix::sys::stat::mkdirat(&root_fd, &cand, Mode::from_bits_truncate(0o755)) {
                         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                         Err(e) => return Err(InitError::sys(format!("creating mount point {}", dest.display()), e)),
                     }
                 }
-                if last {
-                    return openat2(&root_fd, &cur, how(OFlag::O_PATH)).map_err(|e| InitError::sys(format!("opening mount point {}", dest.display()), e));
-                }
+                done = cand;
             }
-            Err(e) => return Err(InitError::sys(format!("resolving {}", dest.display()), e)),
+            Err(e) => return Err(InitError::sys(what(), e)),
         }
     }
-    Ok(root_fd)
+    let target: &Path = if done.as_os_str().is_empty() { Path::new(".") } else { &done };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    openat2(&root_fd, target, how).map_err(|e| InitError::sys(what(), e))
 }
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
@@ -118,15 +151,24 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
 }
 
 /// Docker's standard device nodes: (name, major, minor).
-const DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
-const DEV_LINKS: [(&str, &str); 6] =
-    [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"), ("pts/ptmx", "ptmx"), ("/proc/kcore", "core")];
+const DEVICES: [(&str, u64, u64); 6] =
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEV_LINKS: [(&str, &str); 6] = [
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("pts/ptmx", "ptmx"),
+    ("/proc/kcore", "core"),
+];
 
 /// Builds the whole root filesystem at `rootfs` and pivots into it.
 pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), InitError> {
-    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None).map_err(|e| InitError::sys("making / private", e))?;
+    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+        .map_err(|e| InitError::sys("making / private", e))?;
     if let Some((fstype, data)) = root_overlay(spec) {
-        sys.mount(Some(&fstype), rootfs, Some(&fstype), MsFlags::empty(), Some(&data)).map_err(|e| InitError::sys("mounting the container's overlay root", e))?;
+        sys.mount(Some(&fstype), rootfs, Some(&fstype), MsFlags::empty(), Some(&data))
+            .map_err(|e| InitError::sys("mounting the container's overlay root", e))?;
     }
     for op in plan(spec) {
         let target_fd = resolve_in_root(rootfs, &op.destination, op.file_target)?;
@@ -134,14 +176,17 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), InitEr
         let what = format!("mounting {} on {}", op.source, op.destination.display());
         if op.flags.contains(MsFlags::MS_BIND) {
             let bind_flags = op.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-            sys.mount(Some(&op.source), &target, None, bind_flags, None).map_err(|e| InitError::sys(what.clone(), e))?;
+            sys.mount(Some(&op.source), &target, None, bind_flags, None)
+                .map_err(|e| InitError::sys(what.clone(), e))?;
             let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
             if !rest.is_empty() {
-                sys.mount(None, &target, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest, None).map_err(|e| InitError::sys(what, e))?;
+                sys.mount(None, &target, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest, None)
+                    .map_err(|e| InitError::sys(what, e))?;
             }
         } else {
             let data = (!op.data.is_empty()).then_some(op.data.as_str());
-            sys.mount(Some(&op.source), &target, Some(&op.fstype), op.flags, data).map_err(|e| InitError::sys(what, e))?;
+            sys.mount(Some(&op.source), &target, Some(&op.fstype), op.flags, data)
+                .map_err(|e| InitError::sys(what, e))?;
         }
     }
     let dev = rootfs.join("dev");
@@ -152,7 +197,12 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), InitEr
             Err(e) => return Err(InitError::sys(format!("creating /dev/{name}"), e)),
         }
         // mknod is subject to the umask; devices must be 0666.
-        let _ = nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &p, Mode::from_bits_truncate(0o666), nix::sys::stat::FchmodatFlags::FollowSymlink);
+        let _ = nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &p,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        );
     }
     for (target, name) in DEV_LINKS {
         match sys.symlink(target, &dev.join(name)) {
@@ -168,14 +218,27 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), InitEr
         for p in linux.readonly_paths().as_deref().unwrap_or(&[]) {
             let path = Path::new(p);
             if path.exists() {
-                sys.mount(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None).map_err(|e| InitError::sys(format!("read-only {p}"), e))?;
-                sys.mount(None, path, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)
+                sys.mount(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
                     .map_err(|e| InitError::sys(format!("read-only {p}"), e))?;
+                sys.mount(
+                    None,
+                    path,
+                    None,
+                    MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    None,
+                )
+                .map_err(|e| InitError::sys(format!("read-only {p}"), e))?;
             }
         }
     }
     if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
-        sys.mount(None, Path::new("/"), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None).map_err(|e| InitError::sys("remounting / read-only", e))?;
+        sys.mount(None, Path::new("/"), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)
+            .map_err(|e| InitError::sys("remounting / read-only", e))?;
     }
     Ok(())
 }

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompOperator, Spec};
-use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
 
 use super::InitError;
 
@@ -31,14 +33,56 @@ fn lookup(sys: &str) -> Option<i64> {
         }
     }
     t!(
-        SYS_acct, SYS_add_key, SYS_bpf, SYS_clock_adjtime, SYS_clock_settime, SYS_clone, SYS_clone3, SYS_delete_module,
-        SYS_finit_module, SYS_fsconfig, SYS_fsmount, SYS_fsopen, SYS_fspick, SYS_init_module, SYS_kcmp,
-        SYS_kexec_file_load, SYS_kexec_load, SYS_keyctl, SYS_lookup_dcookie, SYS_mount, SYS_mount_setattr,
-        SYS_move_mount, SYS_name_to_handle_at, SYS_open_by_handle_at, SYS_open_tree, SYS_perf_event_open,
-        SYS_pivot_root, SYS_process_vm_readv, SYS_process_vm_writev, SYS_ptrace, SYS_quotactl, SYS_reboot,
-        SYS_request_key, SYS_setns, SYS_settimeofday, SYS_swapoff, SYS_swapon, SYS_syslog, SYS_umount2,
-        SYS_unshare, SYS_userfaultfd, SYS_vhangup, SYS_adjtimex, SYS_fanotify_init, SYS_personality,
-        SYS_move_pages, SYS_mbind, SYS_get_mempolicy, SYS_set_mempolicy, SYS_io_uring_setup,
+        SYS_acct,
+        SYS_add_key,
+        SYS_bpf,
+        SYS_clock_adjtime,
+        SYS_clock_settime,
+        SYS_clone,
+        SYS_clone3,
+        SYS_delete_module,
+        SYS_finit_module,
+        SYS_fsconfig,
+        SYS_fsmount,
+        SYS_fsopen,
+        SYS_fspick,
+        SYS_init_module,
+        SYS_kcmp,
+        SYS_kexec_file_load,
+        SYS_kexec_load,
+        SYS_keyctl,
+        SYS_lookup_dcookie,
+        SYS_mount,
+        SYS_mount_setattr,
+        SYS_move_mount,
+        SYS_name_to_handle_at,
+        SYS_open_by_handle_at,
+        SYS_open_tree,
+        SYS_perf_event_open,
+        SYS_pivot_root,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_ptrace,
+        SYS_quotactl,
+        SYS_reboot,
+        SYS_request_key,
+        SYS_setns,
+        SYS_settimeofday,
+        SYS_swapoff,
+        SYS_swapon,
+        SYS_syslog,
+        SYS_umount2,
+        SYS_unshare,
+        SYS_userfaultfd,
+        SYS_vhangup,
+        SYS_adjtimex,
+        SYS_fanotify_init,
+        SYS_personality,
+        SYS_move_pages,
+        SYS_mbind,
+        SYS_get_mempolicy,
+        SYS_set_mempolicy,
+        SYS_io_uring_setup,
     )
 }
 
@@ -63,21 +107,33 @@ pub fn apply(spec: &Spec) -> Result<(), InitError> {
                 LinuxSeccompOperator::ScmpCmpNe => SeccompCmpOp::Ne,
                 other => return Err(InitError::other(format!("unsupported seccomp operator {other:?}"))),
             };
-            let value = if matches!(a.op(), LinuxSeccompOperator::ScmpCmpMaskedEq) { a.value_two().unwrap_or(0) } else { a.value() };
+            let value = if matches!(a.op(), LinuxSeccompOperator::ScmpCmpMaskedEq) {
+                a.value_two().unwrap_or(0)
+            } else {
+                a.value()
+            };
             let idx = u8::try_from(a.index()).map_err(|_| InitError::other("seccomp argument index out of range"))?;
-            conditions.push(SeccompCondition::new(idx, SeccompCmpArgLen::Qword, op, value).map_err(|e| InitError::other(format!("seccomp condition: {e}")))?);
+            conditions.push(
+                SeccompCondition::new(idx, SeccompCmpArgLen::Qword, op, value)
+                    .map_err(|e| InitError::other(format!("seccomp condition: {e}")))?,
+            );
         }
         for name in group.names() {
             let Some(nr) = lookup(&format!("SYS_{name}")) else { continue };
             let rules = by_errno.entry(errno).or_default().entry(nr).or_default();
             if !conditions.is_empty() {
-                rules.push(SeccompRule::new(conditions.clone()).map_err(|e| InitError::other(format!("seccomp rule: {e}")))?);
+                rules.push(
+                    SeccompRule::new(conditions.clone()).map_err(|e| InitError::other(format!("seccomp rule: {e}")))?,
+                );
             }
         }
     }
     for (errno, rules) in by_errno {
-        let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), ARCH).map_err(|e| InitError::other(format!("seccomp filter: {e}")))?;
-        let prog: seccompiler::BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| InitError::other(format!("seccomp compile: {e}")))?;
+        let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), ARCH)
+            .map_err(|e| InitError::other(format!("seccomp filter: {e}")))?;
+        let prog: seccompiler::BpfProgram = filter
+            .try_into()
+            .map_err(|e: seccompiler::BackendError| InitError::other(format!("seccomp compile: {e}")))?;
         seccompiler::apply_filter(&prog).map_err(|e| InitError::other(format!("installing seccomp filter: {e}")))?;
     }
     Ok(())

@@ -11,7 +11,14 @@ use nix::sys::stat::{Mode, SFlag};
 /// Kernel operations used while building a container's root filesystem.
 pub trait Syscall {
     /// `mount(2)`.
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> nix::Result<()>;
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()>;
     /// `umount2(2)`.
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
     /// `pivot_root(new_root, new_root)` followed by a lazy unmount of the old root.
@@ -31,7 +38,14 @@ pub trait Syscall {
 pub struct LinuxSyscall;
 
 impl Syscall for LinuxSyscall {
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> nix::Result<()> {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
         nix::mount::mount(source, target, fstype, flags, data)
     }
 
@@ -71,7 +85,14 @@ pub struct RecordingSyscall {
 }
 
 impl Syscall for RecordingSyscall {
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> nix::Result<()> {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
         self.calls.borrow_mut().push(format!(
             "mount {} {} {} {:?} {}",
             source.unwrap_or("-"),

@@ -21,11 +21,17 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, String
         None => (spec, None),
     };
     let user = if user.is_empty() { "0" } else { user };
-    let pw: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).collect();
+    let pw: Vec<Vec<&str>> =
+        passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).collect();
     let gr: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 3).collect();
     let entry = pw.iter().find(|f| f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user));
     let (uid, mut gid, name, home) = match (entry, user.parse::<u32>()) {
-        (Some(f), _) => (f[2].parse().map_err(|_| format!("bad uid for {user} in /etc/passwd"))?, f[3].parse().unwrap_or(0), f[0].to_string(), f[5].to_string()),
+        (Some(f), _) => (
+            f[2].parse().map_err(|_| format!("bad uid for {user} in /etc/passwd"))?,
+            f[3].parse().unwrap_or(0),
+            f[0].to_string(),
+            f[5].to_string(),
+        ),
         (None, Ok(uid)) => (uid, 0, String::new(), "/".to_string()),
         (None, Err(_)) => return Err(format!("unable to find user {user}: no matching entries in passwd file")),
     };
@@ -39,7 +45,10 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, String
     let mut groups: Vec<u32> = if name.is_empty() {
         Vec::new()
     } else {
-        gr.iter().filter(|f| f.get(3).is_some_and(|m| m.split(',').any(|x| x == name))).filter_map(|f| f[2].parse().ok()).collect()
+        gr.iter()
+            .filter(|f| f.get(3).is_some_and(|m| m.split(',').any(|x| x == name)))
+            .filter_map(|f| f[2].parse().ok())
+            .collect()
     };
     if !groups.contains(&gid) {
         groups.insert(0, gid);

@@ -65,12 +65,15 @@ pub struct IoHub {
 
 impl IoHub {
     /// A hub appending to `log_path` with `streams` output streams to pump.
-    pub fn new(log_path: &Path, stdin: Option<OwnedFd>, pty: Option<OwnedFd>, streams: u64) -> std::io::Result<Arc<Self>> {
+    pub fn new(
+        log_path: &Path,
+        stdin: Option<OwnedFd>,
+        pty: Option<OwnedFd>,
+        streams: u64,
+    ) -> std::io::Result<Arc<Self>> {
         let log = OpenOptions::new().create(true).append(true).open(log_path)?;
         let stdin = match stdin {
-            Some(fd) => {
-                Some(async_fd(fd)?)
-            }
+            Some(fd) => Some(async_fd(fd)?),
             None => None,
         };
         Ok(Arc::new(Self {
@@ -112,7 +115,11 @@ impl IoHub {
 
     fn record(&self, stream: u8, data: &[u8]) {
         let time = super::super::now_rfc3339();
-        let line = LogLine { log: String::from_utf8_lossy(data).into_owned(), stream: if stream == STDERR { "stderr" } else { "stdout" }.into(), time: time.clone() };
+        let line = LogLine {
+            log: String::from_utf8_lossy(data).into_owned(),
+            stream: if stream == STDERR { "stderr" } else { "stdout" }.into(),
+            time: time.clone(),
+        };
         {
             let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(f) = log.as_mut() {
@@ -176,7 +183,8 @@ impl IoHub {
         let mut off = 0;
         while off < data.len() {
             let mut ready = fd.writable().await?;
-            match ready.try_io(|inner| nix::unistd::write(inner.get_ref(), &data[off..]).map_err(std::io::Error::from)) {
+            match ready.try_io(|inner| nix::unistd::write(inner.get_ref(), &data[off..]).map_err(std::io::Error::from))
+            {
                 Ok(Ok(n)) => off += n,
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,

@@ -46,7 +46,8 @@ impl Container {
     fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> Result<(), EngineError> {
         let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut r);
-        atomic::write_json(&self.dir.join("container.json"), &*r).map_err(|e| EngineError::Internal(format!("saving container state: {e}")))
+        atomic::write_json(&self.dir.join("container.json"), &*r)
+            .map_err(|e| EngineError::Internal(format!("saving container state: {e}")))
     }
 
     /// The running output hub, if any.
@@ -221,14 +222,24 @@ fn effective_config(body: &ContainerCreateBody, image: &crate::store::StoredImag
 }
 
 /// `POST /containers/create`.
-pub async fn create(engine: &Arc<Engine>, name: Option<&str>, body: ContainerCreateBody) -> Result<(String, Vec<String>), EngineError> {
-    let image_name = body.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| EngineError::InvalidArgument("config.Image is required".into()))?;
+pub async fn create(
+    engine: &Arc<Engine>,
+    name: Option<&str>,
+    body: ContainerCreateBody,
+) -> Result<(String, Vec<String>), EngineError> {
+    let image_name = body
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| EngineError::InvalidArgument("config.Image is required".into()))?;
     let image = images::resolve(engine, &image_name)?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(n);
             if !names::valid(n) {
-                return Err(EngineError::InvalidArgument(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                return Err(EngineError::InvalidArgument(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
             }
             n.to_string()
         }
@@ -241,12 +252,17 @@ pub async fn create(engine: &Arc<Engine>, name: Option<&str>, body: ContainerCre
     };
     let host = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host)?;
+    spec::validate_binds(&host)?;
     let (config, args) = effective_config(&body, &image);
     if args.is_empty() {
         return Err(EngineError::InvalidArgument("no command specified".into()));
     }
     let mut warnings = Vec::new();
-    if host.memory.unwrap_or(0) > 0 || host.nano_cpus.unwrap_or(0) > 0 || host.pids_limit.unwrap_or(0) > 0 || host.cpu_shares.unwrap_or(0) > 0 {
+    if host.memory.unwrap_or(0) > 0
+        || host.nano_cpus.unwrap_or(0) > 0
+        || host.pids_limit.unwrap_or(0) > 0
+        || host.cpu_shares.unwrap_or(0) > 0
+    {
         warnings.push("resource limits are not applied yet by this engine (cgroup support is in progress)".to_string());
     }
     let id = hex::encode(rand::random::<[u8; 32]>());
@@ -271,8 +287,10 @@ pub async fn create(engine: &Arc<Engine>, name: Option<&str>, body: ContainerCre
                 other.id
             )));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::Internal(format!("creating container directory: {e}")))?;
-        atomic::write_json(&dir.join("container.json"), &record).map_err(|e| EngineError::Internal(format!("saving container: {e}")))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EngineError::Internal(format!("creating container directory: {e}")))?;
+        atomic::write_json(&dir.join("container.json"), &record)
+            .map_err(|e| EngineError::Internal(format!("saving container: {e}")))?;
         map.insert(id.clone(), Arc::new(new_container(dir, record.clone())));
     }
     event(engine, "create", &record, &[]);
@@ -285,7 +303,9 @@ fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
     }
     if let (Some(m), Some(s)) = (h.memory, h.memory_swap) {
         if m > 0 && s > 0 && s < m {
-            return Err(EngineError::InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage".into()));
+            return Err(EngineError::InvalidArgument(
+                "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+            ));
         }
     }
     if h.memory.is_some_and(|m| m > 0 && m < 6 * 1024 * 1024) {
@@ -307,7 +327,8 @@ fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str) -> std::io
     }
     std::fs::write(dir.join("hosts"), hosts)?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut resolv: Vec<String> = host_resolv.lines().filter(|l| !l.trim_start().starts_with("nameserver 127.")).map(str::to_string).collect();
+    let mut resolv: Vec<String> =
+        host_resolv.lines().filter(|l| !l.trim_start().starts_with("nameserver 127.")).map(str::to_string).collect();
     let dns: Vec<String> = rec.host_config.dns.clone().unwrap_or_default();
     if !dns.is_empty() {
         resolv.retain(|l| !l.trim_start().starts_with("nameserver"));
@@ -333,7 +354,9 @@ fn internal(what: &'static str) -> impl Fn(nix::errno::Errno) -> EngineError {
 }
 
 fn dev_null() -> Result<OwnedFd, EngineError> {
-    std::fs::File::open("/dev/null").map(OwnedFd::from).map_err(|e| EngineError::Internal(format!("opening /dev/null: {e}")))
+    std::fs::File::open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| EngineError::Internal(format!("opening /dev/null: {e}")))
 }
 
 fn make_pipes(open_stdin: bool) -> Result<Pipes, EngineError> {
@@ -356,27 +379,51 @@ fn publish_hub(c: &Container, hub: &Arc<IoHub>, readers: Vec<(OwnedFd, u8)>) {
     c.io.send_replace(Some(hub.clone()));
 }
 
-/// `POST /containers/{id}/start`. Returns `false` if it was already running.
+/// `POST /containers/{id}/start`. Returns `false` if it was already running. A container with
+/// `--rm` that fails to start is removed.
 pub async fn start(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, EngineError> {
+    let result = start_locked(engine, c).await;
+    if result.is_err() && c.record().host_config.auto_remove.unwrap_or(false) {
+        if let Err(e) = remove(engine, c, true).await {
+            tracing::warn!(container.id = %c.id, error = %e, "auto-remove after failed start");
+        }
+    }
+    result
+}
+
+async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, EngineError> {
     let _op = c.op.lock().await;
     let rec = c.record();
     match rec.state.status {
         Status::Running | Status::Paused => return Ok(false),
-        Status::Removing | Status::Dead => return Err(EngineError::Conflict(format!("container {} is being removed", c.id))),
+        Status::Removing | Status::Dead => {
+            return Err(EngineError::Conflict(format!("container {} is being removed", c.id)))
+        }
         _ => {}
     }
-    let image = engine.store.by_id(&rec.image_id).ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
+    let image = engine
+        .store
+        .by_id(&rec.image_id)
+        .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
     let dir = c.dir.clone();
     for d in ["rootfs", "upper", "work"] {
         std::fs::create_dir_all(dir.join(d)).map_err(|e| EngineError::Internal(format!("preparing bundle: {e}")))?;
     }
     let hostname = rec.config.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| c.id[..12].to_string());
     write_etc_files(&dir, &rec, &hostname).map_err(|e| EngineError::Internal(format!("writing /etc files: {e}")))?;
-    let lower_dirs = image.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string()).collect();
-    let inputs = spec::SpecInputs { bundle: &dir, lower_dirs, hostname, args: rec.args.clone(), cgroup_procs: Vec::new() };
+    let lower_dirs = image
+        .record
+        .layers
+        .iter()
+        .rev()
+        .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
+        .collect();
+    let inputs =
+        spec::SpecInputs { bundle: &dir, lower_dirs, hostname, args: rec.args.clone(), cgroup_procs: Vec::new() };
     let oci = spec::build(&rec.config, &rec.host_config, &inputs)?;
     let spec_bytes = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Internal(e.to_string()))?;
-    atomic::write_file(&dir.join("config.json"), &spec_bytes).map_err(|e| EngineError::Internal(format!("writing bundle: {e}")))?;
+    atomic::write_file(&dir.join("config.json"), &spec_bytes)
+        .map_err(|e| EngineError::Internal(format!("writing bundle: {e}")))?;
 
     let tty = rec.config.tty.unwrap_or(false);
     let open_stdin = rec.config.open_stdin.unwrap_or(false);
@@ -396,7 +443,8 @@ pub async fn start(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, Eng
     let started = tokio::task::spawn_blocking(move || runtime::start(&bundle, stdio.0, stdio.1, stdio.2, tty)).await?;
     let started = match started {
         Ok(mut s) if tty => {
-            let master = s.pty.take().ok_or_else(|| EngineError::Internal("the container's terminal is missing".into()))?;
+            let master =
+                s.pty.take().ok_or_else(|| EngineError::Internal("the container's terminal is missing".into()))?;
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| EngineError::Internal(e.to_string()));
             let reader = dup(&master)?;
             let writer = if open_stdin { Some(dup(&master)?) } else { None };
@@ -427,19 +475,12 @@ pub async fn start(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, Eng
                 *n += 1;
                 *last = code;
             });
-            if rec.host_config.auto_remove.unwrap_or(false) {
-                let (engine, c) = (engine.clone(), c.clone());
-                // After this start's lock is released: remove takes it too.
-                tokio::spawn(async move {
-                    let _op = c.op.lock().await;
-                    drop(_op);
-                    if let Err(e) = remove(&engine, &c, true).await {
-                        tracing::warn!(container.id = %c.id, error = %e, "auto-remove after failed start");
-                    }
-                });
-            }
             let msg = format!("failed to create task for container: OCI runtime create failed: unable to start container process: {}: unknown", e.message);
-            return Err(if e.kind == ErrorKind::Other { EngineError::Internal(msg) } else { EngineError::InvalidArgument(msg) });
+            return Err(if e.kind == ErrorKind::Other {
+                EngineError::Internal(msg)
+            } else {
+                EngineError::InvalidArgument(msg)
+            });
         }
         Ok(s) => {
             for w in &s.warnings {
@@ -505,9 +546,13 @@ pub async fn kill(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>
     let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("KILL"))?;
     let rec = c.record();
     if rec.state.status != Status::Running && rec.state.status != Status::Paused {
-        return Err(EngineError::Conflict(format!("Cannot kill container: {}: container {} is not running", c.id, c.id)));
+        return Err(EngineError::Conflict(format!(
+            "Cannot kill container: {}: container {} is not running",
+            c.id, c.id
+        )));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig).map_err(|e| EngineError::Internal(format!("kill: {e}")))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig)
+        .map_err(|e| EngineError::Internal(format!("kill: {e}")))?;
     event(engine, "kill", &rec, &[("signal", (sig as i32).to_string())]);
     Ok(())
 }
@@ -520,7 +565,12 @@ async fn wait_exit_count(c: &Container, after: u64) -> i32 {
 }
 
 /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after `timeout` seconds.
-pub async fn stop(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<bool, EngineError> {
+pub async fn stop(
+    engine: &Arc<Engine>,
+    c: &Arc<Container>,
+    signal: Option<&str>,
+    timeout: Option<i64>,
+) -> Result<bool, EngineError> {
     let rec = c.record();
     if !c.is_running() {
         return Ok(false);
@@ -530,7 +580,10 @@ pub async fn stop(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>
     let t = timeout.or(rec.config.stop_timeout).unwrap_or(10).max(0);
     let pid = nix::unistd::Pid::from_raw(rec.state.pid);
     let _ = nix::sys::signal::kill(pid, sig);
-    if tokio::time::timeout(Duration::from_secs(u64::try_from(t).unwrap_or(0)), wait_exit_count(c, before)).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(u64::try_from(t).unwrap_or(0)), wait_exit_count(c, before))
+        .await
+        .is_err()
+    {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         wait_exit_count(c, before).await;
     }
@@ -573,7 +626,8 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Re
             )));
         }
         let before = c.exits.borrow().0;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
         wait_exit_count(c, before).await;
     }
     if engine.containers.map.write().unwrap_or_else(|p| p.into_inner()).remove(&c.id).is_none() {

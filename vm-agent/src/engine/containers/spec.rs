@@ -30,12 +30,49 @@ pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/p
 
 /// Syscalls Docker's default profile does not allow (without extra capabilities): refused with EPERM.
 const DENIED_SYSCALLS: [&str; 43] = [
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "delete_module", "finit_module", "fsconfig", "fsmount",
-    "fsopen", "fspick", "init_module", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mount",
-    "mount_setattr", "move_mount", "name_to_handle_at", "open_by_handle_at", "open_tree", "perf_event_open",
-    "pivot_root", "quotactl", "reboot", "request_key", "setns", "settimeofday", "swapoff", "swapon", "syslog",
-    "umount2", "unshare", "userfaultfd", "vhangup", "iopl", "ioperm", "create_module", "get_kernel_syms",
-    "query_module", "nfsservctl",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "init_module",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "umount2",
+    "unshare",
+    "userfaultfd",
+    "vhangup",
+    "iopl",
+    "ioperm",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "nfsservctl",
 ];
 
 /// Namespace flags `clone` may not use without CAP_SYS_ADMIN.
@@ -59,7 +96,9 @@ pub fn capability_set(host: &HostConfig) -> Result<Vec<String>, EngineError> {
         if c.eq_ignore_ascii_case("ALL") {
             return Ok(None);
         }
-        capabilities::normalise(c).map(Some).ok_or_else(|| EngineError::InvalidArgument(format!("invalid capability: {c}")))
+        capabilities::normalise(c)
+            .map(Some)
+            .ok_or_else(|| EngineError::InvalidArgument(format!("invalid capability: {c}")))
     };
     for c in host.cap_drop.iter().flatten() {
         match norm(c)? {
@@ -90,6 +129,39 @@ fn seccomp(caps: &[String]) -> Value {
     json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": groups})
 }
 
+/// `-v SRC:DEST[:ro]` entries as (source, destination, read-only), checked.
+fn parse_binds(host: &HostConfig) -> Result<Vec<(String, String, bool)>, EngineError> {
+    let mut out = Vec::new();
+    for bind in host.binds.iter().flatten() {
+        let parts: Vec<&str> = bind.split(':').collect();
+        let (src, dest, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, m] => (*s, *d, *m),
+            _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: '{bind}'"))),
+        };
+        if !src.starts_with('/') {
+            return Err(EngineError::InvalidArgument(format!("named volumes are not supported yet: '{bind}'")));
+        }
+        if !dest.starts_with('/') {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid mount config: mount path must be absolute: '{dest}'"
+            )));
+        }
+        if !Path::new(src).exists() {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+            )));
+        }
+        out.push((src.to_string(), dest.to_string(), mode.split(',').any(|m| m == "ro")));
+    }
+    Ok(out)
+}
+
+/// Checks `-v` binds at create time, as Docker does.
+pub fn validate_binds(host: &HostConfig) -> Result<(), EngineError> {
+    parse_binds(host).map(|_| ())
+}
+
 /// Everything the spec needs that is not in the Docker config.
 #[derive(Debug)]
 pub struct SpecInputs<'a> {
@@ -106,7 +178,11 @@ pub struct SpecInputs<'a> {
 }
 
 /// Builds the OCI runtime spec for a container.
-pub fn build(config: &ContainerConfig, host: &HostConfig, inputs: &SpecInputs<'_>) -> Result<oci_spec::runtime::Spec, EngineError> {
+pub fn build(
+    config: &ContainerConfig,
+    host: &HostConfig,
+    inputs: &SpecInputs<'_>,
+) -> Result<oci_spec::runtime::Spec, EngineError> {
     let caps = capability_set(host)?;
     let b = inputs.bundle;
     let overlay = format!(
@@ -135,30 +211,21 @@ pub fn build(config: &ContainerConfig, host: &HostConfig, inputs: &SpecInputs<'_
         options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_string));
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}));
     }
-    for bind in host.binds.iter().flatten() {
-        let parts: Vec<&str> = bind.split(':').collect();
-        let (src, dest, mode) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, m] => (*s, *d, *m),
-            _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: '{bind}'"))),
-        };
-        if !src.starts_with('/') {
-            return Err(EngineError::InvalidArgument(format!("named volumes are not supported yet: '{bind}'")));
-        }
-        if !dest.starts_with('/') {
-            return Err(EngineError::InvalidArgument(format!("invalid mount config: mount path must be absolute: '{dest}'")));
-        }
-        if !Path::new(src).exists() {
-            return Err(EngineError::InvalidArgument(format!("invalid mount config for type \"bind\": bind source path does not exist: {src}")));
-        }
+    for (src, dest, read_only) in parse_binds(host)? {
         let mut options = vec!["rbind".to_string()];
-        if mode.split(',').any(|m| m == "ro") {
+        if read_only {
             options.push("ro".into());
         }
         mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": options}));
     }
     let network_mode = host.network_mode.clone().unwrap_or_default();
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
     if network_mode != "host" {
         namespaces.push(json!({"type": "network"}));
     }
@@ -168,7 +235,9 @@ pub fn build(config: &ContainerConfig, host: &HostConfig, inputs: &SpecInputs<'_
         let typ = format!("RLIMIT_{}", name.to_ascii_uppercase());
         let (soft, hard) = (u.soft.unwrap_or(0), u.hard.unwrap_or(0));
         if soft < 0 || hard < 0 || soft > hard {
-            return Err(EngineError::InvalidArgument(format!("invalid ulimit {name}: soft {soft} must be ≤ hard {hard} and both ≥ 0")));
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid ulimit {name}: soft {soft} must be ≤ hard {hard} and both ≥ 0"
+            )));
         }
         rlimits.retain(|r| r["type"] != typ.as_str());
         rlimits.push(json!({"type": typ, "hard": hard, "soft": soft}));
@@ -193,6 +262,10 @@ pub fn build(config: &ContainerConfig, host: &HostConfig, inputs: &SpecInputs<'_
         "ociVersion": "1.0.2",
         "process": {
             "terminal": config.tty.unwrap_or(false),
+            "consoleSize": {
+                "height": host.console_size.as_ref().and_then(|c| c.first().copied()).unwrap_or(0),
+                "width": host.console_size.as_ref().and_then(|c| c.get(1).copied()).unwrap_or(0),
+            },
             "user": {"uid": 0, "gid": 0},
             "args": inputs.args,
             "env": env,

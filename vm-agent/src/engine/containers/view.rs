@@ -80,7 +80,12 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
 }
 
 /// `GET /containers/json`.
-pub fn list(engine: &Engine, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<ContainerSummary>, EngineError> {
+pub fn list(
+    engine: &Engine,
+    all: bool,
+    limit: Option<usize>,
+    filters: &Filters,
+) -> Result<Vec<ContainerSummary>, EngineError> {
     for s in filters.get("status") {
         if !["created", "restarting", "running", "removing", "paused", "exited", "dead"].contains(&s.as_str()) {
             return Err(EngineError::InvalidArgument(format!("invalid filter 'status={s}'")));
@@ -129,7 +134,15 @@ pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse 
     let lower = engine
         .store
         .by_id(&r.image_id)
-        .map(|i| i.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string()).collect::<Vec<_>>().join(":"))
+        .map(|i| {
+            i.record
+                .layers
+                .iter()
+                .rev()
+                .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        })
         .unwrap_or_default();
     let running = matches!(r.state.status, Status::Running | Status::Paused);
     ContainerInspectResponse {
@@ -196,11 +209,17 @@ pub struct LogOptions {
 
 /// Parses Docker's `since`/`until`: Unix seconds (with fraction) or RFC 3339.
 pub fn parse_time(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok().or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9))
+    s.parse::<f64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+    })
 }
 
 fn chunk_time(c: &Chunk) -> f64 {
-    chrono::DateTime::parse_from_rfc3339(&c.time).map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9).unwrap_or(0.0)
+    chrono::DateTime::parse_from_rfc3339(&c.time)
+        .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+        .unwrap_or(0.0)
 }
 
 impl LogOptions {

@@ -1,0 +1,239 @@
+//! The container runtime, proven through the real docker CLI 28 against `skiff-agent serve`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use skiff_tests::Agent;
+
+fn agent_with_busybox() -> Agent {
+    let a = Agent::start();
+    a.load("busybox.tar");
+    a
+}
+
+#[test]
+fn run_prints_output_and_propagates_exit_codes() {
+    let a = agent_with_busybox();
+    assert_eq!(a.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    let out = a.docker(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let out = a.docker(&["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"));
+    assert_eq!(a.ok(&["ps", "-aq"]).trim(), "", "--rm containers must be gone, even after a failed start");
+}
+
+#[test]
+fn stdin_is_streamed_and_half_close_ends_it() {
+    let a = agent_with_busybox();
+    let mut child = a
+        .docker_cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker run -i");
+    child.stdin.take().expect("stdin").write_all(b"line one\nline two\n").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\ndone\n");
+}
+
+#[test]
+fn detached_lifecycle_logs_stop_start_rm() {
+    let a = agent_with_busybox();
+    let id = a
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    let mut follow = a.docker_cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).spawn().expect("logs -f");
+    let mut first = [0u8; 7];
+    std::io::Read::read_exact(follow.stdout.as_mut().expect("stdout"), &mut first)
+        .expect("a line arrives while following");
+    assert_eq!(&first, b"tick 0\n");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(a.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]).contains("ticker Up"));
+    let started = Instant::now();
+    a.ok(&["stop", "-t", "1", "ticker"]);
+    assert!(started.elapsed() < Duration::from_secs(8), "stop must SIGKILL after the timeout");
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker"]).trim(), "exited 137");
+    let logs = a.ok(&["logs", "--tail", "2", "-t", "ticker"]);
+    assert_eq!(logs.lines().count(), 2, "{logs}");
+    assert!(logs.lines().all(|l| l.contains("Z tick ")), "{logs}");
+    a.ok(&["start", "ticker"]);
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Running}}", "ticker"]).trim(), "true");
+    let err = a.fails(&["rm", "ticker"]);
+    assert!(err.contains("stop the container") || err.contains("force"), "{err}");
+    a.ok(&["kill", "-s", "TERM", "ticker"]);
+    a.ok(&["rm", "-f", "ticker"]);
+    assert_eq!(a.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn ps_filters_and_inspect_fields() {
+    let a = agent_with_busybox();
+    a.ok(&["run", "-d", "--name", "up1", "--label", "tier=web", "busybox", "sleep", "30"]);
+    assert_eq!(a.docker(&["run", "--name", "done1", "busybox", "sh", "-c", "exit 4"]).status.code(), Some(4));
+    a.ok(&["create", "--name", "new1", "busybox", "true"]);
+    assert_eq!(a.ok(&["ps", "--format", "{{.Names}}"]).trim(), "up1");
+    let all = a.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(all.lines().count(), 3, "{all}");
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]).trim(), "done1");
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}"]).trim(), "done1");
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "status=created", "--format", "{{.Names}}"]).trim(), "new1");
+    assert_eq!(a.ok(&["ps", "--filter", "label=tier=web", "-q"]).trim().len(), 12);
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "name=done", "--format", "{{.Names}}"]).trim(), "done1");
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "ancestor=busybox", "-q"]).lines().count(), 3);
+    let fields = a.ok(&[
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Config.Image}} {{.Path}} {{.State.Status}} {{.HostConfig.NetworkMode}}",
+        "up1",
+    ]);
+    assert!(fields.starts_with("/up1 busybox sleep running"), "{fields}");
+    let err = a.fails(&["create", "--name", "up1", "busybox", "true"]);
+    assert!(err.contains("is already in use"), "{err}");
+    let err = a.fails(&["create", "--name", "bad name", "busybox", "true"]);
+    assert!(err.contains("Invalid container name"), "{err}");
+    let err = a.fails(&["inspect", "nosuchcontainer"]);
+    assert!(err.contains("No such"), "{err}");
+    let err = a.fails(&["rmi", "busybox"]);
+    assert!(err.contains("being used by"), "{err}");
+    a.ok(&["rm", "-f", "up1", "done1", "new1"]);
+}
+
+#[test]
+fn isolation_matches_dockers_defaults() {
+    let a = agent_with_busybox();
+    let script = "echo pid=$$; hostname; ps -o pid | wc -l; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+                  cat /proc/sys/kernel/hostname >/dev/null; echo x > /proc/sys/kernel/hostname 2>/dev/null && echo sysrw || echo sysro; \
+                  unshare -n true 2>/dev/null && echo unshare-ok || echo unshare-blocked; \
+                  mount -t tmpfs none /mnt 2>/dev/null && echo mount-ok || echo mount-blocked; \
+                  ls /dev; cat /proc/1/cmdline | tr '\\0' ' '";
+    let out = a.ok(&["run", "--rm", "--hostname", "box1", "busybox", "sh", "-c", script]);
+    assert!(out.contains("pid=1\n"), "{out}");
+    assert!(out.contains("box1\n"), "{out}");
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "Docker's default capability set: {out}");
+    assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("sysro"), "/proc/sys must be read-only: {out}");
+    assert!(out.contains("unshare-blocked") && out.contains("mount-blocked"), "{out}");
+    for dev in ["null", "zero", "random", "urandom", "tty", "pts", "shm", "mqueue"] {
+        assert!(out.lines().any(|l| l == dev), "/dev/{dev} missing: {out}");
+    }
+    let host_hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    assert!(!out.contains(&host_hostname) || host_hostname.is_empty(), "{out}");
+    // Masked paths hide what Docker hides.
+    let masked = a.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "wc -c < /proc/timer_list 2>/dev/null || echo absent; ls /sys/firmware | wc -l",
+    ]);
+    let nums: Vec<&str> = masked.split_whitespace().collect();
+    assert!(nums.first().is_some_and(|n| *n == "0" || *n == "absent"), "{masked}");
+    assert_eq!(nums.get(1), Some(&"0"), "{masked}");
+    // No host processes are visible.
+    let ps = a.ok(&["run", "--rm", "busybox", "ps", "-o", "pid,comm"]);
+    assert_eq!(ps.lines().count(), 2, "only the header and ps itself: {ps}");
+}
+
+#[test]
+fn user_caps_readonly_tmpfs_and_ulimits() {
+    let a = agent_with_busybox();
+    assert_eq!(a.ok(&["run", "--rm", "-u", "1000:1000", "busybox", "id", "-u"]).trim(), "1000");
+    let app = a.ok(&["run", "--rm", "-u", "app", "busybox", "id"]);
+    assert!(app.contains("uid=1000(app) gid=1000(app)"), "{app}");
+    assert_eq!(
+        a.ok(&["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"]).trim(),
+        "CapEff:\t0000000000000000"
+    );
+    let added = a.ok(&["run", "--rm", "--cap-add", "NET_ADMIN", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    assert!(added.contains("00000000a80435fb"), "{added}");
+    let out = a.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(!out.status.success(), "--read-only root must refuse writes");
+    assert_eq!(
+        a.ok(&[
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /scratch/x && echo ok"
+        ])
+        .trim(),
+        "ok"
+    );
+    assert_eq!(a.ok(&["run", "--rm", "--ulimit", "nofile=512:1024", "busybox", "sh", "-c", "ulimit -n"]).trim(), "512");
+    assert_eq!(
+        a.ok(&["run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "busybox", "sh", "-c", "echo $FOO $PWD $HOME"]).trim(),
+        "bar /tmp /root"
+    );
+    let err = a.fails(&["run", "--rm", "--cap-add", "NOT_A_CAP", "busybox", "true"]);
+    assert!(err.contains("invalid capability"), "{err}");
+}
+
+#[test]
+fn tty_run_gives_an_interactive_shell() {
+    let a = agent_with_busybox();
+    // `script` gives the docker CLI a real terminal, as a user's shell would.
+    let cmd =
+        format!("DOCKER_HOST={} docker run --rm -it busybox sh -c 'tty; stty size; echo tty-works'", a.docker_host());
+    let out = Command::new("script")
+        .args(["-qec", &format!("stty rows 30 cols 100; {cmd}"), "/dev/null"])
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("30 100"), "window size from the client: {text}");
+    assert!(text.contains("tty-works"), "{text}");
+}
+
+#[test]
+fn failures_leave_nothing_behind() {
+    let a = agent_with_busybox();
+    let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
+    for args in [
+        vec!["run", "--rm", "busybox", "nosuchcmd"],
+        vec!["run", "--rm", "busybox", "sh", "-c", "exit 1"],
+        vec!["run", "--rm", "-v", "/no/such/dir:/x", "busybox", "true"],
+        vec!["run", "--rm", "--memory", "1k", "busybox", "true"],
+        vec!["run", "--rm", "busybox", "/bin"],
+        vec!["run", "--rm", "-d", "busybox", "sleep", "1000"],
+    ] {
+        let _ = a.docker(&args);
+    }
+    let ids = a.ok(&["ps", "-q"]);
+    for id in ids.lines() {
+        a.ok(&["rm", "-f", id]);
+    }
+    assert_eq!(a.ok(&["ps", "-aq"]).trim(), "");
+    let after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
+    assert_eq!(before, after, "container mounts leaked into the host");
+    let dirs = std::fs::read_dir(a.root().join("containers")).expect("containers dir").count();
+    assert_eq!(dirs, 0, "container directories leaked");
+    let root = a.root().display().to_string();
+    let leaked: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .filter(|c| c.contains("sleep\u{0}1000"))
+        .collect();
+    assert!(leaked.is_empty(), "processes leaked: {leaked:?} ({root})");
+}
