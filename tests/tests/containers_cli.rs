@@ -237,3 +237,47 @@ fn failures_leave_nothing_behind() {
         .collect();
     assert!(leaked.is_empty(), "processes leaked: {leaked:?} ({root})");
 }
+
+#[test]
+fn exec_runs_in_the_container_with_and_without_tty() {
+    let a = agent_with_busybox();
+    a.ok(&["run", "-d", "--name", "host1", "-e", "BASE=1", "busybox", "sleep", "300"]);
+    assert_eq!(a.ok(&["exec", "host1", "echo", "hi-from-exec"]), "hi-from-exec\n");
+    assert_eq!(a.docker(&["exec", "host1", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let out = a.ok(&[
+        "exec",
+        "-u",
+        "1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        "host1",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X $BASE; ps -o comm",
+    ]);
+    assert_eq!(out, "1000\n/tmp\ny 1\nCOMMAND\nsleep\nps\n", "exec shares the container's pid namespace and env");
+    let mut child = a
+        .docker_cmd(&["exec", "-i", "host1", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("exec -i");
+    child.stdin.take().expect("stdin").write_all(b"piped\n").expect("write");
+    assert_eq!(String::from_utf8_lossy(&child.wait_with_output().expect("wait").stdout), "piped\n");
+    let cmd = format!("DOCKER_HOST={} docker exec -it host1 sh -c 'tty; stty size'", a.docker_host());
+    let out = Command::new("script")
+        .args(["-qec", &format!("stty rows 25 cols 90; {cmd}"), "/dev/null"])
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/") && text.contains("25 90"), "{text}");
+    let out = a.docker(&["exec", "host1", "nosuchcmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("executable file not found"));
+    a.ok(&["stop", "-t", "0", "host1"]);
+    let err = a.fails(&["exec", "host1", "true"]);
+    assert!(err.contains("not running"), "{err}");
+    a.ok(&["rm", "host1"]);
+}

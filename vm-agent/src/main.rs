@@ -42,6 +42,9 @@ fn main() -> anyhow::Result<()> {
     if args.len() == 3 && args[1] == "init" {
         skiff_agent::runtime::init::main(std::path::Path::new(&args[2]));
     }
+    if args.len() == 4 && args[1] == "exec-init" {
+        skiff_agent::runtime::init::exec_main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bollard_stubs::models::ContainerCreateBody;
@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 use super::error::{ApiError, ApiResult};
 use super::params::{json_body, Params};
-use crate::engine::containers::io::{frame, IoHub};
+use crate::engine::containers::io::frame;
 use crate::engine::containers::view::{self, LogOptions};
 use crate::engine::containers::{self, WaitCondition};
 use crate::engine::filters::Filters;
@@ -178,8 +178,8 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
 }
 
 /// Sends live chunks until every output stream of the run has ended.
-async fn forward_live(
-    hub: &IoHub,
+pub(super) async fn forward_live(
+    hub: &crate::engine::containers::io::IoHub,
     rx: &mut tokio::sync::broadcast::Receiver<Arc<crate::engine::containers::io::Chunk>>,
     encode: impl Fn(&crate::engine::containers::io::Chunk) -> Option<Bytes>,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
@@ -220,36 +220,16 @@ pub async fn attach(
     let c = engine.containers.get(&id)?;
     let rec = c.record();
     let tty = rec.config.tty.unwrap_or(false);
-    let (want_in, want_out, want_err, want_logs, want_stream) =
-        (p.bool("stdin"), p.bool("stdout"), p.bool("stderr"), p.bool("logs"), p.bool("stream"));
+    let (want_in, want_logs, want_stream) = (p.bool("stdin"), p.bool("logs"), p.bool("stream"));
+    let opts = LogOptions { stdout: p.bool("stdout"), stderr: p.bool("stderr"), ..Default::default() };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let engine2 = engine.clone();
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
-        let (mut rd, mut wr) = tokio::io::split(io);
-        let opts = LogOptions { stdout: want_out, stderr: want_err, ..Default::default() };
-        let enc = move |ch: &crate::engine::containers::io::Chunk| {
-            opts.wants(ch).then(|| if tty { ch.data.clone() } else { frame(ch.stream, &ch.data) })
-        };
-        let (tx, mut out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            while let Some(Ok(b)) = out_rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
-                    return;
-                }
-                let _ = wr.flush().await;
-            }
-            let _ = wr.shutdown().await;
-        });
+        let mut prelude = Vec::new();
         if want_logs {
-            for ch in crate::engine::containers::io::read_log(&c.log_path()) {
-                if let Some(b) = enc(&ch) {
-                    let _ = tx.send(Ok(b)).await;
-                }
-            }
+            prelude = crate::engine::containers::io::read_log(&c.log_path()).into_iter().map(Arc::new).collect();
         }
+        let mut hub_and_early = None;
         if want_stream {
             // Attached before the start (docker run): wait for the run and take it from its first line.
             let was_running = c.io().is_some();
@@ -259,47 +239,13 @@ pub async fn attach(
                 h = async { watch.wait_for(|h| h.is_some()).await.ok().and_then(|h| h.clone()) } => h,
                 _ = async { removed.wait_for(|r| *r).await.map(|_| ()) } => None,
             };
-            if let Some(hub) = hub {
-                let (early, mut rx) = if was_running { (Vec::new(), hub.subscribe()) } else { hub.from_start() };
-                for ch in early {
-                    if let Some(b) = enc(&ch) {
-                        let _ = tx.send(Ok(b)).await;
-                    }
-                }
-                if want_in {
-                    let hub_in = hub.clone();
-                    let stdin_once = rec.config.stdin_once.unwrap_or(false);
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncReadExt;
-                        let mut buf = vec![0u8; 32 * 1024];
-                        loop {
-                            match rd.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if hub_in.write_stdin(&buf[..n]).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        if stdin_once {
-                            hub_in.close_stdin().await;
-                        }
-                    });
-                }
-                forward_live(&hub, &mut rx, enc, &tx).await;
-            }
+            hub_and_early = hub.map(|hub| {
+                let (early, rx) = if was_running { (Vec::new(), hub.subscribe()) } else { hub.from_start() };
+                (hub, early, rx)
+            });
         }
-        drop(tx);
-        let _ = writer.await;
-        let _ = engine2;
+        let stdin_once = rec.config.stdin_once.unwrap_or(false);
+        super::session::run(upgraded, tty, opts, prelude, hub_and_early, want_in, stdin_once).await;
     });
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    Ok(resp)
+    Ok(super::session::upgrade_response(tty))
 }

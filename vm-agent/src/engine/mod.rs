@@ -77,6 +77,8 @@ pub struct Engine {
     pub events: events::EventBus,
     /// The containers.
     pub containers: containers::Containers,
+    /// Exec sessions.
+    pub execs: containers::exec::Execs,
     /// When the engine started.
     pub started: Instant,
 }
@@ -88,7 +90,14 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("creating {}: {e}", config.root.display())))?;
         let store = Arc::new(Store::open(&config.root.join("image-store"))?);
         let containers = containers::Containers::open(&config.root.join("containers"))?;
-        Ok(Self { config, store, events: events::EventBus::default(), containers, started: Instant::now() })
+        Ok(Self {
+            config,
+            store,
+            events: events::EventBus::default(),
+            containers,
+            execs: Default::default(),
+            started: Instant::now(),
+        })
     }
 
     /// The state directory.

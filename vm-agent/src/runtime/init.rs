@@ -56,6 +56,130 @@ pub fn main(bundle: &Path) -> ! {
     std::process::exit(code)
 }
 
+/// What `docker exec` runs, relative to the container's own spec.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The container's PID 1 (whose namespaces the process joins).
+    pub pid: i32,
+    /// Command line.
+    pub args: Vec<String>,
+    /// Full environment.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Docker `--user` string.
+    pub user: String,
+    /// Whether it gets a terminal.
+    pub terminal: bool,
+    /// Initial terminal size (rows, columns).
+    pub console_size: Option<(u32, u32)>,
+    /// Extra privileges (`docker exec --privileged`).
+    pub privileged: bool,
+}
+
+/// Entry point of `skiff-agent exec-init BUNDLE REQUEST`; never returns.
+pub fn exec_main(bundle: &Path, request: &Path) -> ! {
+    // SAFETY: as in `main`: fd 3 is the report pipe the agent passed.
+    let mut report_pipe = unsafe { File::from_raw_fd(3) };
+    let _ = nix::fcntl::fcntl(&report_pipe, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let report = match start_exec(bundle, request) {
+        Ok(pid) => Report { pid: Some(pid), error: None, warnings: Vec::new() },
+        Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
+    };
+    let code = if report.error.is_some() { 1 } else { 0 };
+    let _ = serde_json::to_writer(&mut report_pipe, &report);
+    let _ = report_pipe.flush();
+    std::process::exit(code)
+}
+
+fn start_exec(bundle: &Path, request: &Path) -> Result<i32, InitError> {
+    let mut spec = load_spec(bundle)?;
+    let bytes = std::fs::read(request).map_err(|e| InitError::other(format!("reading exec request: {e}")))?;
+    let req: ExecRequest =
+        serde_json::from_slice(&bytes).map_err(|e| InitError::other(format!("parsing exec request: {e}")))?;
+    let mut process = spec.process().clone().ok_or_else(|| InitError::other("bundle has no process"))?;
+    process.set_args(Some(req.args.clone()));
+    process.set_env(Some(req.env.clone()));
+    process.set_cwd(PathBuf::from(if req.cwd.is_empty() { "/" } else { &req.cwd }));
+    process.set_terminal(Some(req.terminal));
+    if let Some((rows, cols)) = req.console_size {
+        let size = oci_spec::runtime::BoxBuilder::default()
+            .height(rows as u64)
+            .width(cols as u64)
+            .build()
+            .map_err(|e| InitError::other(e.to_string()))?;
+        process.set_console_size(Some(size));
+    }
+    if req.privileged {
+        let all: std::collections::HashSet<oci_spec::runtime::Capability> = super::capabilities::all_names()
+            .iter()
+            .filter_map(|n| serde_json::from_value(serde_json::Value::String(n.clone())).ok())
+            .collect();
+        let caps = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+            .bounding(all.clone())
+            .effective(all.clone())
+            .permitted(all.clone())
+            .inheritable(all)
+            .build()
+            .map_err(|e| InitError::other(e.to_string()))?;
+        process.set_capabilities(Some(caps));
+    }
+    spec.set_process(Some(process));
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(USER_ANNOTATION.into(), req.user.clone());
+    spec.set_annotations(Some(annotations));
+    // Join every namespace of the container; the mount namespace last (it changes our root).
+    for ns in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
+        let path = format!("/proc/{}/ns/{ns}", req.pid);
+        let fd = nix::fcntl::open(
+            path.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| InitError::sys(format!("opening {path}"), e))?;
+        nix::sched::setns(&fd, CloneFlags::empty())
+            .map_err(|e| InitError::sys(format!("joining {ns} namespace"), e))?;
+    }
+    let (status_r, status_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
+    // SAFETY: single-threaded process (see `start`).
+    match unsafe { nix::unistd::fork() }.map_err(|e| InitError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(status_r);
+            let err = match exec_child(&spec) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let mut w = File::from(status_w);
+            let _ = serde_json::to_writer(&mut w, &err);
+            drop(w);
+            std::process::exit(match err.kind {
+                ErrorKind::NotFound => 127,
+                ErrorKind::Permission => 126,
+                ErrorKind::Other => 125,
+            })
+        }
+        ForkResult::Parent { child } => {
+            drop(status_w);
+            let mut buf = String::new();
+            let _ = File::from(status_r).read_to_string(&mut buf);
+            if buf.is_empty() {
+                Ok(child.as_raw())
+            } else {
+                Err(serde_json::from_str(&buf).unwrap_or_else(|_| InitError::other(buf)))
+            }
+        }
+    }
+}
+
+fn exec_child(spec: &Spec) -> Result<Never, InitError> {
+    let process = spec.process().as_ref().ok_or_else(|| InitError::other("no process"))?;
+    nix::unistd::setsid().map_err(|e| InitError::sys("setsid", e))?;
+    attach_terminal(process)?;
+    exec_process(spec)
+}
+
 fn load_spec(bundle: &Path) -> Result<Spec, InitError> {
     let bytes = std::fs::read(bundle.join("config.json"))
         .map_err(|e| InitError::other(format!("reading bundle config: {e}")))?;
@@ -124,13 +248,7 @@ fn prepare_and_exec(spec: &Spec, bundle: &Path) -> Result<Never, InitError> {
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
     let rootfs_path = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
     rootfs::setup(&LinuxSyscall, spec, &rootfs_path)?;
-    if process.terminal().unwrap_or(false) {
-        // SAFETY: the agent starts init with the console socket on this descriptor when the
-        // container has a terminal; nothing else owns it.
-        let console = unsafe { OwnedFd::from_raw_fd(super::pty::CONSOLE_SOCKET_FD) };
-        let (rows, cols) = process.console_size().as_ref().map_or((0, 0), |b| (b.height(), b.width()));
-        super::pty::setup_in_container(&console, u16::try_from(rows).unwrap_or(0), u16::try_from(cols).unwrap_or(0))?;
-    }
+    attach_terminal(process)?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| InitError::sys("sethostname", e))?;
     }
@@ -144,6 +262,24 @@ fn prepare_and_exec(spec: &Spec, bundle: &Path) -> Result<Never, InitError> {
     if new_net {
         loopback_up();
     }
+    exec_process(spec)
+}
+
+/// With a terminal: allocates the pty inside the container and hands it to the engine.
+fn attach_terminal(process: &oci_spec::runtime::Process) -> Result<(), InitError> {
+    if process.terminal().unwrap_or(false) {
+        // SAFETY: the agent starts init with the console socket on this descriptor when the
+        // process has a terminal; nothing else owns it.
+        let console = unsafe { OwnedFd::from_raw_fd(super::pty::CONSOLE_SOCKET_FD) };
+        let (rows, cols) = process.console_size().as_ref().map_or((0, 0), |b| (b.height(), b.width()));
+        super::pty::setup_in_container(&console, u16::try_from(rows).unwrap_or(0), u16::try_from(cols).unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+/// Inside the container's root: identity, environment, limits, privileges, then `execve`.
+fn exec_process(spec: &Spec) -> Result<Never, InitError> {
+    let process = spec.process().as_ref().ok_or_else(|| InitError::other("bundle has no process"))?;
     let user_spec = spec.annotations().as_ref().and_then(|a| a.get(USER_ANNOTATION)).cloned().unwrap_or_default();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();

@@ -76,6 +76,34 @@ pub fn start(
     stderr: OwnedFd,
     terminal: bool,
 ) -> Result<Started, InitError> {
+    launch(&[std::ffi::OsStr::new("init"), bundle.as_os_str()], stdin, stdout, stderr, terminal)
+}
+
+/// Starts an extra process in a running container (`docker exec`), described by the request file.
+pub fn exec(
+    bundle: &Path,
+    request: &Path,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    terminal: bool,
+) -> Result<Started, InitError> {
+    launch(
+        &[std::ffi::OsStr::new("exec-init"), bundle.as_os_str(), request.as_os_str()],
+        stdin,
+        stdout,
+        stderr,
+        terminal,
+    )
+}
+
+fn launch(
+    args: &[&std::ffi::OsStr],
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    terminal: bool,
+) -> Result<Started, InitError> {
     let exe = std::env::current_exe().map_err(|e| InitError::other(format!("locating skiff-agent: {e}")))?;
     let (report_r, report_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
@@ -91,12 +119,7 @@ pub fn start(
     };
     let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
     let mut cmd = Command::new(exe);
-    cmd.arg("init")
-        .arg(bundle)
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .env_clear();
+    cmd.args(args).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).env_clear();
     // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -52,6 +52,8 @@ pub struct LogLine {
 pub struct IoHub {
     tx: broadcast::Sender<Arc<Chunk>>,
     log: Mutex<Option<File>>,
+    /// Whether output is logged (container runs) or only streamed (exec sessions).
+    logged: bool,
     /// This run's first lines, for a client that attached before the start (`docker run`).
     early: Mutex<Vec<Arc<Chunk>>>,
     log_path: PathBuf,
@@ -66,21 +68,25 @@ pub struct IoHub {
 impl IoHub {
     /// A hub appending to `log_path` with `streams` output streams to pump.
     pub fn new(
-        log_path: &Path,
+        log_path: Option<&Path>,
         stdin: Option<OwnedFd>,
         pty: Option<OwnedFd>,
         streams: u64,
     ) -> std::io::Result<Arc<Self>> {
-        let log = OpenOptions::new().create(true).append(true).open(log_path)?;
+        let log = match log_path {
+            Some(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
+            None => None,
+        };
         let stdin = match stdin {
             Some(fd) => Some(async_fd(fd)?),
             None => None,
         };
         Ok(Arc::new(Self {
             tx: broadcast::channel(1024).0,
-            log: Mutex::new(Some(log)),
+            logged: log.is_some(),
+            log: Mutex::new(log),
             early: Mutex::new(Vec::new()),
-            log_path: log_path.to_path_buf(),
+            log_path: log_path.map(Path::to_path_buf).unwrap_or_default(),
             stdin: tokio::sync::Mutex::new(stdin),
             pty,
             open_streams: AtomicU64::new(streams),
@@ -127,7 +133,7 @@ impl IoHub {
                     bytes.push(b'\n');
                     let _ = f.write_all(&bytes);
                 }
-                if f.metadata().map(|m| m.len() > LOG_MAX_BYTES).unwrap_or(false) {
+                if self.logged && f.metadata().map(|m| m.len() > LOG_MAX_BYTES).unwrap_or(false) {
                     let _ = std::fs::rename(&self.log_path, self.log_path.with_extension("log.1"));
                     *log = OpenOptions::new().create(true).append(true).open(&self.log_path).ok();
                 }

@@ -1,6 +1,7 @@
 //! Container service: create, start, stop, kill, wait, remove, list, inspect, logs, attach.
 //! State lives in `<root>/containers/<id>/` (record, bundle, log); the runtime starts processes.
 
+pub mod exec;
 pub mod io;
 pub mod names;
 pub mod record;
@@ -68,6 +69,11 @@ impl Container {
     /// The json-file log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(format!("{}-json.log", self.id))
+    }
+
+    /// The bundle directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Whether its process runs.
@@ -341,25 +347,25 @@ fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str) -> std::io
 }
 
 /// Pipes for a container without a terminal: the ends it gets, and the ends the hub keeps.
-struct Pipes {
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    stdin_writer: Option<OwnedFd>,
-    readers: Vec<(OwnedFd, u8)>,
+pub(crate) struct Pipes {
+    pub(crate) stdin: OwnedFd,
+    pub(crate) stdout: OwnedFd,
+    pub(crate) stderr: OwnedFd,
+    pub(crate) stdin_writer: Option<OwnedFd>,
+    pub(crate) readers: Vec<(OwnedFd, u8)>,
 }
 
 fn internal(what: &'static str) -> impl Fn(nix::errno::Errno) -> EngineError {
     move |e| EngineError::Internal(format!("{what}: {e}"))
 }
 
-fn dev_null() -> Result<OwnedFd, EngineError> {
+pub(crate) fn dev_null() -> Result<OwnedFd, EngineError> {
     std::fs::File::open("/dev/null")
         .map(OwnedFd::from)
         .map_err(|e| EngineError::Internal(format!("opening /dev/null: {e}")))
 }
 
-fn make_pipes(open_stdin: bool) -> Result<Pipes, EngineError> {
+pub(crate) fn make_pipes(open_stdin: bool) -> Result<Pipes, EngineError> {
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
     let (stdin, stdin_writer) = if open_stdin {
@@ -435,7 +441,7 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
         ((dev_null()?, dev_null()?, dev_null()?), None)
     } else {
         let p = make_pipes(open_stdin)?;
-        let hub = IoHub::new(&c.log_path(), p.stdin_writer, None, p.readers.len() as u64).map_err(log_err)?;
+        let hub = IoHub::new(Some(&c.log_path()), p.stdin_writer, None, p.readers.len() as u64).map_err(log_err)?;
         publish_hub(c, &hub, p.readers);
         ((p.stdin, p.stdout, p.stderr), Some(hub))
     };
@@ -448,7 +454,7 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| EngineError::Internal(e.to_string()));
             let reader = dup(&master)?;
             let writer = if open_stdin { Some(dup(&master)?) } else { None };
-            let h = IoHub::new(&c.log_path(), writer, Some(master), 1).map_err(log_err)?;
+            let h = IoHub::new(Some(&c.log_path()), writer, Some(master), 1).map_err(log_err)?;
             publish_hub(c, &h, vec![(reader, STDOUT)]);
             hub = Some(h);
             Ok(s)

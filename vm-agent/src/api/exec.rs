@@ -1,0 +1,109 @@
+//! Exec endpoints: create, start (hijacked or detached), inspect, resize.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bollard_stubs::models::ExecConfig;
+use serde::Deserialize;
+
+use super::error::{ApiError, ApiResult};
+use super::params::{json_body, Params};
+use crate::engine::containers::exec;
+use crate::engine::containers::view::LogOptions;
+use crate::engine::Engine;
+
+/// `POST /containers/{id}/exec`.
+pub async fn create(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let cfg: ExecConfig = json_body(&body)?;
+    let exec_id = exec::create(&engine, &c, cfg)?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": exec_id}))).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartBody {
+    #[serde(default)]
+    detach: bool,
+    #[serde(default)]
+    tty: Option<bool>,
+}
+
+/// `POST /exec/{id}/start`.
+pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mut req: Request) -> ApiResult<Response> {
+    let e = engine.execs.get(&id)?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let bytes = axum::body::to_bytes(req.into_body(), 1024 * 1024)
+        .await
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let body: StartBody = json_body(&bytes)?;
+    if body.detach {
+        exec::start(&engine, &e, body.tty).await?;
+        return Ok(StatusCode::OK.into_response());
+    }
+    let tty = body.tty.unwrap_or(false) || e.config.tty.unwrap_or(false);
+    let opts = LogOptions {
+        stdout: e.config.attach_stdout.unwrap_or(true),
+        stderr: e.config.attach_stderr.unwrap_or(true),
+        ..Default::default()
+    };
+    let want_stdin = e.config.attach_stdin.unwrap_or(false);
+    // Hijack first, then start: a start failure is written into the stream (as Docker does) and
+    // the client reads the exit code from the exec's inspect.
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        match exec::start(&engine, &e, body.tty).await {
+            Ok(hub) => {
+                let (early, rx) = hub.from_start();
+                super::session::run(upgraded, tty, opts, Vec::new(), Some((hub, early, rx)), want_stdin, true).await;
+            }
+            Err(err) => super::session::fail(upgraded, tty, &err.to_string()).await,
+        }
+    });
+    Ok(super::session::upgrade_response(tty))
+}
+
+/// `GET /exec/{id}/json`.
+pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = engine.execs.get(&id)?;
+    let (running, pid, code) = e.state();
+    let c = &e.config;
+    Ok(Json(serde_json::json!({
+        "ID": e.id,
+        "ContainerID": e.container.id,
+        "Running": running,
+        "ExitCode": code,
+        "Pid": pid,
+        "OpenStdin": c.attach_stdin.unwrap_or(false),
+        "OpenStdout": c.attach_stdout.unwrap_or(false),
+        "OpenStderr": c.attach_stderr.unwrap_or(false),
+        "CanRemove": false,
+        "DetachKeys": "",
+        "ProcessConfig": {
+            "tty": c.tty.unwrap_or(false),
+            "entrypoint": c.cmd.as_ref().and_then(|v| v.first()).cloned().unwrap_or_default(),
+            "arguments": c.cmd.as_ref().map(|v| v.iter().skip(1).cloned().collect::<Vec<_>>()).unwrap_or_default(),
+            "privileged": c.privileged.unwrap_or(false),
+            "user": c.user.clone().unwrap_or_default(),
+        },
+    }))
+    .into_response())
+}
+
+/// `POST /exec/{id}/resize`.
+pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let e = engine.execs.get(&id)?;
+    let h =
+        p.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing h"))?;
+    let w =
+        p.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing w"))?;
+    if let Some(hub) = e.io.borrow().clone() {
+        hub.resize(h, w)
+            .map_err(|err| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: err.to_string() })?;
+    }
+    Ok(StatusCode::CREATED)
+}
