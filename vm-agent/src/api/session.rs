@@ -26,13 +26,17 @@ pub fn upgrade_response(tty: bool) -> Response {
     resp
 }
 
+/// A running process's output: its hub, what it printed before the client joined (when the client
+/// should see it), and the live feed.
+pub type Feed = (Arc<IoHub>, Vec<Arc<Chunk>>, broadcast::Receiver<Arc<Chunk>>);
+
 /// Runs one hijacked session until the output ends (or the client goes away).
 pub async fn run(
     upgraded: hyper::upgrade::Upgraded,
     tty: bool,
     opts: LogOptions,
     prelude: Vec<Arc<Chunk>>,
-    hub: Option<(Arc<IoHub>, Vec<Arc<Chunk>>, broadcast::Receiver<Arc<Chunk>>)>,
+    hub: Option<Feed>,
     want_stdin: bool,
     close_stdin_on_eof: bool,
 ) {
