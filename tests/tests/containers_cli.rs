@@ -281,3 +281,78 @@ fn exec_runs_in_the_container_with_and_without_tty() {
     assert!(err.contains("not running"), "{err}");
     a.ok(&["rm", "host1"]);
 }
+
+/// The cgroup directories of container `id` on this host (v1 controllers or v2).
+fn cgroup_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            let p = e.path().join("skiff").join(id);
+            if p.exists() {
+                out.push(p);
+            }
+        }
+    }
+    let v2 = std::path::Path::new("/sys/fs/cgroup/skiff").join(id);
+    if v2.exists() {
+        out.push(v2);
+    }
+    out
+}
+
+#[test]
+fn cgroup_limits_pause_top_and_stats() {
+    let a = agent_with_busybox();
+    // The memory hog is killed by the OOM killer and reported as such.
+    let out = a.docker(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "hog"]).trim(), "true");
+    let hog = a.ok(&["inspect", "-f", "{{.Id}}", "hog"]).trim().to_string();
+    a.ok(&["rm", "hog"]);
+    assert!(cgroup_dirs(&hog).is_empty(), "cgroups of a removed container remain: {:?}", cgroup_dirs(&hog));
+    let forks = a.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&forks.stderr).contains("can't fork"),
+        "{}",
+        String::from_utf8_lossy(&forks.stderr)
+    );
+    a.ok(&["run", "-d", "--name", "clock", "busybox", "sh", "-c", "while true; do echo t; sleep 0.1; done"]);
+    std::thread::sleep(Duration::from_millis(300));
+    a.ok(&["pause", "clock"]);
+    assert!(a.ok(&["ps", "--format", "{{.Status}}"]).contains("(Paused)"));
+    let before = a.ok(&["logs", "clock"]).lines().count();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(a.ok(&["logs", "clock"]).lines().count(), before, "a paused container printed");
+    a.ok(&["unpause", "clock"]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(a.ok(&["logs", "clock"]).lines().count() > before);
+    let top = a.ok(&["top", "clock"]);
+    assert!(top.contains("PID") && top.contains("while true"), "{top}");
+    let stats = a.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "clock"]);
+    assert!(stats.starts_with("clock ") && !stats.contains(" 0B /"), "{stats}");
+    let id = a.ok(&["inspect", "-f", "{{.Id}}", "clock"]).trim().to_string();
+    assert!(!cgroup_dirs(&id).is_empty(), "a running container has cgroups");
+    a.ok(&["rm", "-f", "clock"]);
+    assert!(cgroup_dirs(&id).is_empty(), "cgroups leaked: {:?}", cgroup_dirs(&id));
+    let err = a.fails(&["run", "--rm", "--memory", "4m", "busybox", "true"]);
+    assert!(err.contains("Minimum memory limit"), "{err}");
+}

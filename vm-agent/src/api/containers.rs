@@ -249,3 +249,38 @@ pub async fn attach(
     });
     Ok(super::session::upgrade_response(tty))
 }
+
+/// `POST /containers/{id}/pause`.
+pub async fn pause(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    containers::set_paused(&engine, &c, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/unpause`.
+pub async fn unpause(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    containers::set_paused(&engine, &c, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /containers/{id}/top`.
+pub async fn top(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    Ok(Json(containers::stats::top(&engine, &c)?).into_response())
+}
+
+/// `GET /containers/{id}/stats`.
+pub async fn stats(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let stream = p.get("stream").is_none() || p.bool("stream");
+    let rx = containers::stats::stats(engine.clone(), c, stream, p.bool("one-shot"));
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|v| {
+            let mut line = serde_json::to_vec(&v).unwrap_or_default();
+            line.push(b'\n');
+            (Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx)
+        })
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}

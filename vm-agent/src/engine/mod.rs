@@ -79,6 +79,8 @@ pub struct Engine {
     pub containers: containers::Containers,
     /// Exec sessions.
     pub execs: containers::exec::Execs,
+    /// The host's cgroup layout.
+    pub cgroups: crate::runtime::cgroup::Layout,
     /// When the engine started.
     pub started: Instant,
 }
@@ -96,6 +98,7 @@ impl Engine {
             events: events::EventBus::default(),
             containers,
             execs: Default::default(),
+            cgroups: crate::runtime::cgroup::detect(),
             started: Instant::now(),
         })
     }

@@ -6,6 +6,7 @@
 //! subreaper, so it inherits and reaps the container: no shim process per container.
 
 pub mod capabilities;
+pub mod cgroup;
 pub mod init;
 pub mod pty;
 pub mod reaper;

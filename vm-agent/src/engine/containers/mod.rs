@@ -6,6 +6,7 @@ pub mod io;
 pub mod names;
 pub mod record;
 pub mod spec;
+pub mod stats;
 pub mod view;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, EventMessageTy
 use tokio::sync::watch;
 
 use super::{blocking, images, now_rfc3339, Engine, EngineError};
-use crate::runtime::{self, reaper, ErrorKind};
+use crate::runtime::{self, cgroup, reaper, ErrorKind};
 use crate::store::atomic;
 use io::{IoHub, STDERR, STDOUT};
 use record::{ContainerRecord, State, Status};
@@ -69,6 +70,11 @@ impl Container {
     /// The json-file log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(format!("{}-json.log", self.id))
+    }
+
+    /// The container's cgroup(s).
+    pub fn cgroup(&self, engine: &Engine) -> cgroup::Cgroup {
+        cgroup::Cgroup::new(engine.cgroups.clone(), &self.id)
     }
 
     /// The bundle directory.
@@ -263,14 +269,7 @@ pub async fn create(
     if args.is_empty() {
         return Err(EngineError::InvalidArgument("no command specified".into()));
     }
-    let mut warnings = Vec::new();
-    if host.memory.unwrap_or(0) > 0
-        || host.nano_cpus.unwrap_or(0) > 0
-        || host.pids_limit.unwrap_or(0) > 0
-        || host.cpu_shares.unwrap_or(0) > 0
-    {
-        warnings.push("resource limits are not applied yet by this engine (cgroup support is in progress)".to_string());
-    }
+    let warnings = unenforceable(&engine.cgroups, &limits_of(&host));
     let id = hex::encode(rand::random::<[u8; 32]>());
     let record = ContainerRecord {
         id: id.clone(),
@@ -301,6 +300,40 @@ pub async fn create(
     }
     event(engine, "create", &record, &[]);
     Ok((id, warnings))
+}
+
+/// The cgroup limits a host config asks for.
+pub fn limits_of(h: &HostConfig) -> cgroup::Limits {
+    cgroup::Limits {
+        memory: h.memory.unwrap_or(0),
+        memory_swap: h.memory_swap.unwrap_or(0),
+        nano_cpus: h.nano_cpus.unwrap_or(0),
+        cpu_shares: h.cpu_shares.unwrap_or(0),
+        cpuset_cpus: h.cpuset_cpus.clone().unwrap_or_default(),
+        pids_limit: h.pids_limit.unwrap_or(0),
+    }
+}
+
+/// Limits this host cannot enforce, in words (Docker prints them as warnings at create).
+fn unenforceable(layout: &cgroup::Layout, l: &cgroup::Limits) -> Vec<String> {
+    let cgroup::Layout::V1(m) = layout else { return Vec::new() };
+    let mut w = Vec::new();
+    let missing = |c: &str| !m.contains_key(c);
+    if l.memory > 0 && missing("memory") {
+        w.push("Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.".to_string());
+    }
+    if (l.nano_cpus > 0 || l.cpu_shares > 0) && missing("cpu") {
+        w.push(
+            "Your kernel does not support CPU limits or the cgroup is not mounted. Limitation discarded.".to_string(),
+        );
+    }
+    if l.pids_limit > 0 && missing("pids") {
+        w.push(
+            "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded."
+                .to_string(),
+        );
+    }
+    w
 }
 
 fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
@@ -424,8 +457,14 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
         .rev()
         .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
         .collect();
-    let inputs =
-        spec::SpecInputs { bundle: &dir, lower_dirs, hostname, args: rec.args.clone(), cgroup_procs: Vec::new() };
+    let cg = c.cgroup(engine);
+    let (cg_warnings, cgroup_procs) = cg
+        .create(&limits_of(&rec.host_config))
+        .map_err(|e| EngineError::Internal(format!("setting up cgroups: {e}")))?;
+    for w in cg_warnings {
+        tracing::warn!(container.id = %c.id, warning = %w, "cgroup limit not enforced");
+    }
+    let inputs = spec::SpecInputs { bundle: &dir, lower_dirs, hostname, args: rec.args.clone(), cgroup_procs };
     let oci = spec::build(&rec.config, &rec.host_config, &inputs)?;
     let spec_bytes = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Internal(e.to_string()))?;
     atomic::write_file(&dir.join("config.json"), &spec_bytes)
@@ -476,6 +515,8 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
                 h.close_stdin().await;
             }
             c.io.send_replace(None);
+            let cg = c.cgroup(engine);
+            tokio::task::spawn_blocking(move || cg.remove()).await.ok();
             event(engine, "die", &c.record(), &[("exitCode", code.to_string())]);
             c.exits.send_modify(|(n, last)| {
                 *n += 1;
@@ -515,8 +556,15 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
     let mut done = hub.finished();
     let _ = tokio::time::timeout(Duration::from_secs(2), done.wait_for(|d| *d)).await;
     hub.close_stdin().await;
+    let cg = c.cgroup(&engine);
+    let oom = cg.oom_kills() > 0;
+    for pid in cg.pids() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    tokio::task::spawn_blocking(move || cg.remove()).await.ok();
     let _ = c.update(|r| {
         r.state.status = Status::Exited;
+        r.state.oom_killed = oom;
         r.state.exit_code = code;
         r.state.pid = 0;
         r.state.finished_at = now_rfc3339();
@@ -646,5 +694,20 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Re
     .await?;
     event(engine, "destroy", &c.record(), &[]);
     c.removed.send_replace(true);
+    Ok(())
+}
+
+/// `POST /containers/{id}/pause` and `/unpause`.
+pub async fn set_paused(engine: &Arc<Engine>, c: &Arc<Container>, paused: bool) -> Result<(), EngineError> {
+    let rec = c.record();
+    match (rec.state.status, paused) {
+        (Status::Running, true) | (Status::Paused, false) => {}
+        (Status::Paused, true) => return Err(EngineError::Conflict(format!("container {} is already paused", c.id))),
+        (Status::Running, false) => return Err(EngineError::Conflict(format!("container {} is not paused", c.id))),
+        _ => return Err(EngineError::Conflict(format!("container {} is not running", c.id))),
+    }
+    c.cgroup(engine).freeze(paused).map_err(|e| EngineError::Internal(e.to_string()))?;
+    c.update(|r| r.state.status = if paused { Status::Paused } else { Status::Running })?;
+    event(engine, if paused { "pause" } else { "unpause" }, &c.record(), &[]);
     Ok(())
 }

@@ -1,0 +1,354 @@
+//! Per-container cgroups on whatever the host offers: the unified v2 hierarchy (the Skiff VM), or
+//! v1 controller hierarchies (hosts like these machines, where memory, cpu, pids, freezer … are v1).
+//! Limits that the host cannot enforce are reported, never silently dropped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Resource limits, in Docker's units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `--memory` in bytes (0 = none).
+    pub memory: i64,
+    /// `--memory-swap` in bytes (memory + swap; -1 = unlimited, 0 = unset).
+    pub memory_swap: i64,
+    /// `--cpus` in billionths of a CPU (0 = none).
+    pub nano_cpus: i64,
+    /// `--cpu-shares` (0 = default).
+    pub cpu_shares: i64,
+    /// `--cpuset-cpus` (empty = all).
+    pub cpuset_cpus: String,
+    /// `--pids-limit` (0 or -1 = none).
+    pub pids_limit: i64,
+}
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// One unified v2 hierarchy.
+    V2(PathBuf),
+    /// v1 controller name → mount point.
+    V1(BTreeMap<String, PathBuf>),
+}
+
+/// Reads the host's layout from `/proc/self/mountinfo`.
+pub fn detect() -> Layout {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v1 = BTreeMap::new();
+    let mut v2 = None;
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let mount = left.split_whitespace().nth(4).unwrap_or_default();
+        let mut r = right.split_whitespace();
+        let fstype = r.next().unwrap_or_default();
+        let opts = r.nth(1).unwrap_or_default();
+        match fstype {
+            "cgroup2" => v2 = v2.or(Some(PathBuf::from(mount))),
+            "cgroup" => {
+                for c in opts.split(',') {
+                    if ["memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "devices"].contains(&c) {
+                        v1.insert(c.to_string(), PathBuf::from(mount));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match v2 {
+        Some(root) if v1.is_empty() || root == Path::new("/sys/fs/cgroup") => Layout::V2(root),
+        _ => Layout::V1(v1),
+    }
+}
+
+/// A container's cgroup(s).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    layout: Layout,
+    name: String,
+}
+
+fn write(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+}
+
+/// Docker's device allow-list (v1 devices controller).
+const DEVICE_RULES: [&str; 11] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+impl Cgroup {
+    /// The cgroup of container `id` (not created yet).
+    pub fn new(layout: Layout, id: &str) -> Self {
+        Self { layout, name: format!("skiff/{id}") }
+    }
+
+    fn dir(&self, controller: &str) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V2(root) => Some(root.join(&self.name)),
+            Layout::V1(m) => m.get(controller).map(|p| p.join(&self.name)),
+        }
+    }
+
+    /// Creates the cgroup(s) and applies `limits`. Returns warnings for limits the host cannot
+    /// enforce, and the `cgroup.procs` files the container must join.
+    pub fn create(&self, limits: &Limits) -> std::io::Result<(Vec<String>, Vec<String>)> {
+        let mut warnings = Vec::new();
+        let mut procs = Vec::new();
+        match &self.layout {
+            Layout::V2(root) => {
+                let parent = root.join("skiff");
+                std::fs::create_dir_all(&parent)?;
+                let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+                let enable: Vec<String> = ["cpu", "cpuset", "memory", "pids", "io"]
+                    .iter()
+                    .filter(|c| available.split_whitespace().any(|a| a == **c))
+                    .map(|c| format!("+{c}"))
+                    .collect();
+                for dir in [root.as_path(), parent.as_path()] {
+                    for e in &enable {
+                        let _ = write(&dir.join("cgroup.subtree_control"), e);
+                    }
+                }
+                let dir = root.join(&self.name);
+                std::fs::create_dir_all(&dir)?;
+                let has = |c: &str| available.split_whitespace().any(|a| a == c);
+                if limits.memory > 0 {
+                    if has("memory") {
+                        write(&dir.join("memory.max"), &limits.memory.to_string())?;
+                        if limits.memory_swap != 0 {
+                            let swap = if limits.memory_swap < 0 {
+                                "max".to_string()
+                            } else {
+                                (limits.memory_swap - limits.memory).max(0).to_string()
+                            };
+                            let _ = write(&dir.join("memory.swap.max"), &swap);
+                        } else {
+                            let _ = write(&dir.join("memory.swap.max"), &limits.memory.to_string());
+                        }
+                    } else {
+                        warnings.push("memory limit not applied: the memory controller is unavailable".into());
+                    }
+                }
+                if limits.nano_cpus > 0 {
+                    let period = 100_000i64;
+                    write(&dir.join("cpu.max"), &format!("{} {period}", limits.nano_cpus * period / 1_000_000_000))?;
+                }
+                if limits.cpu_shares > 0 {
+                    let weight = 1 + ((limits.cpu_shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                    write(&dir.join("cpu.weight"), &weight.to_string())?;
+                }
+                if !limits.cpuset_cpus.is_empty() {
+                    write(&dir.join("cpuset.cpus"), &limits.cpuset_cpus)?;
+                }
+                if limits.pids_limit > 0 {
+                    write(&dir.join("pids.max"), &limits.pids_limit.to_string())?;
+                }
+                procs.push(dir.join("cgroup.procs").display().to_string());
+            }
+            Layout::V1(mounts) => {
+                for (controller, mount) in mounts {
+                    if controller == "cpuacct" && mounts.get("cpu") == Some(mount) {
+                        continue;
+                    }
+                    let dir = mount.join(&self.name);
+                    std::fs::create_dir_all(&dir)?;
+                    if controller == "cpuset" {
+                        // A v1 cpuset child starts empty: copy the parent's before joining.
+                        for f in ["cpuset.cpus", "cpuset.mems"] {
+                            let mut parent = dir.clone();
+                            let mut stack = Vec::new();
+                            while let Some(p) = parent.parent() {
+                                parent = p.to_path_buf();
+                                let v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                                if !v.trim().is_empty() {
+                                    break;
+                                }
+                                stack.push(parent.clone());
+                            }
+                            let value = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                            for d in stack.iter().rev() {
+                                let _ = write(&d.join(f), value.trim());
+                            }
+                            let own = if f == "cpuset.cpus" && !limits.cpuset_cpus.is_empty() {
+                                limits.cpuset_cpus.clone()
+                            } else {
+                                value.trim().to_string()
+                            };
+                            write(&dir.join(f), &own)?;
+                        }
+                    }
+                    if controller == "devices" {
+                        let _ = write(&dir.join("devices.deny"), "a");
+                        for rule in DEVICE_RULES {
+                            let _ = write(&dir.join("devices.allow"), rule);
+                        }
+                    }
+                    procs.push(dir.join("cgroup.procs").display().to_string());
+                }
+                let dir = |c: &str| mounts.get(c).map(|m| m.join(&self.name));
+                if limits.memory > 0 {
+                    match dir("memory") {
+                        Some(d) => {
+                            write(&d.join("memory.limit_in_bytes"), &limits.memory.to_string())?;
+                            let memsw = d.join("memory.memsw.limit_in_bytes");
+                            if memsw.exists() {
+                                let total = if limits.memory_swap < 0 {
+                                    -1
+                                } else if limits.memory_swap == 0 {
+                                    limits.memory * 2
+                                } else {
+                                    limits.memory_swap
+                                };
+                                let _ = write(&memsw, &total.to_string());
+                            } else if limits.memory_swap != 0 {
+                                warnings
+                                    .push("memory swap limit not applied: the kernel has no swap accounting".into());
+                            }
+                        }
+                        None => {
+                            warnings.push("memory limit not applied: no memory cgroup controller on this host".into())
+                        }
+                    }
+                }
+                if limits.nano_cpus > 0 || limits.cpu_shares > 0 {
+                    match dir("cpu") {
+                        Some(d) => {
+                            if limits.nano_cpus > 0 {
+                                write(&d.join("cpu.cfs_period_us"), "100000")?;
+                                write(
+                                    &d.join("cpu.cfs_quota_us"),
+                                    &(limits.nano_cpus * 100_000 / 1_000_000_000).to_string(),
+                                )?;
+                            }
+                            if limits.cpu_shares > 0 {
+                                write(&d.join("cpu.shares"), &limits.cpu_shares.to_string())?;
+                            }
+                        }
+                        None => warnings.push("CPU limits not applied: no cpu cgroup controller on this host".into()),
+                    }
+                }
+                if limits.pids_limit > 0 {
+                    match dir("pids") {
+                        Some(d) => write(&d.join("pids.max"), &limits.pids_limit.to_string())?,
+                        None => warnings.push("pids limit not applied: no pids cgroup controller on this host".into()),
+                    }
+                }
+                if !limits.cpuset_cpus.is_empty() && dir("cpuset").is_none() {
+                    warnings.push("cpuset not applied: no cpuset cgroup controller on this host".into());
+                }
+            }
+        }
+        Ok((warnings, procs))
+    }
+
+    /// Applies new limits to an existing cgroup (`docker update`).
+    pub fn update(&self, limits: &Limits) -> std::io::Result<Vec<String>> {
+        self.create(limits).map(|(w, _)| w)
+    }
+
+    /// Freezes (`true`) or thaws every process.
+    pub fn freeze(&self, frozen: bool) -> std::io::Result<()> {
+        match &self.layout {
+            Layout::V2(_) => {
+                write(&self.dir("").unwrap_or_default().join("cgroup.freeze"), if frozen { "1" } else { "0" })
+            }
+            Layout::V1(_) => {
+                let d = self.dir("freezer").ok_or_else(|| {
+                    std::io::Error::other("pause is unavailable: no freezer cgroup controller on this host")
+                })?;
+                write(&d.join("freezer.state"), if frozen { "FROZEN" } else { "THAWED" })
+            }
+        }
+    }
+
+    /// How many times the OOM killer killed a process in this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let (file, key) = match &self.layout {
+            Layout::V2(_) => ("memory.events", "oom_kill"),
+            Layout::V1(_) => ("memory.oom_control", "oom_kill"),
+        };
+        let Some(d) = self.dir("memory") else { return 0 };
+        std::fs::read_to_string(d.join(file))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// Pids of every process in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let d = match &self.layout {
+            Layout::V2(_) => self.dir(""),
+            Layout::V1(m) => {
+                ["pids", "memory", "freezer", "cpu"].iter().find(|c| m.contains_key(**c)).and_then(|c| self.dir(c))
+            }
+        };
+        d.and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Raw usage numbers for stats: (memory bytes, memory limit, cpu nanoseconds, pids).
+    pub fn usage(&self) -> (u64, u64, u64, u64) {
+        let read =
+            |c: &str, f: &str| self.dir(c).and_then(|d| std::fs::read_to_string(d.join(f)).ok()).unwrap_or_default();
+        let num = |s: String| s.trim().parse::<u64>().unwrap_or(u64::MAX);
+        match &self.layout {
+            Layout::V2(_) => {
+                let mem = num(read("", "memory.current"));
+                let limit = num(read("", "memory.max"));
+                let cpu = read("", "cpu.stat")
+                    .lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse::<u64>().ok()))
+                    .unwrap_or(0)
+                    * 1000;
+                let pids = num(read("", "pids.current"));
+                (if mem == u64::MAX { 0 } else { mem }, limit, cpu, if pids == u64::MAX { 0 } else { pids })
+            }
+            Layout::V1(_) => {
+                let mem = num(read("memory", "memory.usage_in_bytes"));
+                let limit = num(read("memory", "memory.limit_in_bytes"));
+                let cpu = num(read("cpuacct", "cpuacct.usage"));
+                let pids = num(read("pids", "pids.current"));
+                let z = |v: u64| if v == u64::MAX { 0 } else { v };
+                (z(mem), limit, z(cpu), z(pids))
+            }
+        }
+    }
+
+    /// Removes the cgroup(s); processes must be gone.
+    pub fn remove(&self) {
+        let dirs: Vec<PathBuf> = match &self.layout {
+            Layout::V2(root) => vec![root.join(&self.name)],
+            Layout::V1(m) => m.values().map(|p| p.join(&self.name)).collect(),
+        };
+        for d in dirs {
+            // Exiting processes (and zombies not yet reaped) keep a cgroup busy for a moment.
+            let mut delay = std::time::Duration::from_millis(5);
+            for attempt in 0.. {
+                match std::fs::remove_dir(&d) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 40 => {
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!(cgroup = %d.display(), error = %e, "could not remove cgroup");
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
