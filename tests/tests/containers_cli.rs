@@ -356,3 +356,36 @@ fn cgroup_limits_pause_top_and_stats() {
     let err = a.fails(&["run", "--rm", "--memory", "4m", "busybox", "true"]);
     assert!(err.contains("Minimum memory limit"), "{err}");
 }
+
+#[test]
+fn restart_policies_apply_also_across_an_engine_restart() {
+    let mut a = agent_with_busybox();
+    a.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"]);
+    a.ok(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sleep", "1000"]);
+    a.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "1000"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]).trim() != "2 exited" {
+        assert!(Instant::now() < deadline, "on-failure:2 did not settle after two restarts");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(a.ok(&["logs", "flaky"]).lines().count(), 3);
+    let ids: Vec<String> =
+        ["always", "plain"].iter().map(|n| a.ok(&["inspect", "-f", "{{.Id}}", n]).trim().to_string()).collect();
+    a.kill9();
+    a.restart();
+    // Nothing of the old processes is left; the restart policy brought `always` back.
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}}", "always"]).trim(), "running");
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "plain"]).trim(), "exited 255");
+    let leftovers = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cgroup")).ok())
+        .filter(|cg| ids.iter().any(|id| cg.contains(id.as_str())))
+        .count();
+    assert_eq!(leftovers, 1, "only the restarted `always` container may run");
+    // A user's stop is respected by `always` until the next start.
+    a.ok(&["stop", "-t", "0", "always"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}}", "always"]).trim(), "exited");
+    a.ok(&["rm", "-f", "flaky", "always", "plain"]);
+}

@@ -77,7 +77,9 @@ fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> an
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             }
         };
-        skiff_agent::api::serve(Arc::new(engine), &socket, shutdown)
+        let engine = Arc::new(engine);
+        skiff_agent::engine::containers::recover(&engine).await;
+        skiff_agent::api::serve(engine, &socket, shutdown)
             .await
             .with_context(|| format!("serving on {}", socket.display()))
     })

@@ -112,11 +112,14 @@ impl Containers {
                 continue;
             };
             if matches!(rec.state.status, Status::Running | Status::Paused | Status::Restarting) {
+                // Its stdio pipes died with the previous engine, so it cannot be re-adopted
+                // faithfully: `recover` ends what is left of it and applies the restart policy.
                 rec.state.status = Status::Exited;
                 rec.state.exit_code = 255;
-                rec.state.error = "the engine restarted while the container ran; its process was not re-adopted".into();
+                rec.state.error = "the engine restarted while the container ran".into();
                 rec.state.finished_at = now_rfc3339();
                 rec.state.pid = 0;
+                rec.was_running = true;
                 let _ = atomic::write_json(&cdir.join("container.json"), &rec);
             }
             let c = new_container(cdir, rec);
@@ -282,6 +285,8 @@ pub async fn create(
         host_config: host,
         state: State::default(),
         restart_count: 0,
+        stopped_by_user: false,
+        was_running: false,
     };
     let dir = engine.containers.dir.join(&id);
     {
@@ -534,6 +539,7 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
                 tracing::warn!(container.id = %c.id, warning = %w, "container setting adjusted");
             }
             c.update(|r| {
+                r.stopped_by_user = false;
                 r.state.status = Status::Running;
                 r.state.pid = s.pid;
                 r.state.started_at = now_rfc3339();
@@ -580,6 +586,85 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
         if let Err(e) = remove(&engine, &c, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove failed");
         }
+    } else if should_restart(&rec, code) {
+        schedule_restart(engine, c, &rec);
+    }
+}
+
+/// Whether the restart policy wants the container running again after it exited with `code`.
+fn should_restart(rec: &ContainerRecord, code: i32) -> bool {
+    let policy = rec.host_config.restart_policy.clone().unwrap_or_default();
+    let name = policy
+        .name
+        .map(|n| serde_json::to_value(n).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .unwrap_or_default();
+    match name.as_str() {
+        "always" | "unless-stopped" => !rec.stopped_by_user,
+        "on-failure" => {
+            let max = policy.maximum_retry_count.unwrap_or(0);
+            !rec.stopped_by_user && code != 0 && (max == 0 || rec.restart_count < max)
+        }
+        _ => false,
+    }
+}
+
+/// Restarts after Docker's back-off: 100 ms doubling per quick failure, up to a minute; a run
+/// longer than ten seconds resets it.
+fn schedule_restart(engine: Arc<Engine>, c: Arc<Container>, rec: &ContainerRecord) {
+    let ran = chrono::DateTime::parse_from_rfc3339(&rec.state.finished_at)
+        .ok()
+        .zip(chrono::DateTime::parse_from_rfc3339(&rec.state.started_at).ok())
+        .map(|(f, s)| (f - s).num_seconds())
+        .unwrap_or(0);
+    let exp = if ran > 10 { 0 } else { u32::try_from(rec.restart_count.clamp(0, 10)).unwrap_or(10) };
+    let delay = Duration::from_millis(100u64.saturating_mul(1u64 << exp)).min(Duration::from_secs(60));
+    let _ = c.update(|r| r.state.status = Status::Restarting);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if c.record().state.status != Status::Restarting || c.record().stopped_by_user {
+            return;
+        }
+        let _ = c.update(|r| {
+            r.restart_count += 1;
+            r.state.status = Status::Exited;
+        });
+        event(&engine, "restart", &c.record(), &[]);
+        if let Err(e) = start(&engine, &c).await {
+            tracing::warn!(container.id = %c.id, error = %e, "restart policy could not start the container");
+        }
+    });
+}
+
+/// After the engine starts: ends what is left of containers that ran under the previous engine
+/// (their processes and cgroups) and starts those whose restart policy asks for it.
+pub async fn recover(engine: &Arc<Engine>) {
+    for c in engine.containers.all() {
+        let rec = c.record();
+        let cg = c.cgroup(engine);
+        let leftovers = cg.pids();
+        for pid in &leftovers {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if !leftovers.is_empty() {
+            tracing::info!(container.id = %c.id, processes = leftovers.len(), "ended processes left by the previous engine");
+        }
+        let _ = cg.freeze(false);
+        tokio::task::spawn_blocking(move || cg.remove()).await.ok();
+        if rec.was_running {
+            let _ = c.update(|r| r.was_running = false);
+            let policy = rec
+                .host_config
+                .restart_policy
+                .as_ref()
+                .and_then(|p| p.name)
+                .map(|n| serde_json::to_value(n).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                .unwrap_or_default();
+            if matches!(policy.as_str(), "always" | "unless-stopped" | "on-failure") && !rec.stopped_by_user {
+                if let Err(e) = start(engine, &c).await {
+                    tracing::warn!(container.id = %c.id, error = %e, "could not restart container after engine restart");
+                }
+            }
+        }
     }
 }
 
@@ -605,6 +690,7 @@ pub async fn kill(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>
             c.id, c.id
         )));
     }
+    c.update(|r| r.stopped_by_user = true)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig)
         .map_err(|e| EngineError::Internal(format!("kill: {e}")))?;
     event(engine, "kill", &rec, &[("signal", (sig as i32).to_string())]);
@@ -626,6 +712,14 @@ pub async fn stop(
     timeout: Option<i64>,
 ) -> Result<bool, EngineError> {
     let rec = c.record();
+    if rec.state.status == Status::Restarting {
+        // Waiting for its restart: stopping cancels it.
+        c.update(|r| {
+            r.stopped_by_user = true;
+            r.state.status = Status::Exited;
+        })?;
+        return Ok(true);
+    }
     if !c.is_running() {
         return Ok(false);
     }
@@ -633,6 +727,7 @@ pub async fn stop(
     let sig = parse_signal(signal.or(rec.config.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
     let t = timeout.or(rec.config.stop_timeout).unwrap_or(10).max(0);
     let pid = nix::unistd::Pid::from_raw(rec.state.pid);
+    c.update(|r| r.stopped_by_user = true)?;
     let _ = nix::sys::signal::kill(pid, sig);
     if tokio::time::timeout(Duration::from_secs(u64::try_from(t).unwrap_or(0)), wait_exit_count(c, before))
         .await
@@ -684,6 +779,8 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Re
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
         wait_exit_count(c, before).await;
     }
+    let _ = c.update(|r| r.state.status = Status::Removing);
+    c.cgroup(engine).remove();
     if engine.containers.map.write().unwrap_or_else(|p| p.into_inner()).remove(&c.id).is_none() {
         return Ok(()); // someone else removed it
     }

@@ -102,4 +102,10 @@ pub struct ContainerRecord {
     /// How often the restart policy restarted it.
     #[serde(default)]
     pub restart_count: i64,
+    /// Whether the user stopped it (`stop`, `kill`): restart policies then leave it alone.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// Whether it was running when the engine last went away (restart policies apply on start-up).
+    #[serde(default)]
+    pub was_running: bool,
 }
