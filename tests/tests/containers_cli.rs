@@ -389,3 +389,65 @@ fn restart_policies_apply_also_across_an_engine_restart() {
     assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}}", "always"]).trim(), "exited");
     a.ok(&["rm", "-f", "flaky", "always", "plain"]);
 }
+
+#[test]
+fn cp_both_ways_export_diff_rename_update() {
+    let a = agent_with_busybox();
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "files",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data && echo inside > /data/f && rm /bin/vi && sleep 1000",
+    ]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.docker(&["exec", "files", "test", "-f", "/data/f"]).status.success() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dest = tmp.path().display().to_string();
+    a.ok(&["cp", "files:/data", &dest]);
+    assert_eq!(std::fs::read_to_string(tmp.path().join("data/f")).expect("copied out"), "inside\n");
+    std::fs::write(tmp.path().join("h.txt"), "from host\n").expect("host file");
+    a.ok(&["cp", &tmp.path().join("h.txt").display().to_string(), "files:/data/"]);
+    assert_eq!(a.ok(&["exec", "files", "cat", "/data/h.txt"]), "from host\n");
+    let diff = a.ok(&["diff", "files"]);
+    assert!(diff.contains("A /data/f") && diff.contains("D /bin/vi") && diff.contains("C /bin"), "{diff}");
+    assert!(!diff.contains("/etc/hosts"), "engine files must not show as changes: {diff}");
+    // A stopped container's files are reachable too, and nothing stays mounted afterwards.
+    a.ok(&["stop", "-t", "0", "files"]);
+    a.ok(&["cp", "files:/data/h.txt", &tmp.path().join("back.txt").display().to_string()]);
+    assert_eq!(std::fs::read_to_string(tmp.path().join("back.txt")).expect("copied back"), "from host\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&a.root().display().to_string()), "a container filesystem stayed mounted");
+    let export = a.docker_cmd(&["export", "files"]).output().expect("export");
+    assert!(export.status.success() && export.stdout.len() > 1_000_000, "export is the whole filesystem");
+    let err = a.fails(&["cp", "files:/no/such/file", &dest]);
+    assert!(err.contains("Could not find the file"), "{err}");
+    a.ok(&["rename", "files", "renamed"]);
+    a.ok(&["update", "--memory", "64m", "--restart", "on-failure:3", "renamed"]);
+    assert_eq!(
+        a.ok(&["inspect", "-f", "{{.Name}} {{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}", "renamed"])
+            .trim(),
+        "/renamed 67108864 on-failure"
+    );
+    a.ok(&["rm", "renamed"]);
+}
+
+#[test]
+fn cp_into_a_container_cannot_escape_through_its_symlinks() {
+    let a = agent_with_busybox();
+    let outside = tempfile::tempdir().expect("tmp");
+    let target = outside.path().display().to_string();
+    a.ok(&["run", "-d", "--name", "trap", "busybox", "sh", "-c", &format!("ln -s {target} /escape && sleep 1000")]);
+    std::thread::sleep(Duration::from_millis(300));
+    let src = tempfile::tempdir().expect("tmp");
+    std::fs::write(src.path().join("payload"), "x").expect("payload");
+    let _ = a.docker(&["cp", &src.path().join("payload").display().to_string(), "trap:/escape/"]);
+    assert!(!outside.path().join("payload").exists(), "docker cp followed a container symlink onto the host");
+    a.ok(&["rm", "-f", "trap"]);
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bollard_stubs::models::ContainerCreateBody;
@@ -283,4 +283,95 @@ pub async fn stats(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p:
         })
     });
     Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}
+
+/// `GET|HEAD /containers/{id}/archive?path=`: a tar of the path, with its stat in a header.
+pub async fn archive_get(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    method: axum::http::Method,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let path =
+        p.get("path").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?.to_string();
+    let access = containers::archive::access(&engine, &c).await?;
+    let stat = containers::archive::path_stat(access.path(), &path)?;
+    let stat_header = HeaderValue::from_str(&stat).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if method == axum::http::Method::HEAD {
+        return Ok(([("X-Docker-Container-Path-Stat", stat_header)], StatusCode::OK).into_response());
+    }
+    let (reader, writer) = tokio::io::duplex(256 * 1024);
+    tokio::task::spawn_blocking(move || {
+        let out = tokio_util::io::SyncIoBridge::new(writer);
+        if let Err(e) = containers::archive::write_tar(access.path(), &path, out) {
+            tracing::warn!(error = %e, "archive failed mid-stream");
+        }
+    });
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar")),
+            (header::HeaderName::from_static("x-docker-container-path-stat"), stat_header),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `PUT /containers/{id}/archive?path=`: extracts the request's tar into a directory.
+pub async fn archive_put(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    p: Params,
+    req: Request,
+) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    let path =
+        p.get("path").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?.to_string();
+    let access = containers::archive::access(&engine, &c).await?;
+    let body = req.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body));
+    tokio::task::spawn_blocking(move || containers::archive::extract(access.path(), &path, reader))
+        .await
+        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })??;
+    Ok(StatusCode::OK)
+}
+
+/// `GET /containers/{id}/export`.
+pub async fn export(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let access = containers::archive::access(&engine, &c).await?;
+    let (reader, writer) = tokio::io::duplex(256 * 1024);
+    tokio::task::spawn_blocking(move || {
+        let out = tokio_util::io::SyncIoBridge::new(writer);
+        if let Err(e) = containers::archive::write_tar(access.path(), "/", out) {
+            tracing::warn!(error = %e, "export failed mid-stream");
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(tokio_util::io::ReaderStream::new(reader)))
+        .into_response())
+}
+
+/// `GET /containers/{id}/changes`.
+pub async fn changes(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let list = containers::archive::changes(&engine, &c)?;
+    Ok(Json(list.into_iter().map(|(p, k)| serde_json::json!({"Path": p, "Kind": k})).collect::<Vec<_>>())
+        .into_response())
+}
+
+/// `POST /containers/{id}/rename?name=`.
+pub async fn rename(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    let c = engine.containers.get(&id)?;
+    containers::rename(&engine, &c, p.get("name").unwrap_or_default())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/update`.
+pub async fn update(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let c = engine.containers.get(&id)?;
+    let req: bollard_stubs::models::ContainerUpdateBody = json_body(&body)?;
+    let warnings = containers::update(&engine, &c, &req)?;
+    Ok(Json(serde_json::json!({"Warnings": warnings})).into_response())
 }

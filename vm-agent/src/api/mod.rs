@@ -92,6 +92,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/top", get(containers::top))
         .route("/containers/{id}/stats", get(containers::stats))
+        .route(
+            "/containers/{id}/archive",
+            get(containers::archive_get).head(containers::archive_get).put(containers::archive_put),
+        )
+        .route("/containers/{id}/export", get(containers::export))
+        .route("/containers/{id}/changes", get(containers::changes))
+        .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))

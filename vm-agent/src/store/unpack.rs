@@ -91,7 +91,7 @@ pub fn unpack_layer<R: Read>(blob: R, dest: &Path) -> Result<UnpackedLayer, Unpa
         compression::decompress(BufReader::with_capacity(256 * 1024, blob)).map_err(UnpackError::Archive)?;
     let mut hashing = HashingReader::new(decoded);
     let root = open_root(dest)?;
-    let mut unpacker = Unpacker { root, deferred_dirs: Vec::new(), size: 0, parent_cache: None };
+    let mut unpacker = Unpacker { root, deferred_dirs: Vec::new(), size: 0, parent_cache: None, whiteouts: true };
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(UnpackError::Archive)?;
@@ -138,6 +138,22 @@ struct Unpacker {
     size: u64,
     /// The last opened parent directory: tar entries come grouped by directory.
     parent_cache: Option<(PathBuf, OwnedFd)>,
+    /// Whether `.wh.` entries are whiteouts (image layers) or ordinary names (`docker cp`).
+    whiteouts: bool,
+}
+
+/// Extracts a plain tar (uncompressed or compressed) into the directory `dir` (an open fd), with
+/// the same refusals as layers but without whiteout conversion: `docker cp` into a container.
+pub fn extract_into<R: Read>(archive: R, dir: OwnedFd) -> Result<u64, UnpackError> {
+    let (_, decoded) =
+        compression::decompress(BufReader::with_capacity(256 * 1024, archive)).map_err(UnpackError::Archive)?;
+    let mut unpacker = Unpacker { root: dir, deferred_dirs: Vec::new(), size: 0, parent_cache: None, whiteouts: false };
+    let mut archive = tar::Archive::new(decoded);
+    for entry in archive.entries().map_err(UnpackError::Archive)? {
+        unpacker.entry(entry.map_err(UnpackError::Archive)?)?;
+    }
+    unpacker.finish()?;
+    Ok(unpacker.size)
 }
 
 struct Meta {
@@ -166,14 +182,14 @@ impl Unpacker {
         let parent_rel: PathBuf = comps.iter().collect();
         let name_bytes = name.as_bytes();
 
-        if name_bytes == OPAQUE_MARKER {
+        if self.whiteouts && name_bytes == OPAQUE_MARKER {
             let dir = self.open_dir(&parent_rel, &shown, true)?;
             let fd = openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(io_err(&shown))?;
             return set_xattr_fd(&fd, c"trusted.overlay.opaque", b"y")
                 .map_err(|e| UnpackError::Io { path: shown, source: e });
         }
-        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX).filter(|_| self.whiteouts) {
             let hidden = OsStr::from_bytes(hidden);
             if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(UnpackError::UnsafePath { path: shown });

@@ -1,6 +1,7 @@
 //! Container service: create, start, stop, kill, wait, remove, list, inspect, logs, attach.
 //! State lives in `<root>/containers/<id>/` (record, bundle, log); the runtime starts processes.
 
+pub mod archive;
 pub mod exec;
 pub mod io;
 pub mod names;
@@ -36,7 +37,7 @@ pub struct Container {
     exits: watch::Sender<(u64, i32)>,
     removed: watch::Sender<bool>,
     /// Serialises start/stop/remove on this container.
-    op: tokio::sync::Mutex<()>,
+    op: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Container {
@@ -75,6 +76,11 @@ impl Container {
     /// The container's cgroup(s).
     pub fn cgroup(&self, engine: &Engine) -> cgroup::Cgroup {
         cgroup::Cgroup::new(engine.cgroups.clone(), &self.id)
+    }
+
+    /// Serialises whole-container operations (start, stop, remove, filesystem access).
+    pub async fn op_lock(self: &Arc<Self>) -> tokio::sync::OwnedMutexGuard<()> {
+        self.op.clone().lock_owned().await
     }
 
     /// The bundle directory.
@@ -170,7 +176,7 @@ fn new_container(dir: PathBuf, rec: ContainerRecord) -> Container {
         io: watch::channel(None).0,
         exits: watch::channel((0, code)).0,
         removed: watch::channel(false).0,
-        op: tokio::sync::Mutex::new(()),
+        op: Arc::new(tokio::sync::Mutex::new(())),
     }
 }
 
@@ -807,4 +813,65 @@ pub async fn set_paused(engine: &Arc<Engine>, c: &Arc<Container>, paused: bool) 
     c.update(|r| r.state.status = if paused { Status::Paused } else { Status::Running })?;
     event(engine, if paused { "pause" } else { "unpause" }, &c.record(), &[]);
     Ok(())
+}
+
+/// `POST /containers/{id}/rename`.
+pub fn rename(engine: &Engine, c: &Arc<Container>, new_name: &str) -> Result<(), EngineError> {
+    let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+    if !names::valid(new_name) {
+        return Err(EngineError::InvalidArgument(format!(
+            "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let map = engine.containers.map.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(other) = map.values().find(|o| o.record().name == new_name && o.id != c.id) {
+        return Err(EngineError::Conflict(format!("Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id)));
+    }
+    let old = c.record().name;
+    c.update(|r| r.name = new_name.to_string())?;
+    drop(map);
+    event(engine, "rename", &c.record(), &[("oldName", format!("/{old}"))]);
+    Ok(())
+}
+
+/// `POST /containers/{id}/update`: new limits (applied at once if it runs) and restart policy.
+pub fn update(
+    engine: &Engine,
+    c: &Arc<Container>,
+    req: &bollard_stubs::models::ContainerUpdateBody,
+) -> Result<Vec<String>, EngineError> {
+    let mut host = c.record().host_config;
+    if let Some(v) = req.memory {
+        host.memory = Some(v);
+    }
+    if let Some(v) = req.memory_swap {
+        host.memory_swap = Some(v);
+    }
+    if let Some(v) = req.nano_cpus {
+        host.nano_cpus = Some(v);
+    }
+    if let Some(v) = req.cpu_shares {
+        host.cpu_shares = Some(v);
+    }
+    if let Some(v) = &req.cpuset_cpus {
+        host.cpuset_cpus = Some(v.clone());
+    }
+    if let Some(v) = req.pids_limit {
+        host.pids_limit = Some(v);
+    }
+    if let Some(v) = &req.restart_policy {
+        host.restart_policy = Some(v.clone());
+    }
+    validate_host_config(&host)?;
+    let mut warnings = unenforceable(&engine.cgroups, &limits_of(&host));
+    if c.is_running() {
+        warnings.extend(
+            c.cgroup(engine)
+                .update(&limits_of(&host))
+                .map_err(|e| EngineError::InvalidArgument(format!("Cannot update container {}: {e}", c.id)))?,
+        );
+    }
+    c.update(|r| r.host_config = host)?;
+    event(engine, "update", &c.record(), &[]);
+    Ok(warnings)
 }

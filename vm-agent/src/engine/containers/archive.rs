@@ -1,0 +1,364 @@
+//! A container's filesystem from the outside: `docker cp` both ways, `export`, `diff`.
+//!
+//! Paths are resolved inside the container's root by the kernel (`openat2(RESOLVE_IN_ROOT)` for the
+//! parent, the last component never followed), and trees are walked through directory fds opened
+//! with `O_NOFOLLOW`: a process in the container swapping a directory for a symlink mid-copy cannot
+//! make us read or write outside the container.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstatat, FileStat, Mode};
+use serde_json::json;
+
+use super::Container;
+use crate::engine::{Engine, EngineError};
+
+/// Where the container's root is reachable, and what to undo afterwards.
+pub struct RootAccess {
+    path: PathBuf,
+    mounted: bool,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::fmt::Debug for RootAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootAccess").field("path", &self.path).field("mounted", &self.mounted).finish()
+    }
+}
+
+impl RootAccess {
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RootAccess {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Gives access to the container's root: through its own mount namespace while it runs
+/// (`/proc/PID/root`, with its volumes and tmpfs), else by mounting its overlay for the duration.
+pub async fn access(engine: &Engine, c: &Arc<Container>) -> Result<RootAccess, EngineError> {
+    let rec = c.record();
+    if c.is_running() {
+        return Ok(RootAccess {
+            path: PathBuf::from(format!("/proc/{}/root", rec.state.pid)),
+            mounted: false,
+            _guard: None,
+        });
+    }
+    let guard = c.op_lock().await;
+    let image = engine
+        .store
+        .by_id(&rec.image_id)
+        .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
+    let dir = c.dir();
+    for d in ["rootfs", "upper", "work"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| EngineError::Internal(e.to_string()))?;
+    }
+    let lower: Vec<String> = image
+        .record
+        .layers
+        .iter()
+        .rev()
+        .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        dir.join("upper").display(),
+        dir.join("work").display()
+    );
+    let target = dir.join("rootfs");
+    nix::mount::mount(Some("overlay"), &target, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
+        .map_err(|e| EngineError::Internal(format!("mounting the container's filesystem: {e}")))?;
+    Ok(RootAccess { path: target, mounted: true, _guard: Some(guard) })
+}
+
+fn bad_path(p: &str) -> EngineError {
+    EngineError::NotFound(format!("Could not find the file {p} in container"))
+}
+
+/// Opens the parent of `path` inside `root` (following the container's symlinks within it) and
+/// returns it with the final component's name (`None` for the root itself).
+fn open_parent(root: &Path, path: &str) -> Result<(OwnedFd, Option<OsString>), EngineError> {
+    let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| EngineError::Internal(format!("opening container root: {e}")))?;
+    let p = Path::new(path.trim_end_matches("/."));
+    let name = p.file_name().map(OsStr::to_os_string);
+    let parent = p.parent().unwrap_or(Path::new("/"));
+    let rel = parent.strip_prefix("/").unwrap_or(parent);
+    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(&root_fd, rel, how).map_err(|_| bad_path(path))?;
+    Ok((fd, name))
+}
+
+/// Docker's path stat (`X-Docker-Container-Path-Stat`), with Go's `os.FileMode` bits.
+fn stat_json(name: &str, st: &FileStat, link: &str) -> serde_json::Value {
+    let kind = st.st_mode & libc::S_IFMT;
+    let mut mode = u64::from(st.st_mode & 0o777);
+    mode |= match kind {
+        libc::S_IFDIR => 1 << 31,
+        libc::S_IFLNK => 1 << 27,
+        libc::S_IFIFO => 1 << 25,
+        libc::S_IFSOCK => 1 << 24,
+        libc::S_IFCHR => (1 << 26) | (1 << 21),
+        libc::S_IFBLK => 1 << 26,
+        _ => 0,
+    };
+    if st.st_mode & libc::S_ISUID != 0 {
+        mode |= 1 << 23;
+    }
+    if st.st_mode & libc::S_ISGID != 0 {
+        mode |= 1 << 22;
+    }
+    if st.st_mode & libc::S_ISVTX != 0 {
+        mode |= 1 << 20;
+    }
+    let mtime = chrono::DateTime::from_timestamp(st.st_mtime, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+    json!({"name": name, "size": st.st_size, "mode": mode, "mtime": mtime, "linkTarget": link})
+}
+
+/// Stats `path` in the container: the value of `X-Docker-Container-Path-Stat` (base64 JSON).
+pub fn path_stat(root: &Path, path: &str) -> Result<String, EngineError> {
+    use base64::Engine as _;
+    let (parent, name) = open_parent(root, path)?;
+    let (st, shown, link) = match &name {
+        Some(n) => {
+            let st = fstatat(&parent, n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|_| bad_path(path))?;
+            let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                nix::fcntl::readlinkat(&parent, n.as_os_str())
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            (st, n.to_string_lossy().into_owned(), link)
+        }
+        None => (fstatat(&parent, ".", AtFlags::empty()).map_err(|_| bad_path(path))?, "/".to_string(), String::new()),
+    };
+    Ok(base64::engine::general_purpose::STANDARD.encode(stat_json(&shown, &st, &link).to_string()))
+}
+
+/// Writes `path` (a file, a link, or a whole tree) from the container as a tar to `out`.
+pub fn write_tar<W: Write>(root: &Path, path: &str, out: W) -> Result<(), EngineError> {
+    let (parent, name) = open_parent(root, path)?;
+    let mut tar = tar::Builder::new(out);
+    let io = |e: std::io::Error| EngineError::Internal(format!("writing archive: {e}"));
+    match name {
+        Some(n) => add_entry(&mut tar, &parent, &n, Path::new(&n)).map_err(io)?,
+        None => {
+            let dir = openat(&parent, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            add_children(&mut tar, &dir, Path::new("")).map_err(io)?;
+        }
+    }
+    tar.into_inner().map_err(io)?.flush().map_err(io)
+}
+
+fn header_for(st: &FileStat, kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+    h
+}
+
+fn add_entry<W: Write>(
+    tar: &mut tar::Builder<W>,
+    parent: &OwnedFd,
+    name: &OsStr,
+    tar_path: &Path,
+) -> std::io::Result<()> {
+    let st = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => {
+            let mut h = header_for(&st, tar::EntryType::Directory, 0);
+            tar.append_data(&mut h, tar_path, std::io::empty())?;
+            let dir = openat(
+                parent,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            add_children(tar, &dir, tar_path)?;
+        }
+        libc::S_IFREG => {
+            let fd = openat(parent, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+            let f = std::fs::File::from(fd);
+            let size = f.metadata()?.len();
+            let mut h = header_for(&st, tar::EntryType::Regular, size);
+            tar.append_data(&mut h, tar_path, f)?;
+        }
+        libc::S_IFLNK => {
+            let target = nix::fcntl::readlinkat(parent, name)?;
+            let mut h = header_for(&st, tar::EntryType::Symlink, 0);
+            tar.append_link(&mut h, tar_path, Path::new(&target))?;
+        }
+        libc::S_IFIFO => {
+            let mut h = header_for(&st, tar::EntryType::Fifo, 0);
+            tar.append_data(&mut h, tar_path, std::io::empty())?;
+        }
+        _ => {} // devices and sockets are not copied
+    }
+    Ok(())
+}
+
+fn add_children<W: Write>(tar: &mut tar::Builder<W>, dir: &OwnedFd, tar_path: &Path) -> std::io::Result<()> {
+    let mut names: Vec<OsString> = Vec::new();
+    let listing = nix::dir::Dir::from_fd(dir.try_clone()?)?;
+    for e in listing {
+        let e = e?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes());
+        if n != "." && n != ".." {
+            names.push(n.to_os_string());
+        }
+    }
+    names.sort();
+    for n in names {
+        add_entry(tar, dir, &n, &tar_path.join(&n))?;
+    }
+    Ok(())
+}
+
+/// Extracts the tar `archive` into the directory `path` of the container.
+pub fn extract<R: std::io::Read>(root: &Path, path: &str, archive: R) -> Result<(), EngineError> {
+    let (parent, name) = open_parent(root, path)?;
+    let dir = match name {
+        Some(n) => {
+            let how = OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            // The destination may itself be a symlink to a directory inside the container.
+            let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let rel = Path::new(path).strip_prefix("/").unwrap_or(Path::new(path)).to_path_buf();
+            drop((parent, n));
+            openat2(&root_fd, &rel, how).map_err(|e| match e {
+                nix::errno::Errno::ENOTDIR => {
+                    EngineError::InvalidArgument(format!("extraction point is not a directory: {path}"))
+                }
+                _ => bad_path(path),
+            })?
+        }
+        None => openat(&parent, ".", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|_| bad_path(path))?,
+    };
+    crate::store::unpack::extract_into(archive, dir)
+        .map(|_| ())
+        .map_err(|e| EngineError::InvalidArgument(format!("extracting into {path}: {e}")))
+}
+
+/// `docker diff`: (path, kind) with kind 0 = changed, 1 = added, 2 = deleted.
+pub fn changes(engine: &Engine, c: &Container) -> Result<Vec<(String, u8)>, EngineError> {
+    let rec = c.record();
+    let upper = c.dir().join("upper");
+    let lowers: Vec<PathBuf> = engine
+        .store
+        .by_id(&rec.image_id)
+        .map(|i| i.record.layers.iter().map(|l| engine.store.layer_diff_dir(&l.diff_id)).collect())
+        .unwrap_or_default();
+    let Ok(top) = nix::fcntl::open(&upper, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    walk_changes(&top, Path::new("/"), &lowers, &mut out)
+        .map_err(|e| EngineError::Internal(format!("reading changes: {e}")))?;
+    // The engine's own bind-mount targets are not the user's changes (Docker hides them too); a
+    // changed directory is reported only when something in it is.
+    const ENGINE_FILES: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+    out.retain(|(p, _)| !ENGINE_FILES.contains(&p.as_str()));
+    let all: Vec<String> = out.iter().map(|(p, _)| p.clone()).collect();
+    out.retain(|(p, k)| *k != 0 || !lower_is_dir(&lowers, p) || all.iter().any(|q| q.starts_with(&format!("{p}/"))));
+    out.sort();
+    Ok(out)
+}
+
+fn lower_is_dir(lowers: &[PathBuf], p: &str) -> bool {
+    let rel = Path::new(p).strip_prefix("/").unwrap_or(Path::new(p));
+    lowers.iter().any(|l| {
+        nix::fcntl::open(l.as_path(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .ok()
+            .and_then(|fd| {
+                openat2(
+                    &fd,
+                    rel,
+                    OpenHow::new()
+                        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
+                )
+                .ok()
+            })
+            .is_some()
+    })
+}
+
+fn in_lower(lowers: &[PathBuf], p: &Path) -> bool {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    lowers.iter().any(|l| {
+        nix::fcntl::open(l.as_path(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .ok()
+            .and_then(|fd| {
+                openat2(
+                    &fd,
+                    rel,
+                    OpenHow::new()
+                        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+                        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
+                )
+                .ok()
+            })
+            .is_some()
+    })
+}
+
+fn walk_changes(dir: &OwnedFd, at: &Path, lowers: &[PathBuf], out: &mut Vec<(String, u8)>) -> std::io::Result<()> {
+    let listing = nix::dir::Dir::from_fd(dir.try_clone()?)?;
+    let mut names = Vec::new();
+    for e in listing {
+        let e = e?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+        if n != "." && n != ".." {
+            names.push(n);
+        }
+    }
+    for n in names {
+        let p = at.join(&n);
+        let st = fstatat(dir, n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let is_whiteout = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0;
+        if is_whiteout {
+            out.push((p.display().to_string(), 2));
+            continue;
+        }
+        out.push((p.display().to_string(), if in_lower(lowers, &p) { 0 } else { 1 }));
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let sub = openat(
+                dir,
+                n.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            walk_changes(&sub, &p, lowers, out)?;
+        }
+    }
+    let _ = dir.as_raw_fd();
+    Ok(())
+}
