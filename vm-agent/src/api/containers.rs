@@ -225,12 +225,16 @@ pub async fn attach(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
-        let mut prelude = Vec::new();
-        if want_logs {
-            prelude = crate::engine::containers::io::read_log(&c.log_path()).into_iter().map(Arc::new).collect();
-        }
-        let mut hub_and_early = None;
-        if want_stream {
+        let prelude = if want_logs {
+            crate::engine::containers::io::read_log(&c.log_path()).into_iter().map(Arc::new).collect()
+        } else {
+            Vec::new()
+        };
+        let stdin_once = rec.config.stdin_once.unwrap_or(false);
+        let feed = async move {
+            if !want_stream {
+                return None;
+            }
             // Attached before the start (docker run): wait for the run and take it from its first line.
             let was_running = c.io().is_some();
             let mut watch = c.io_watch();
@@ -239,13 +243,22 @@ pub async fn attach(
                 h = async { watch.wait_for(|h| h.is_some()).await.ok().and_then(|h| h.clone()) } => h,
                 _ = async { removed.wait_for(|r| *r).await.map(|_| ()) } => None,
             };
-            hub_and_early = hub.map(|hub| {
+            hub.map(|hub| {
                 let (early, rx) = if was_running { (Vec::new(), hub.subscribe()) } else { hub.from_start() };
                 (hub, early, rx)
-            });
-        }
-        let stdin_once = rec.config.stdin_once.unwrap_or(false);
-        super::session::run(upgraded, tty, opts, prelude, hub_and_early, want_in, stdin_once).await;
+            })
+        };
+        let session = super::session::Session {
+            tty,
+            opts,
+            prelude,
+            feed: Box::pin(feed),
+            stdin: want_in,
+            close_stdin_on_eof: stdin_once,
+            done: None,
+            settle_before_replay: true,
+        };
+        super::session::run(upgraded, session).await;
     });
     Ok(super::session::upgrade_response(tty))
 }

@@ -59,7 +59,17 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
         match exec::start(&engine, &e, body.tty).await {
             Ok(hub) => {
                 let (early, rx) = hub.from_start();
-                super::session::run(upgraded, tty, opts, Vec::new(), Some((hub, early, rx)), want_stdin, true).await;
+                let session = super::session::Session {
+                    tty,
+                    opts,
+                    prelude: Vec::new(),
+                    feed: Box::pin(async move { Some((hub, early, rx)) }),
+                    stdin: want_stdin,
+                    close_stdin_on_eof: true,
+                    done: Some(e.exited()),
+                    settle_before_replay: false,
+                };
+                super::session::run(upgraded, session).await;
             }
             Err(err) => super::session::fail(upgraded, tty, &err.to_string()).await,
         }

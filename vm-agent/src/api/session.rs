@@ -30,16 +30,36 @@ pub fn upgrade_response(tty: bool) -> Response {
 /// should see it), and the live feed.
 pub type Feed = (Arc<IoHub>, Vec<Arc<Chunk>>, broadcast::Receiver<Arc<Chunk>>);
 
+/// How a hijacked session behaves.
+pub struct Session {
+    /// Raw stream (TTY) rather than 8-byte frames.
+    pub tty: bool,
+    /// Which streams the client wants.
+    pub opts: LogOptions,
+    /// Output to replay first (`logs=1`).
+    pub prelude: Vec<Arc<Chunk>>,
+    /// The live output: resolved after the prelude is sent (an attach may wait for a start).
+    pub feed: std::pin::Pin<Box<dyn std::future::Future<Output = Option<Feed>> + Send>>,
+    /// Forward the client's bytes to the process's stdin.
+    pub stdin: bool,
+    /// Close the process's stdin when the client half-closes.
+    pub close_stdin_on_eof: bool,
+    /// Resolves when the process's exit is recorded; the stream ends only after that.
+    pub done: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Pause before replaying output that already exists (see `run`).
+    pub settle_before_replay: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("tty", &self.tty).field("stdin", &self.stdin).finish_non_exhaustive()
+    }
+}
+
 /// Runs one hijacked session until the output ends (or the client goes away).
-pub async fn run(
-    upgraded: hyper::upgrade::Upgraded,
-    tty: bool,
-    opts: LogOptions,
-    prelude: Vec<Arc<Chunk>>,
-    hub: Option<Feed>,
-    want_stdin: bool,
-    close_stdin_on_eof: bool,
-) {
+pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
+    let Session { tty, opts, prelude, feed: hub, stdin: want_stdin, close_stdin_on_eof, done, settle_before_replay } =
+        session;
     let io = hyper_util::rt::TokioIo::new(upgraded);
     let (mut rd, mut wr) = tokio::io::split(io);
     let enc = move |ch: &Chunk| opts.wants(ch).then(|| if tty { ch.data.clone() } else { frame(ch.stream, &ch.data) });
@@ -53,10 +73,20 @@ pub async fn run(
         }
         let _ = wr.shutdown().await;
     });
+    if settle_before_replay && !prelude.is_empty() {
+        // Some clients (docker-py) read the 101 response through a buffered reader and then switch
+        // to the bare socket: bytes that arrive together with the response are lost to them. A
+        // short pause before replaying already-produced output keeps it in its own read.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for ch in prelude {
         if let Some(b) = enc(&ch) {
             let _ = tx.send(Ok(b)).await;
         }
+    }
+    let hub = hub.await;
+    if settle_before_replay && hub.as_ref().is_some_and(|(_, early, _)| !early.is_empty()) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     if let Some((hub, early, mut rx)) = hub {
         for ch in early {
@@ -84,6 +114,12 @@ pub async fn run(
             });
         }
         super::containers::forward_live(&hub, &mut rx, enc, &tx).await;
+    }
+    if let Some(mut done) = done {
+        // The client asks for the exit code as soon as the stream ends: record it first.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), async { done.wait_for(|d| *d).await.map(|_| ()) })
+                .await;
     }
     drop(tx);
     let _ = writer.await;

@@ -105,7 +105,8 @@ fn launch(
     stderr: OwnedFd,
     terminal: bool,
 ) -> Result<Started, InitError> {
-    let exe = std::env::current_exe().map_err(|e| InitError::other(format!("locating skiff-agent: {e}")))?;
+    // /proc/self/exe stays valid even when the binary on disk is replaced by an upgrade.
+    let exe = std::path::PathBuf::from("/proc/self/exe");
     let (report_r, report_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     let report_fd = report_w.as_raw_fd();

@@ -93,7 +93,8 @@ pub fn list(
     }
     let mut recs: Vec<ContainerRecord> = engine.containers.all().iter().map(|c| c.record()).collect();
     recs.sort_by(|a, b| b.created.cmp(&a.created));
-    let show_all = all || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
+    // A limit counts stopped containers too, as Docker's does.
+    let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
     let mut out = Vec::new();
     for r in recs {
         if !show_all && !matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {
@@ -126,6 +127,25 @@ pub fn list(
         }
     }
     Ok(out)
+}
+
+/// The host config as Docker reports it: what was asked for, with the daemon's defaults filled in.
+fn with_defaults(mut h: bollard_stubs::models::HostConfig) -> bollard_stubs::models::HostConfig {
+    use bollard_stubs::models::{HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
+    if h.log_config.is_none() {
+        h.log_config = Some(HostConfigLogConfig { typ: Some("json-file".into()), config: Some(HashMap::new()) });
+    }
+    if h.network_mode.as_deref().is_none_or(str::is_empty) {
+        h.network_mode = Some("default".into());
+    }
+    if h.restart_policy.is_none() {
+        h.restart_policy = Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: Some(0) });
+    }
+    h.auto_remove.get_or_insert(false);
+    h.privileged.get_or_insert(false);
+    h.readonly_rootfs.get_or_insert(false);
+    h.binds.get_or_insert_with(Vec::new);
+    h
 }
 
 /// `GET /containers/{id}/json`.
@@ -173,7 +193,7 @@ pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse 
         restart_count: Some(r.restart_count),
         driver: Some("overlay2".into()),
         platform: Some("linux".into()),
-        host_config: Some(r.host_config.clone()),
+        host_config: Some(with_defaults(r.host_config.clone())),
         graph_driver: Some(DriverData {
             name: "overlay2".into(),
             data: HashMap::from([
@@ -184,7 +204,13 @@ pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse 
             ]),
         }),
         mounts: Some(Vec::new()),
-        config: Some(r.config.clone()),
+        config: Some({
+            let mut cfg = r.config.clone();
+            if cfg.hostname.as_deref().is_none_or(str::is_empty) {
+                cfg.hostname = Some(r.id.chars().take(12).collect());
+            }
+            cfg
+        }),
         network_settings: Some(Default::default()),
         ..Default::default()
     }

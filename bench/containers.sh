@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# bench/containers.sh — container operations, Skiff vs Debian's dockerd 20.10 (+containerd, runc),
+# side by side in one run (alternating engines, medians):
+#   docker run --rm busybox true   (CLI to exit)
+#   docker exec c true
+#   docker ps with 50 running containers
+#   docker logs of 100k lines
+#   engine memory: idle, and with 50 running containers (dockerd: dockerd+containerd+shims)
+# podman+crun is not measured: crun refuses to start on this host's v1/v2 cgroup hybrid.
+# Usage (as root, after scripts/install-deps.sh and the fixtures): bench/containers.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+RUNS=${1:-10}
+WORK=$(mktemp -d /tmp/skiff-bench-XXXX)
+FIX=target/fixtures
+cargo build --release -q -p skiff-agent
+python3 tests/fixtures/build_fixtures.py "$FIX" >/dev/null
+
+SKIFF_SOCK=$WORK/skiff.sock
+target/release/skiff-agent serve --socket "$SKIFF_SOCK" --root "$WORK/skiff" 2>"$WORK/skiff.log" &
+SKIFF_PID=$!
+scripts/dockerd.sh start "$WORK/dockerd" >/dev/null
+cleanup() {
+  DOCKER_HOST=unix://$SKIFF_SOCK docker rm -f $(DOCKER_HOST=unix://$SKIFF_SOCK docker ps -aq) >/dev/null 2>&1 || true
+  kill "$SKIFF_PID" 2>/dev/null || true
+  scripts/dockerd.sh stop "$WORK/dockerd" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do [ -S "$SKIFF_SOCK" ] && break; sleep 0.05; done
+
+skiff() { DOCKER_HOST=unix://$SKIFF_SOCK docker "$@"; }
+dockerd() { DOCKER_HOST=unix://$WORK/dockerd/docker.sock docker "$@"; }
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
+dockerd_pids() { pgrep -f "$WORK/dockerd" | tr '\n' ' '; pgrep -f containerd-shim | tr '\n' ' '; }
+
+declare -A T
+time_it() { local e=$1 l=$2; shift 2; local s; s=$(now); "$@" >/dev/null 2>&1; T[$e.$l]+="$(( ($(now) - s) / 100000 )) "; }
+
+for e in dockerd skiff; do
+  $e load -i "$FIX/busybox.tar" >/dev/null
+  $e run -d --name execbox busybox sleep 100000 >/dev/null
+  $e run --name logger busybox seq 1 100000 >/dev/null
+done
+sleep 1
+MEM_IDLE_SKIFF=$(rss_kib "$SKIFF_PID")
+MEM_IDLE_DOCKERD=$(rss_kib $(dockerd_pids))
+
+for r in $(seq "$RUNS"); do
+  for e in dockerd skiff; do
+    time_it $e run $e run --rm busybox true
+    time_it $e exec $e exec execbox true
+    time_it $e logs $e logs logger
+  done
+done
+for e in dockerd skiff; do
+  for i in $(seq 50); do $e run -d busybox sleep 100000 >/dev/null; done
+done
+sleep 2
+MEM_50_SKIFF=$(rss_kib "$SKIFF_PID")
+MEM_50_DOCKERD=$(rss_kib $(dockerd_pids))
+for r in $(seq "$RUNS"); do
+  for e in dockerd skiff; do time_it $e ps $e ps; done
+done
+
+printf '\n%-34s %12s %12s %10s\n' "operation (median, ms)" "dockerd" "skiff" "speed-up"
+for l in run exec ps logs; do
+  d=$(echo "${T[dockerd.$l]}" | tr ' ' '\n' | grep . | median)
+  s=$(echo "${T[skiff.$l]}" | tr ' ' '\n' | grep . | median)
+  printf '%-34s %12.1f %12.1f %9.2fx\n' "$l" "$(awk -v v="$d" 'BEGIN{print v/10}')" "$(awk -v v="$s" 'BEGIN{print v/10}')" "$(awk -v d="$d" -v s="$s" 'BEGIN{print d/s}')"
+done
+printf '%-34s %12s %12s\n' "engine RSS idle (MiB)" "$(awk -v k="$MEM_IDLE_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_IDLE_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"
+printf '%-34s %12s %12s\n' "engine RSS, 50 running (MiB)" "$(awk -v k="$MEM_50_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_50_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"
+printf '%-34s %12s %12s\n' "per extra running container (KiB)" "$(( (MEM_50_DOCKERD - MEM_IDLE_DOCKERD) / 50 ))" "$(( (MEM_50_SKIFF - MEM_IDLE_SKIFF) / 50 ))"
+echo "(runs: $RUNS each; logs = 100,000 lines; idle = 2 containers present)"
