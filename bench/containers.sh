@@ -33,7 +33,7 @@ skiff() { DOCKER_HOST=unix://$SKIFF_SOCK docker "$@"; }
 dockerd() { DOCKER_HOST=unix://$WORK/dockerd/docker.sock docker "$@"; }
 now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
+rss_kib() { local t=0 v; for p in "$@"; do v=$(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null); t=$((t + ${v:-0})); done; echo $t; }
 dockerd_pids() { pgrep -f "$WORK/dockerd" | tr '\n' ' '; pgrep -f containerd-shim | tr '\n' ' '; }
 
 declare -A T

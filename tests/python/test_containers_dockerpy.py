@@ -557,3 +557,41 @@ def test_exec_on_a_stopped_container_is_a_conflict(client):
     assert err.value.status_code == 409
     assert "not running" in str(err.value)
     ct.remove()
+
+
+def test_stats_top_and_archives_round_trip(client):
+    import io
+    import tarfile
+
+    ct = client.containers.run(IMAGE, ["sh", "-c", "mkdir /data && echo inside > /data/f && sleep 1000"], detach=True)
+    try:
+        deadline = time.time() + 5
+        while ct.exec_run(["test", "-f", "/data/f"]).exit_code != 0:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        stats = ct.stats(stream=False)
+        assert stats["memory_stats"]["usage"] > 0
+        assert stats["pids_stats"]["current"] >= 1
+        assert "total_usage" in stats["cpu_stats"]["cpu_usage"]
+        streamed = ct.stats(stream=True, decode=True)
+        first = within(5, next, streamed)
+        assert first["id"] == ct.id
+        streamed.close()
+        top = ct.top()
+        assert "PID" in top["Titles"] and any("sleep" in " ".join(p) for p in top["Processes"])
+        bits, stat = ct.get_archive("/data/f")
+        assert stat["name"] == "f" and stat["size"] == len(b"inside\n")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tf:
+            assert tf.extractfile("f").read() == b"inside\n"
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            data = b"from python\n"
+            info = tarfile.TarInfo("p.txt")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        assert ct.put_archive("/data", buf.getvalue())
+        assert ct.exec_run(["cat", "/data/p.txt"]).output == b"from python\n"
+        with pytest.raises(docker.errors.NotFound):
+            ct.get_archive("/no/such/path")
+    finally:
+        ct.remove(force=True)

@@ -451,3 +451,46 @@ fn cp_into_a_container_cannot_escape_through_its_symlinks() {
     assert!(!outside.path().join("payload").exists(), "docker cp followed a container symlink onto the host");
     a.ok(&["rm", "-f", "trap"]);
 }
+
+#[test]
+fn init_reaps_and_forwards_signals_and_detach_keys_leave_it_running() {
+    let a = agent_with_busybox();
+    let ps = a.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "ps -o pid,comm; exit 5"]);
+    assert_eq!(ps.status.code(), Some(5));
+    let out = String::from_utf8_lossy(&ps.stdout);
+    assert!(out.lines().nth(1).is_some_and(|l| l.trim() == "1 skiff-init"), "{out}");
+    a.ok(&["run", "-d", "--name", "ini", "--init", "busybox", "sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    a.ok(&["stop", "-t", "5", "ini"]);
+    assert!(started.elapsed() < Duration::from_secs(3), "SIGTERM must reach the command through --init");
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.ExitCode}}", "ini"]).trim(), "143");
+    a.ok(&["rm", "ini"]);
+    // ctrl-p ctrl-q detaches the client and leaves the container running.
+    let session = format!("skiff-detach-{}", std::process::id());
+    let cmd = format!("DOCKER_HOST={} docker run -it --name det busybox sh", a.docker_host());
+    assert!(Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &cmd])
+        .status()
+        .expect("tmux")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.ok(&["ps", "--format", "{{.Names}}"]).contains("det") {
+        assert!(Instant::now() < deadline, "container did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("tmux").args(["send-keys", "-t", &session, "C-p", "C-q"]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Command::new("tmux")
+        .args(["has-session", "-t", &session])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "the client did not detach");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Running}}", "det"]).trim(), "true");
+    a.ok(&["rm", "-f", "det"]);
+}

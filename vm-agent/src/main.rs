@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> anyhow::Result<()> {
+    skiff_agent::runtime::limit_malloc_arenas();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {

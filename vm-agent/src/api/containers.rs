@@ -160,14 +160,26 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
         }
         _ => (crate::engine::containers::io::read_log(&c.log_path()), None),
     };
-    let past: Vec<Bytes> = opts.select(past).iter().map(|ch| enc(&opts, ch)).collect();
+    // Stored lines go out in 64 KiB batches: one body chunk per line costs a write per line.
+    let mut past_batches: Vec<Bytes> = Vec::new();
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    for ch in opts.select(past) {
+        batch.extend_from_slice(&enc(&opts, &ch));
+        if batch.len() >= 64 * 1024 {
+            past_batches.push(Bytes::from(std::mem::replace(&mut batch, Vec::with_capacity(64 * 1024))));
+        }
+    }
+    if !batch.is_empty() {
+        past_batches.push(Bytes::from(batch));
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
     tokio::spawn(async move {
-        for b in past {
+        for b in past_batches {
             if tx.send(Ok(b)).await.is_err() {
                 return;
             }
         }
+        crate::runtime::trim_memory();
         if let Some((hub, mut rx)) = live {
             forward_live(&hub, &mut rx, |ch| opts.wants(ch).then(|| enc(&opts, ch)), &tx).await;
         }
@@ -222,6 +234,12 @@ pub async fn attach(
     let tty = rec.config.tty.unwrap_or(false);
     let (want_in, want_logs, want_stream) = (p.bool("stdin"), p.bool("logs"), p.bool("stream"));
     let opts = LogOptions { stdout: p.bool("stdout"), stderr: p.bool("stderr"), ..Default::default() };
+    let detach_keys = match p.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(k) => super::session::parse_detach_keys(k)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid detach keys ({k}) provided")))?,
+        None if tty && want_in => vec![0x10, 0x11],
+        None => Vec::new(),
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
@@ -257,6 +275,7 @@ pub async fn attach(
             close_stdin_on_eof: stdin_once,
             done: None,
             settle_before_replay: true,
+            detach_keys,
         };
         super::session::run(upgraded, session).await;
     });

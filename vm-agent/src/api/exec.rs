@@ -68,6 +68,7 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
                     close_stdin_on_eof: true,
                     done: Some(e.exited()),
                     settle_before_replay: false,
+                    detach_keys: Vec::new(),
                 };
                 super::session::run(upgraded, session).await;
             }

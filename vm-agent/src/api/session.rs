@@ -48,6 +48,34 @@ pub struct Session {
     pub done: Option<tokio::sync::watch::Receiver<bool>>,
     /// Pause before replaying output that already exists (see `run`).
     pub settle_before_replay: bool,
+    /// Input that ends the session without touching the process (`ctrl-p,ctrl-q`).
+    pub detach_keys: Vec<u8>,
+}
+
+/// Parses Docker's `detachKeys` (`ctrl-p,ctrl-q`, `a`, `ctrl-@`); `None` if malformed.
+pub fn parse_detach_keys(spec: &str) -> Option<Vec<u8>> {
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => {
+                    let b = c.as_bytes()[0].to_ascii_lowercase();
+                    match b {
+                        b'a'..=b'z' => Some(b - b'a' + 1),
+                        b'@' => Some(0),
+                        b'[' => Some(27),
+                        b'\\' => Some(28),
+                        b']' => Some(29),
+                        b'^' => Some(30),
+                        b'_' => Some(31),
+                        _ => None,
+                    }
+                }
+                None if k.len() == 1 => Some(k.as_bytes()[0]),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for Session {
@@ -58,8 +86,18 @@ impl std::fmt::Debug for Session {
 
 /// Runs one hijacked session until the output ends (or the client goes away).
 pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
-    let Session { tty, opts, prelude, feed: hub, stdin: want_stdin, close_stdin_on_eof, done, settle_before_replay } =
-        session;
+    let Session {
+        tty,
+        opts,
+        prelude,
+        feed: hub,
+        stdin: want_stdin,
+        close_stdin_on_eof,
+        done,
+        settle_before_replay,
+        detach_keys,
+    } = session;
+    let (detached_tx, mut detached) = tokio::sync::watch::channel(false);
     let io = hyper_util::rt::TokioIo::new(upgraded);
     let (mut rd, mut wr) = tokio::io::split(io);
     let enc = move |ch: &Chunk| opts.wants(ch).then(|| if tty { ch.data.clone() } else { frame(ch.stream, &ch.data) });
@@ -98,11 +136,24 @@ pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
             let hub_in = hub.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
+                // Bytes that may be the start of the detach sequence are held back until known.
+                let mut held: Vec<u8> = Vec::new();
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if hub_in.write_stdin(&buf[..n]).await.is_err() {
+                            let mut out = Vec::with_capacity(n);
+                            for &b in &buf[..n] {
+                                held.push(b);
+                                if detach_keys.is_empty() || !detach_keys.starts_with(&held) {
+                                    out.append(&mut held);
+                                } else if held.len() == detach_keys.len() {
+                                    let _ = hub_in.write_stdin(&out).await;
+                                    detached_tx.send_replace(true);
+                                    return;
+                                }
+                            }
+                            if hub_in.write_stdin(&out).await.is_err() {
                                 break;
                             }
                         }
@@ -113,7 +164,10 @@ pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
                 }
             });
         }
-        super::containers::forward_live(&hub, &mut rx, enc, &tx).await;
+        tokio::select! {
+            _ = super::containers::forward_live(&hub, &mut rx, enc, &tx) => {}
+            _ = async { detached.wait_for(|d| *d).await.map(|_| ()) } => {}
+        }
     }
     if let Some(mut done) = done {
         // The client asks for the exit code as soon as the stream ends: record it first.

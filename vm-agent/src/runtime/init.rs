@@ -24,6 +24,8 @@ use super::{rootfs, user, ErrorKind, InitError};
 pub const USER_ANNOTATION: &str = "org.skiff.user";
 /// Annotation listing `cgroup.procs` files (`:`-separated) the container joins before it starts.
 pub const CGROUP_ANNOTATION: &str = "org.skiff.cgroup.procs";
+/// Annotation asking for our reaper as the container's PID 1 (`docker run --init`).
+pub const INIT_ANNOTATION: &str = "org.skiff.init";
 
 /// What init tells the agent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -128,6 +130,7 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, InitError> {
     spec.set_process(Some(process));
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.insert(USER_ANNOTATION.into(), req.user.clone());
+    annotations.remove(INIT_ANNOTATION);
     spec.set_annotations(Some(annotations));
     // Join every namespace of the container; the mount namespace last (it changes our root).
     for ns in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
@@ -324,8 +327,16 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
         CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| InitError::other("NUL in executable path"))?;
     let c_args: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
     let c_env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
-    let err = nix::unistd::execve(&c_exe, &c_args, &c_env).err().unwrap_or(nix::errno::Errno::UnknownErrno);
-    Err(match err {
+    let with_init = spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true");
+    if with_init {
+        return run_as_reaper(&c_exe, &c_args, &c_env, program);
+    }
+    Err(exec_error(&c_exe, &c_args, &c_env, program))
+}
+
+fn exec_error(c_exe: &CString, c_args: &[CString], c_env: &[CString], program: &str) -> InitError {
+    let err = nix::unistd::execve(c_exe, c_args, c_env).err().unwrap_or(nix::errno::Errno::UnknownErrno);
+    match err {
         nix::errno::Errno::ENOENT => {
             InitError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": no such file or directory") }
         }
@@ -333,7 +344,57 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
             InitError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") }
         }
         e => InitError::sys(format!("exec {program}"), e),
-    })
+    }
+}
+
+/// `--init`: stays as the container's PID 1, runs the command as its child, forwards signals to
+/// it, reaps every orphan, and exits with the command's status (what tini does, in our binary).
+fn run_as_reaper(c_exe: &CString, c_args: &[CString], c_env: &[CString], program: &str) -> Result<Never, InitError> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
+    let all = SigSet::all();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .map_err(|e| InitError::sys("sigprocmask", e))?;
+    // SAFETY: single-threaded process.
+    match unsafe { nix::unistd::fork() }.map_err(|e| InitError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(r);
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            let err = exec_error(c_exe, c_args, c_env, program);
+            let mut f = File::from(w);
+            let _ = serde_json::to_writer(&mut f, &err);
+            std::process::exit(if err.kind == ErrorKind::NotFound { 127 } else { 126 })
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let mut buf = String::new();
+            let _ = File::from(r).read_to_string(&mut buf);
+            if !buf.is_empty() {
+                return Err(serde_json::from_str(&buf).unwrap_or_else(|_| InitError::other(buf)));
+            }
+            let _ = nix::sys::prctl::set_name(c"skiff-init");
+            // The command runs: let go of everything but stdio (the status pipe closing tells
+            // the engine the container started).
+            // SAFETY: close_range on our own descriptors.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0) };
+            loop {
+                let Ok(sig) = all.wait() else { continue };
+                if sig != Signal::SIGCHLD {
+                    let _ = nix::sys::signal::kill(child, sig);
+                    continue;
+                }
+                loop {
+                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+                        Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => std::process::exit(128 + s as i32),
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Docker's lookup: a name with a slash is used as is; otherwise each `PATH` entry is tried.

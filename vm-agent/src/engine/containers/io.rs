@@ -3,7 +3,7 @@
 //! container; the log outlives it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,17 @@ pub struct Chunk {
     pub data: Bytes,
     /// RFC 3339 time it was read.
     pub time: String,
+}
+
+/// A line of the json-file log as read back (borrowing from the file's text).
+#[derive(Debug, Deserialize)]
+struct LogLineRef<'a> {
+    #[serde(borrow)]
+    log: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
 }
 
 /// A line of the json-file log (Docker's format).
@@ -82,7 +93,7 @@ impl IoHub {
             None => None,
         };
         Ok(Arc::new(Self {
-            tx: broadcast::channel(1024).0,
+            tx: broadcast::channel(256).0,
             logged: log.is_some(),
             log: Mutex::new(log),
             early: Mutex::new(Vec::new()),
@@ -151,7 +162,7 @@ impl IoHub {
     pub async fn pump(self: Arc<Self>, fd: OwnedFd, stream: u8) {
         let result = async {
             let afd = async_fd(fd)?;
-            let mut buf = vec![0u8; 32 * 1024];
+            let mut buf = vec![0u8; 16 * 1024];
             let mut pending: Vec<u8> = Vec::new();
             loop {
                 let n = read_some(&afd, &mut buf).await?;
@@ -240,11 +251,11 @@ pub fn read_log(path: &Path) -> Vec<Chunk> {
     let mut out = Vec::new();
     let rotated = path.with_extension("log.1");
     for p in [rotated.as_path(), path] {
-        let Ok(f) = File::open(p) else { continue };
-        for line in BufReader::new(f).lines().map_while(Result::ok) {
-            if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
+        let Ok(text) = std::fs::read_to_string(p) else { continue };
+        for line in text.lines() {
+            if let Ok(l) = serde_json::from_str::<LogLineRef<'_>>(line) {
                 let stream = if l.stream == "stderr" { STDERR } else { STDOUT };
-                out.push(Chunk { stream, data: Bytes::from(l.log.into_bytes()), time: l.time });
+                out.push(Chunk { stream, data: Bytes::copy_from_slice(l.log.as_bytes()), time: l.time.into_owned() });
             }
         }
     }

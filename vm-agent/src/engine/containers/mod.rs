@@ -582,6 +582,8 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
         r.state.finished_at = now_rfc3339();
     });
     c.io.send_replace(None);
+    drop(hub);
+    runtime::trim_memory();
     let rec = c.record();
     event(&engine, "die", &rec, &[("exitCode", code.to_string())]);
     c.exits.send_modify(|(n, last)| {

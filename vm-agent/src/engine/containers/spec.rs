@@ -7,7 +7,7 @@ use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde_json::{json, Value};
 
 use crate::runtime::capabilities::{self, DOCKER_DEFAULT};
-use crate::runtime::init::{CGROUP_ANNOTATION, USER_ANNOTATION};
+use crate::runtime::init::{CGROUP_ANNOTATION, INIT_ANNOTATION, USER_ANNOTATION};
 
 use super::super::EngineError;
 
@@ -247,6 +247,9 @@ pub fn build(
     let privileged = host.privileged.unwrap_or(false);
     let mut annotations = serde_json::Map::new();
     annotations.insert(USER_ANNOTATION.into(), json!(config.user.clone().unwrap_or_default()));
+    if host.init.unwrap_or(false) {
+        annotations.insert(INIT_ANNOTATION.into(), json!("true"));
+    }
     if !inputs.cgroup_procs.is_empty() {
         annotations.insert(CGROUP_ANNOTATION.into(), json!(inputs.cgroup_procs.join(":")));
     }
