@@ -428,6 +428,8 @@ fn cp_both_ways_export_diff_rename_update() {
     assert!(export.status.success() && export.stdout.len() > 1_000_000, "export is the whole filesystem");
     let err = a.fails(&["cp", "files:/no/such/file", &dest]);
     assert!(err.contains("Could not find the file"), "{err}");
+    let size = a.ok(&["ps", "-a", "-s", "--filter", "name=files", "--format", "{{.Size}}"]);
+    assert!(size.trim_start().starts_with(|c: char| c.is_ascii_digit()) && !size.starts_with("0B"), "{size}");
     a.ok(&["rename", "files", "renamed"]);
     a.ok(&["update", "--memory", "64m", "--restart", "on-failure:3", "renamed"]);
     assert_eq!(

@@ -36,7 +36,7 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
     )?;
     let limit =
         p.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
-    Ok(Json(view::list(&engine, p.bool("all"), limit, &filters)?).into_response())
+    Ok(Json(view::list(&engine, p.bool("all"), limit, &filters, p.bool("size"))?).into_response())
 }
 
 /// `GET /containers/{id}/json`.

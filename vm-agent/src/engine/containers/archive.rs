@@ -362,3 +362,42 @@ fn walk_changes(dir: &OwnedFd, at: &Path, lowers: &[PathBuf], out: &mut Vec<(Str
     let _ = dir.as_raw_fd();
     Ok(())
 }
+
+/// Bytes the container wrote (its overlay upper layer), for `docker ps --size`.
+pub fn upper_size(container_dir: &Path) -> i64 {
+    fn walk(dir: &OwnedFd) -> u64 {
+        let Ok(listing) = dir.try_clone().and_then(|d| nix::dir::Dir::from_fd(d).map_err(std::io::Error::from)) else {
+            return 0;
+        };
+        let mut total = 0;
+        for e in listing.into_iter().flatten() {
+            let n = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+            if n == "." || n == ".." {
+                continue;
+            }
+            let Ok(st) = fstatat(dir, n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => {
+                    if let Ok(sub) = openat(
+                        dir,
+                        n.as_os_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    ) {
+                        total += walk(&sub);
+                    }
+                }
+                libc::S_IFREG => total += u64::try_from(st.st_size).unwrap_or(0),
+                _ => {}
+            }
+        }
+        total
+    }
+    nix::fcntl::open(
+        &container_dir.join("upper"),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(|fd| i64::try_from(walk(&fd)).unwrap_or(i64::MAX))
+    .unwrap_or(0)
+}

@@ -161,6 +161,11 @@ impl Containers {
         }
     }
 
+    /// The directory of container `id`.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
     /// Whether any container uses image `id`.
     pub fn image_in_use(&self, id: &crate::store::digest::Digest) -> Option<String> {
         self.read().values().find(|c| &c.record().image_id == id).map(|c| c.id.clone())

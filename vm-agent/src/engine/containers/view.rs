@@ -85,6 +85,7 @@ pub fn list(
     all: bool,
     limit: Option<usize>,
     filters: &Filters,
+    with_size: bool,
 ) -> Result<Vec<ContainerSummary>, EngineError> {
     for s in filters.get("status") {
         if !["created", "restarting", "running", "removing", "paused", "exited", "dead"].contains(&s.as_str()) {
@@ -120,6 +121,7 @@ pub fn list(
             }),
             network_settings: Some(ContainerSummaryNetworkSettings { networks: Some(HashMap::new()) }),
             mounts: Some(Vec::new()),
+            size_rw: with_size.then(|| super::archive::upper_size(&engine.containers.dir_of(&r.id))),
             ..Default::default()
         });
         if limit.is_some_and(|l| out.len() >= l) {
