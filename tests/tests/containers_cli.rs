@@ -215,7 +215,7 @@ fn failures_leave_nothing_behind() {
         vec!["run", "--rm", "-v", "/no/such/dir:/x", "busybox", "true"],
         vec!["run", "--rm", "--memory", "1k", "busybox", "true"],
         vec!["run", "--rm", "busybox", "/bin"],
-        vec!["run", "--rm", "-d", "busybox", "sleep", "1000"],
+        vec!["run", "--rm", "-d", "busybox", "sleep", "987654"],
     ] {
         let _ = a.docker(&args);
     }
@@ -233,7 +233,7 @@ fn failures_leave_nothing_behind() {
         .expect("proc")
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
-        .filter(|c| c.contains("sleep\u{0}1000"))
+        .filter(|c| c.contains("sleep\u{0}987654"))
         .collect();
     assert!(leaked.is_empty(), "processes leaked: {leaked:?} ({root})");
 }

@@ -86,18 +86,6 @@ pub async fn version() -> Json<SystemVersion> {
     })
 }
 
-fn mem_total() -> i64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<i64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn os_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -121,7 +109,7 @@ pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
         driver_status: Some(vec![vec!["Backing Filesystem".into(), "extfs".into()]]),
         docker_root_dir: Some(engine.root().display().to_string()),
         ncpu: Some(i64::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1)),
-        mem_total: Some(mem_total()),
+        mem_total: Some(i64::try_from(crate::engine::containers::stats::mem_total()).unwrap_or(i64::MAX)),
         kernel_version: Some(kernel_version()),
         operating_system: Some(os_name()),
         os_type: Some("linux".into()),

@@ -43,19 +43,11 @@ pub struct Report {
 
 /// Entry point of `skiff-agent init`; never returns.
 pub fn main(bundle: &Path) -> ! {
-    // SAFETY: the agent always starts init with fd 3 open as the write end of the report pipe, and
-    // nothing else in this process owns that descriptor.
-    let mut report_pipe = unsafe { File::from_raw_fd(3) };
-    // The container must not inherit the report pipe (the agent reads it to EOF).
-    let _ = nix::fcntl::fcntl(&report_pipe, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    let report = match start(bundle) {
+    protect_report_pipe();
+    report_and_exit(match start(bundle) {
         Ok((pid, warnings)) => Report { pid: Some(pid), error: None, warnings },
         Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
-    };
-    let code = if report.error.is_some() { 1 } else { 0 };
-    let _ = serde_json::to_writer(&mut report_pipe, &report);
-    let _ = report_pipe.flush();
-    std::process::exit(code)
+    })
 }
 
 /// What `docker exec` runs, relative to the container's own spec.
@@ -82,17 +74,11 @@ pub struct ExecRequest {
 
 /// Entry point of `skiff-agent exec-init BUNDLE REQUEST`; never returns.
 pub fn exec_main(bundle: &Path, request: &Path) -> ! {
-    // SAFETY: as in `main`: fd 3 is the report pipe the agent passed.
-    let mut report_pipe = unsafe { File::from_raw_fd(3) };
-    let _ = nix::fcntl::fcntl(&report_pipe, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    let report = match start_exec(bundle, request) {
+    protect_report_pipe();
+    report_and_exit(match start_exec(bundle, request) {
         Ok(pid) => Report { pid: Some(pid), error: None, warnings: Vec::new() },
         Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
-    };
-    let code = if report.error.is_some() { 1 } else { 0 };
-    let _ = serde_json::to_writer(&mut report_pipe, &report);
-    let _ = report_pipe.flush();
-    std::process::exit(code)
+    })
 }
 
 fn start_exec(bundle: &Path, request: &Path) -> Result<i32, InitError> {
@@ -144,36 +130,10 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, InitError> {
         nix::sched::setns(&fd, CloneFlags::empty())
             .map_err(|e| InitError::sys(format!("joining {ns} namespace"), e))?;
     }
-    let (status_r, status_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
-    // SAFETY: single-threaded process (see `start`).
-    match unsafe { nix::unistd::fork() }.map_err(|e| InitError::sys("fork", e))? {
-        ForkResult::Child => {
-            drop(status_r);
-            let err = match exec_child(&spec) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            let mut w = File::from(status_w);
-            let _ = serde_json::to_writer(&mut w, &err);
-            drop(w);
-            std::process::exit(match err.kind {
-                ErrorKind::NotFound => 127,
-                ErrorKind::Permission => 126,
-                ErrorKind::Other => 125,
-            })
-        }
-        ForkResult::Parent { child } => {
-            drop(status_w);
-            let mut buf = String::new();
-            let _ = File::from(status_r).read_to_string(&mut buf);
-            if buf.is_empty() {
-                Ok(child.as_raw())
-            } else {
-                Err(serde_json::from_str(&buf).unwrap_or_else(|_| InitError::other(buf)))
-            }
-        }
-    }
+    fork_until_exec(|| match exec_child(&spec) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    })
 }
 
 fn exec_child(spec: &Spec) -> Result<Never, InitError> {
@@ -204,15 +164,23 @@ fn start(bundle: &Path) -> Result<(i32, Vec<String>), InitError> {
         }
     }
     nix::sched::unshare(flags).map_err(|e| InitError::sys("unshare", e))?;
+    let warnings = clamp_rlimits_warnings(&spec);
+    let pid = fork_until_exec(|| container_main(&spec, bundle))?;
+    Ok((pid, warnings))
+}
+
+/// Forks; the child runs `child` (which only returns on failure) and its error travels back over
+/// a close-on-exec pipe. Returns the child's pid once it has called `execve` (the pipe closed
+/// empty), or its error.
+fn fork_until_exec(child: impl FnOnce() -> InitError) -> Result<i32, InitError> {
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
-    let warnings = clamp_rlimits_warnings(&spec);
     // SAFETY: this process is single-threaded (freshly exec'd, no runtime started), so the child
     // may allocate and use any library code.
     match unsafe { nix::unistd::fork() }.map_err(|e| InitError::sys("fork", e))? {
         ForkResult::Child => {
             drop(status_r);
-            let err = container_main(&spec, bundle);
+            let err = child();
             let mut w = File::from(status_w);
             let _ = serde_json::to_writer(&mut w, &err);
             drop(w);
@@ -227,12 +195,29 @@ fn start(bundle: &Path) -> Result<(i32, Vec<String>), InitError> {
             let mut buf = String::new();
             let _ = File::from(status_r).read_to_string(&mut buf);
             if buf.is_empty() {
-                Ok((child.as_raw(), warnings))
+                Ok(child.as_raw())
             } else {
                 Err(serde_json::from_str(&buf).unwrap_or_else(|_| InitError::other(buf)))
             }
         }
     }
+}
+
+/// Writes the report on fd 3 and exits.
+fn report_and_exit(report: Report) -> ! {
+    // SAFETY: the agent always starts init with fd 3 open as the write end of the report pipe, and
+    // nothing else in this process owns that descriptor.
+    let mut report_pipe = unsafe { File::from_raw_fd(3) };
+    let code = if report.error.is_some() { 1 } else { 0 };
+    let _ = serde_json::to_writer(&mut report_pipe, &report);
+    let _ = report_pipe.flush();
+    std::process::exit(code)
+}
+
+/// The container must not inherit the report pipe (the agent reads it to EOF).
+fn protect_report_pipe() {
+    // SAFETY: F_SETFD on fd 3, which the agent passed; no memory involved.
+    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
 /// Runs in the container's PID 1 until `execve`; returns only on failure.

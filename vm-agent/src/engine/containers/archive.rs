@@ -74,12 +74,7 @@ pub async fn access(engine: &Engine, c: &Arc<Container>) -> Result<RootAccess, E
         .rev()
         .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
         .collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        dir.join("upper").display(),
-        dir.join("work").display()
-    );
+    let data = super::spec::overlay_data(&lower, dir);
     let target = dir.join("rootfs");
     nix::mount::mount(Some("overlay"), &target, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
         .map_err(|e| EngineError::Internal(format!("mounting the container's filesystem: {e}")))?;
@@ -287,45 +282,22 @@ pub fn changes(engine: &Engine, c: &Container) -> Result<Vec<(String, u8)>, Engi
     const ENGINE_FILES: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
     out.retain(|(p, _)| !ENGINE_FILES.contains(&p.as_str()));
     let all: Vec<String> = out.iter().map(|(p, _)| p.clone()).collect();
-    out.retain(|(p, k)| *k != 0 || !lower_is_dir(&lowers, p) || all.iter().any(|q| q.starts_with(&format!("{p}/"))));
+    out.retain(|(p, k)| {
+        *k != 0 || !in_lowers(&lowers, Path::new(p), true) || all.iter().any(|q| q.starts_with(&format!("{p}/")))
+    });
     out.sort();
     Ok(out)
 }
 
-fn lower_is_dir(lowers: &[PathBuf], p: &str) -> bool {
-    let rel = Path::new(p).strip_prefix("/").unwrap_or(Path::new(p));
-    lowers.iter().any(|l| {
-        nix::fcntl::open(l.as_path(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .ok()
-            .and_then(|fd| {
-                openat2(
-                    &fd,
-                    rel,
-                    OpenHow::new()
-                        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
-                )
-                .ok()
-            })
-            .is_some()
-    })
-}
-
-fn in_lower(lowers: &[PathBuf], p: &Path) -> bool {
+/// Whether `p` exists in one of the image's layers (as a directory, with `dir`).
+fn in_lowers(lowers: &[PathBuf], p: &Path, dir: bool) -> bool {
     let rel = p.strip_prefix("/").unwrap_or(p);
+    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC | if dir { OFlag::O_DIRECTORY } else { OFlag::O_NOFOLLOW };
+    let how = OpenHow::new().flags(flags).resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
     lowers.iter().any(|l| {
         nix::fcntl::open(l.as_path(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .ok()
-            .and_then(|fd| {
-                openat2(
-                    &fd,
-                    rel,
-                    OpenHow::new()
-                        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-                        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
-                )
-                .ok()
-            })
+            .and_then(|fd| openat2(&fd, rel, how).ok())
             .is_some()
     })
 }
@@ -348,7 +320,7 @@ fn walk_changes(dir: &OwnedFd, at: &Path, lowers: &[PathBuf], out: &mut Vec<(Str
             out.push((p.display().to_string(), 2));
             continue;
         }
-        out.push((p.display().to_string(), if in_lower(lowers, &p) { 0 } else { 1 }));
+        out.push((p.display().to_string(), if in_lowers(lowers, &p, false) { 0 } else { 1 }));
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             let sub = openat(
                 dir,

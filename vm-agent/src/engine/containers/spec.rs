@@ -162,6 +162,16 @@ pub fn validate_binds(host: &HostConfig) -> Result<(), EngineError> {
     parse_binds(host).map(|_| ())
 }
 
+/// The overlayfs mount data of a container's root: image layers below, its own upper layer.
+pub fn overlay_data(lower_dirs: &[String], bundle: &Path) -> String {
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower_dirs.join(":"),
+        bundle.join("upper").display(),
+        bundle.join("work").display()
+    )
+}
+
 /// Everything the spec needs that is not in the Docker config.
 #[derive(Debug)]
 pub struct SpecInputs<'a> {
@@ -185,12 +195,7 @@ pub fn build(
 ) -> Result<oci_spec::runtime::Spec, EngineError> {
     let caps = capability_set(host)?;
     let b = inputs.bundle;
-    let overlay = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        inputs.lower_dirs.join(":"),
-        b.join("upper").display(),
-        b.join("work").display()
-    );
+    let overlay = overlay_data(&inputs.lower_dirs, b);
     let mut mounts = vec![
         json!({"destination": "/", "type": "overlay", "source": "overlay", "options": [overlay]}),
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),

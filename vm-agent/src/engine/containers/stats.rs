@@ -21,7 +21,8 @@ fn online_cpus() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
-fn mem_total() -> u64 {
+/// Total RAM in bytes.
+pub fn mem_total() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
