@@ -48,6 +48,9 @@ impl Container {
 
     fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> Result<(), EngineError> {
         let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        if r.state.status == Status::Removing {
+            return Ok(()); // its directory is going away
+        }
         f(&mut r);
         atomic::write_json(&self.dir.join("container.json"), &*r)
             .map_err(|e| EngineError::Internal(format!("saving container state: {e}")))
@@ -792,11 +795,13 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Re
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
         wait_exit_count(c, before).await;
     }
-    let _ = c.update(|r| r.state.status = Status::Removing);
-    c.cgroup(engine).remove();
+    // Whoever takes it out of the table removes it; a concurrent remove (auto-remove racing
+    // `docker rm -f`) finds it gone and does nothing, so it never writes into a dying directory.
     if engine.containers.map.write().unwrap_or_else(|p| p.into_inner()).remove(&c.id).is_none() {
-        return Ok(()); // someone else removed it
+        return Ok(());
     }
+    c.record.lock().unwrap_or_else(|p| p.into_inner()).state.status = Status::Removing;
+    c.cgroup(engine).remove();
     let dir = c.dir.clone();
     blocking(move || {
         std::fs::remove_dir_all(&dir).map_err(|e| EngineError::Internal(format!("removing container files: {e}")))
