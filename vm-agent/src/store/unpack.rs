@@ -91,7 +91,14 @@ pub fn unpack_layer<R: Read>(blob: R, dest: &Path) -> Result<UnpackedLayer, Unpa
         compression::decompress(BufReader::with_capacity(256 * 1024, blob)).map_err(UnpackError::Archive)?;
     let mut hashing = HashingReader::new(decoded);
     let root = open_root(dest)?;
-    let mut unpacker = Unpacker { root, deferred_dirs: Vec::new(), size: 0, parent_cache: None, whiteouts: true };
+    let mut unpacker = Unpacker {
+        root,
+        deferred_dirs: Vec::new(),
+        size: 0,
+        parent_cache: None,
+        whiteouts: true,
+        buf: vec![0; 128 * 1024],
+    };
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(UnpackError::Archive)?;
@@ -140,6 +147,9 @@ struct Unpacker {
     parent_cache: Option<(PathBuf, OwnedFd)>,
     /// Whether `.wh.` entries are whiteouts (image layers) or ordinary names (`docker cp`).
     whiteouts: bool,
+    /// One copy buffer for every file (a fresh 128 KiB buffer per file costs an mmap and page
+    /// faults each time).
+    buf: Vec<u8>,
 }
 
 /// Extracts a plain tar (uncompressed or compressed) into the directory `dir` (an open fd), with
@@ -147,7 +157,14 @@ struct Unpacker {
 pub fn extract_into<R: Read>(archive: R, dir: OwnedFd) -> Result<u64, UnpackError> {
     let (_, decoded) =
         compression::decompress(BufReader::with_capacity(256 * 1024, archive)).map_err(UnpackError::Archive)?;
-    let mut unpacker = Unpacker { root: dir, deferred_dirs: Vec::new(), size: 0, parent_cache: None, whiteouts: false };
+    let mut unpacker = Unpacker {
+        root: dir,
+        deferred_dirs: Vec::new(),
+        size: 0,
+        parent_cache: None,
+        whiteouts: false,
+        buf: vec![0; 128 * 1024],
+    };
     let mut archive = tar::Archive::new(decoded);
     for entry in archive.entries().map_err(UnpackError::Archive)? {
         unpacker.entry(entry.map_err(UnpackError::Archive)?)?;
@@ -244,7 +261,7 @@ impl Unpacker {
                 )
                 .map_err(io_err(&shown))?;
                 let mut file = File::from(fd);
-                let written = copy_large(&mut entry, &mut file).map_err(UnpackError::Archive)?;
+                let written = copy_with(&mut self.buf, &mut entry, &mut file).map_err(UnpackError::Archive)?;
                 self.size += written;
                 apply_fd_meta(&file, &meta, &shown)?;
                 set_times(&parent, &name, meta.mtime, &shown)?;
@@ -380,12 +397,11 @@ impl Unpacker {
     }
 }
 
-/// Copies with a large buffer (the default 8 KiB one costs a syscall per 8 KiB).
-fn copy_large<R: Read, W: Write>(r: &mut R, w: &mut W) -> io::Result<u64> {
-    let mut buf = vec![0u8; 128 * 1024];
+/// Copies through `buf` (the default 8 KiB buffer of `io::copy` costs a syscall per 8 KiB).
+fn copy_with<R: Read, W: Write>(buf: &mut [u8], r: &mut R, w: &mut W) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
-        let n = match r.read(&mut buf) {
+        let n = match r.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
