@@ -7,7 +7,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -233,29 +233,22 @@ fn add_children<W: Write>(tar: &mut tar::Builder<W>, dir: &OwnedFd, tar_path: &P
     Ok(())
 }
 
-/// Extracts the tar `archive` into the directory `path` of the container.
+/// Extracts the tar `archive` into the directory `path` of the container (which may be reached
+/// through the container's own symlinks, resolved inside its root).
 pub fn extract<R: std::io::Read>(root: &Path, path: &str, archive: R) -> Result<(), EngineError> {
-    let (parent, name) = open_parent(root, path)?;
-    let dir = match name {
-        Some(n) => {
-            let how = OpenHow::new()
-                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-            // The destination may itself be a symlink to a directory inside the container.
-            let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
-            let rel = Path::new(path).strip_prefix("/").unwrap_or(Path::new(path)).to_path_buf();
-            drop((parent, n));
-            openat2(&root_fd, &rel, how).map_err(|e| match e {
-                nix::errno::Errno::ENOTDIR => {
-                    EngineError::InvalidArgument(format!("extraction point is not a directory: {path}"))
-                }
-                _ => bad_path(path),
-            })?
+    let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| EngineError::Internal(format!("opening container root: {e}")))?;
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let dir = openat2(&root_fd, rel, how).map_err(|e| match e {
+        nix::errno::Errno::ENOTDIR => {
+            EngineError::InvalidArgument(format!("extraction point is not a directory: {path}"))
         }
-        None => openat(&parent, ".", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|_| bad_path(path))?,
-    };
+        _ => bad_path(path),
+    })?;
     crate::store::unpack::extract_into(archive, dir)
         .map(|_| ())
         .map_err(|e| EngineError::InvalidArgument(format!("extracting into {path}: {e}")))
@@ -331,7 +324,6 @@ fn walk_changes(dir: &OwnedFd, at: &Path, lowers: &[PathBuf], out: &mut Vec<(Str
             walk_changes(&sub, &p, lowers, out)?;
         }
     }
-    let _ = dir.as_raw_fd();
     Ok(())
 }
 
