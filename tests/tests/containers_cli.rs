@@ -496,3 +496,22 @@ fn init_reaps_and_forwards_signals_and_detach_keys_leave_it_running() {
     assert_eq!(a.ok(&["inspect", "-f", "{{.State.Running}}", "det"]).trim(), "true");
     a.ok(&["rm", "-f", "det"]);
 }
+
+#[test]
+fn devices_are_limited_unless_privileged() {
+    let a = agent_with_busybox();
+    let probe = "mknod /tmp/blk b 7 0 && (head -c1 /tmp/blk >/dev/null 2>&1 && echo blk-opened || echo blk-denied); echo x > /dev/null && echo null-ok";
+    let out = a.ok(&["run", "--rm", "busybox", "sh", "-c", probe]);
+    assert!(out.contains("null-ok") && out.contains("blk-denied"), "{out}");
+    let out = a.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("{probe}; grep CapEff /proc/self/status"),
+    ]);
+    assert!(out.contains("blk-opened"), "--privileged allows every device: {out}");
+    assert!(!out.contains("CapEff:\t00000000a80425fb"), "--privileged has more than the default capabilities: {out}");
+}

@@ -76,10 +76,14 @@ pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), InitError> {
     fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> InitError {
         move |e| InitError::other(format!("setting {what} capabilities: {e}"))
     }
-    caps::set(None, CapSet::Effective, &set_of(c.effective().as_ref())).map_err(err("effective"))?;
-    caps::set(None, CapSet::Permitted, &set_of(c.permitted().as_ref())).map_err(err("permitted"))?;
-    caps::set(None, CapSet::Inheritable, &set_of(c.inheritable().as_ref())).map_err(err("inheritable"))?;
-    let ambient = set_of(c.ambient().as_ref());
+    // Nothing can be granted beyond what this process holds (root here may lack e.g.
+    // CAP_SYS_RESOURCE): `--privileged` means every capability that is available.
+    let held = caps::read(None, CapSet::Permitted).map_err(err("permitted"))?;
+    let limit = |set: CapsHashSet| -> CapsHashSet { set.intersection(&held).copied().collect() };
+    caps::set(None, CapSet::Effective, &limit(set_of(c.effective().as_ref()))).map_err(err("effective"))?;
+    caps::set(None, CapSet::Permitted, &limit(set_of(c.permitted().as_ref()))).map_err(err("permitted"))?;
+    caps::set(None, CapSet::Inheritable, &limit(set_of(c.inheritable().as_ref()))).map_err(err("inheritable"))?;
+    let ambient = limit(set_of(c.ambient().as_ref()));
     if !ambient.is_empty() {
         caps::set(None, CapSet::Ambient, &ambient).map_err(err("ambient"))?;
     }

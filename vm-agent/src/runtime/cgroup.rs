@@ -20,6 +20,8 @@ pub struct Limits {
     pub cpuset_cpus: String,
     /// `--pids-limit` (0 or -1 = none).
     pub pids_limit: i64,
+    /// `--privileged`: every device is allowed.
+    pub all_devices: bool,
 }
 
 /// Which cgroup layout the host has.
@@ -56,9 +58,17 @@ pub fn detect() -> Layout {
     }
     match v2 {
         Some(root) if v1.is_empty() || root == Path::new("/sys/fs/cgroup") => Layout::V2(root),
-        _ => Layout::V1(v1),
+        Some(unified) => {
+            // A hybrid host: the v2 hierarchy still takes the eBPF device filter.
+            v1.insert(UNIFIED.to_string(), unified);
+            Layout::V1(v1)
+        }
+        None => Layout::V1(v1),
     }
 }
+
+/// The key of a hybrid host's v2 hierarchy in a `Layout::V1` map.
+const UNIFIED: &str = "unified";
 
 /// A container's cgroup(s).
 #[derive(Debug, Clone)]
@@ -154,6 +164,9 @@ impl Cgroup {
                 if limits.pids_limit > 0 {
                     write(&dir.join("pids.max"), &limits.pids_limit.to_string())?;
                 }
+                if !limits.all_devices {
+                    super::devices::attach(&dir, &super::devices::docker_defaults())?;
+                }
                 procs.push(dir.join("cgroup.procs").display().to_string());
             }
             Layout::V1(mounts) => {
@@ -189,9 +202,19 @@ impl Cgroup {
                         }
                     }
                     if controller == "devices" {
-                        let _ = write(&dir.join("devices.deny"), "a");
-                        for rule in DEVICE_RULES {
-                            let _ = write(&dir.join("devices.allow"), rule);
+                        if limits.all_devices {
+                            let _ = write(&dir.join("devices.allow"), "a");
+                        } else {
+                            let _ = write(&dir.join("devices.deny"), "a");
+                            for rule in DEVICE_RULES {
+                                let _ = write(&dir.join("devices.allow"), rule);
+                            }
+                        }
+                    }
+                    if controller == UNIFIED && !limits.all_devices {
+                        if let Err(e) = super::devices::attach(&dir, &super::devices::docker_defaults()) {
+                            // The v1 devices controller still enforces the list on such hosts.
+                            tracing::debug!(error = %e, "no eBPF device filter on the hybrid v2 hierarchy");
                         }
                     }
                     procs.push(dir.join("cgroup.procs").display().to_string());

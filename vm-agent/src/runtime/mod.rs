@@ -7,6 +7,7 @@
 
 pub mod capabilities;
 pub mod cgroup;
+pub mod devices;
 pub mod init;
 pub mod pty;
 pub mod reaper;

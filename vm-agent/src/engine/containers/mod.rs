@@ -330,6 +330,7 @@ pub fn limits_of(h: &HostConfig) -> cgroup::Limits {
         cpu_shares: h.cpu_shares.unwrap_or(0),
         cpuset_cpus: h.cpuset_cpus.clone().unwrap_or_default(),
         pids_limit: h.pids_limit.unwrap_or(0),
+        all_devices: h.privileged.unwrap_or(false),
     }
 }
 
