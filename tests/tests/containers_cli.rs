@@ -376,13 +376,17 @@ fn restart_policies_apply_also_across_an_engine_restart() {
     // Nothing of the old processes is left; the restart policy brought `always` back.
     assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}}", "always"]).trim(), "running");
     assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "plain"]).trim(), "exited 255");
-    let leftovers = std::fs::read_dir("/proc")
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .expect("proc")
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("cgroup")).ok())
-        .filter(|cg| ids.iter().any(|id| cg.contains(id.as_str())))
-        .count();
-    assert_eq!(leftovers, 1, "only the restarted `always` container may run");
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup"))
+                .is_ok_and(|cg| ids.iter().any(|id| cg.contains(id.as_str())))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .collect();
+    assert_eq!(leftovers.len(), 1, "only the restarted `always` container may run: {leftovers:?}");
     // A user's stop is respected by `always` until the next start.
     a.ok(&["stop", "-t", "0", "always"]);
     std::thread::sleep(Duration::from_millis(500));
