@@ -13,31 +13,17 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 RUNS=${1:-10}
 WORK=$(mktemp -d /tmp/skiff-bench-XXXX)
 FIX=target/fixtures
-cargo build --release -q -p skiff-agent
-python3 tests/fixtures/build_fixtures.py "$FIX" >/dev/null
-
-SKIFF_SOCK=$WORK/skiff.sock
-target/release/skiff-agent serve --socket "$SKIFF_SOCK" --root "$WORK/skiff" 2>"$WORK/skiff.log" &
-SKIFF_PID=$!
-scripts/dockerd.sh start "$WORK/dockerd" >/dev/null
+source bench/lib.sh
+start_engines
 cleanup() {
-  DOCKER_HOST=unix://$SKIFF_SOCK docker rm -f $(DOCKER_HOST=unix://$SKIFF_SOCK docker ps -aq) >/dev/null 2>&1 || true
-  kill "$SKIFF_PID" 2>/dev/null || true
-  scripts/dockerd.sh stop "$WORK/dockerd" >/dev/null 2>&1 || true
+  stop_engines
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$SKIFF_SOCK" ] && break; sleep 0.05; done
 
-skiff() { DOCKER_HOST=unix://$SKIFF_SOCK docker "$@"; }
-dockerd() { DOCKER_HOST=unix://$WORK/dockerd/docker.sock docker "$@"; }
-now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 rss_kib() { local t=0 v; for p in "$@"; do v=$(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null); t=$((t + ${v:-0})); done; echo $t; }
 dockerd_pids() { pgrep -f "$WORK/dockerd" | tr '\n' ' '; pgrep -f containerd-shim | tr '\n' ' '; }
 
-declare -A T
-time_it() { local e=$1 l=$2; shift 2; local s; s=$(now); "$@" >/dev/null 2>&1; T[$e.$l]+="$(( ($(now) - s) / 100000 )) "; }
 
 for e in dockerd skiff; do
   $e load -i "$FIX/busybox.tar" >/dev/null
@@ -67,9 +53,9 @@ done
 
 printf '\n%-34s %12s %12s %10s\n' "operation (median, ms)" "dockerd" "skiff" "speed-up"
 for l in run exec ps logs; do
-  d=$(echo "${T[dockerd.$l]}" | tr ' ' '\n' | grep . | median)
-  s=$(echo "${T[skiff.$l]}" | tr ' ' '\n' | grep . | median)
-  printf '%-34s %12.1f %12.1f %9.2fx\n' "$l" "$(awk -v v="$d" 'BEGIN{print v/10}')" "$(awk -v v="$s" 'BEGIN{print v/10}')" "$(awk -v d="$d" -v s="$s" 'BEGIN{print d/s}')"
+  d=$(median_of dockerd.$l)
+  s=$(median_of skiff.$l)
+  printf '%-34s %12.1f %12.1f %9.2fx\n' "$l" "$(awk -v v="$d" 'BEGIN{print v/10}')" "$(awk -v v="$s" 'BEGIN{print v/10}')" "$(ratio "$d" "$s")"
 done
 printf '%-34s %12s %12s\n' "engine RSS idle (MiB)" "$(awk -v k="$MEM_IDLE_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_IDLE_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"
 printf '%-34s %12s %12s\n' "engine RSS, 50 running (MiB)" "$(awk -v k="$MEM_50_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_50_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"

@@ -64,16 +64,7 @@ pub async fn access(engine: &Engine, c: &Arc<Container>) -> Result<RootAccess, E
         .by_id(&rec.image_id)
         .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
     let dir = c.dir();
-    for d in ["rootfs", "upper", "work"] {
-        std::fs::create_dir_all(dir.join(d)).map_err(|e| EngineError::Internal(e.to_string()))?;
-    }
-    let lower: Vec<String> = image
-        .record
-        .layers
-        .iter()
-        .rev()
-        .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
-        .collect();
+    let lower = c.prepare_layers(engine, &image)?;
     let data = super::spec::overlay_data(&lower, dir);
     let target = dir.join("rootfs");
     nix::mount::mount(Some("overlay"), &target, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))

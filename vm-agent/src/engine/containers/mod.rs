@@ -76,6 +76,26 @@ impl Container {
         self.dir.join(format!("{}-json.log", self.id))
     }
 
+    /// Creates the bundle's root, upper and work directories and returns the image's layer
+    /// directories, top first (the overlay's lower dirs).
+    pub fn prepare_layers(
+        &self,
+        engine: &Engine,
+        image: &crate::store::StoredImage,
+    ) -> Result<Vec<String>, EngineError> {
+        for d in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(self.dir.join(d))
+                .map_err(|e| EngineError::Internal(format!("preparing bundle: {e}")))?;
+        }
+        Ok(image
+            .record
+            .layers
+            .iter()
+            .rev()
+            .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
+            .collect())
+    }
+
     /// The container's cgroup(s).
     pub fn cgroup(&self, engine: &Engine) -> cgroup::Cgroup {
         cgroup::Cgroup::new(engine.cgroups.clone(), &self.id)
@@ -465,18 +485,9 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
         .by_id(&rec.image_id)
         .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
     let dir = c.dir.clone();
-    for d in ["rootfs", "upper", "work"] {
-        std::fs::create_dir_all(dir.join(d)).map_err(|e| EngineError::Internal(format!("preparing bundle: {e}")))?;
-    }
+    let lower_dirs = c.prepare_layers(engine, &image)?;
     let hostname = rec.config.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| c.id[..12].to_string());
     write_etc_files(&dir, &rec, &hostname).map_err(|e| EngineError::Internal(format!("writing /etc files: {e}")))?;
-    let lower_dirs = image
-        .record
-        .layers
-        .iter()
-        .rev()
-        .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
-        .collect();
     let cg = c.cgroup(engine);
     let (cg_warnings, cgroup_procs) = cg
         .create(&limits_of(&rec.host_config))
