@@ -111,6 +111,12 @@ fn ps_filters_and_inspect_fields() {
     assert!(err.contains("No such"), "{err}");
     let err = a.fails(&["rmi", "busybox"]);
     assert!(err.contains("being used by"), "{err}");
+    assert_eq!(
+        a.ok(&["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}"]).trim(),
+        "3 1 2"
+    );
+    let df = a.ok(&["system", "df"]);
+    assert!(df.lines().any(|l| l.starts_with("Containers") && l.split_whitespace().nth(1) == Some("3")), "{df}");
     a.ok(&["rm", "-f", "up1", "done1", "new1"]);
 }
 

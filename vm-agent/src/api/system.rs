@@ -14,6 +14,7 @@ use futures::StreamExt;
 use super::error::{ApiError, ApiResult};
 use super::params::{json_body, Params};
 use super::{API_VERSION, MIN_API_VERSION};
+use crate::engine::containers::record::Status;
 use crate::engine::filters::Filters;
 use crate::engine::registry::{self, AuthConfig};
 use crate::engine::Engine;
@@ -96,14 +97,16 @@ fn os_name() -> String {
 /// `GET /info`.
 pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
     let images = engine.store.images().len();
+    let states: Vec<Status> = engine.containers.all().iter().map(|c| c.record().state.status).collect();
+    let count = |f: fn(Status) -> bool| i64::try_from(states.iter().filter(|s| f(**s)).count()).unwrap_or(0);
     let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     Json(SystemInfo {
         id: Some(format!("skiff-{hostname}")),
-        containers: Some(0),
-        containers_running: Some(0),
-        containers_paused: Some(0),
-        containers_stopped: Some(0),
+        containers: Some(count(|_| true)),
+        containers_running: Some(count(|s| s == Status::Running)),
+        containers_paused: Some(count(|s| s == Status::Paused)),
+        containers_stopped: Some(count(|s| !matches!(s, Status::Running | Status::Paused))),
         images: Some(i64::try_from(images).unwrap_or(0)),
         driver: Some("overlay2".into()),
         driver_status: Some(vec![vec!["Backing Filesystem".into(), "extfs".into()]]),
@@ -214,4 +217,35 @@ pub async fn auth(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<R
     let cfg: AuthConfig = json_body(&body)?;
     registry::login(&engine, &cfg).await?;
     Ok((StatusCode::OK, Json(serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}))).into_response())
+}
+
+/// `GET /system/df`: disk use of images, containers (volumes and build cache: none yet).
+pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
+    let filters = crate::engine::filters::Filters::default();
+    let containers = engine.containers.all();
+    let mut images = crate::engine::images::list(&engine, &filters)?;
+    for img in &mut images {
+        img.containers =
+            i64::try_from(containers.iter().filter(|c| c.record().image_id.as_str() == img.id).count()).unwrap_or(0);
+    }
+    let layers_size: u64 = {
+        let mut seen = std::collections::HashSet::new();
+        engine
+            .store
+            .images()
+            .iter()
+            .flat_map(|i| i.record.layers.clone())
+            .filter(|l| seen.insert(l.diff_id.clone()))
+            .map(|l| l.unpacked_size)
+            .sum()
+    };
+    let list = crate::engine::containers::view::list(&engine, true, None, &filters, true)?;
+    Ok(Json(serde_json::json!({
+        "LayersSize": layers_size,
+        "Images": images,
+        "Containers": list,
+        "Volumes": [],
+        "BuildCache": [],
+    }))
+    .into_response())
 }
