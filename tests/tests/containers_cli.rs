@@ -525,3 +525,43 @@ fn devices_are_limited_unless_privileged() {
     assert!(out.contains("blk-opened"), "--privileged allows every device: {out}");
     assert!(!out.contains("CapEff:\t00000000a80425fb"), "--privileged has more than the default capabilities: {out}");
 }
+
+#[test]
+fn log_rotation_follows_log_opts() {
+    let a = agent_with_busybox();
+    a.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=10k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "seq 1 5000",
+    ]);
+    let id = a.ok(&["inspect", "-f", "{{.Id}}", "chatty"]).trim().to_string();
+    let dir = a.root().join("containers").join(&id);
+    let logs: Vec<String> = std::fs::read_dir(&dir)
+        .expect("container dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert_eq!(logs.len(), 3, "max-file=3 keeps three files: {logs:?}");
+    for n in &logs {
+        let len = std::fs::metadata(dir.join(n)).expect("log").len();
+        assert!(len <= 10 * 1024 + 200, "{n} is {len} bytes");
+    }
+    let out = a.ok(&["logs", "chatty"]);
+    assert_eq!(out.lines().last(), Some("5000"), "the newest lines survive rotation");
+    let first: u32 = out.lines().next().and_then(|l| l.parse().ok()).expect("a number");
+    assert!(first > 1, "old lines were rotated away");
+    let nums: Vec<u32> = out.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "rotated files are read in order");
+    let err = a.fails(&["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
+    assert!(err.contains("invalid max-size"), "{err}");
+    a.ok(&["rm", "chatty"]);
+}

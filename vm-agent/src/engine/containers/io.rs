@@ -19,8 +19,57 @@ pub const STDOUT: u8 = 1;
 /// Standard error.
 pub const STDERR: u8 = 2;
 
-/// The largest log file before it is rotated to `.1`.
-const LOG_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// json-file rotation (`--log-opt max-size`, `max-file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Bytes in the current file before it is rotated.
+    pub max_size: u64,
+    /// Files kept, the current one included.
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self { max_size: 32 * 1024 * 1024, max_files: 2 }
+    }
+}
+
+impl LogLimits {
+    /// Parses Docker's `max-size` (`10m`, `512k`, `1g`, bytes) and `max-file` options.
+    pub fn from_options(opts: &std::collections::HashMap<String, String>) -> Result<Self, String> {
+        let mut l = Self::default();
+        if let Some(v) = opts.get("max-size") {
+            let v = v.trim().to_ascii_lowercase();
+            let (num, mult) = match v.chars().last() {
+                Some('k') => (&v[..v.len() - 1], 1024u64),
+                Some('m') => (&v[..v.len() - 1], 1024 * 1024),
+                Some('g') => (&v[..v.len() - 1], 1024 * 1024 * 1024),
+                _ => (v.as_str(), 1),
+            };
+            let n: u64 = num.trim_end_matches('b').parse().map_err(|_| format!("invalid max-size: {v}"))?;
+            if n == 0 {
+                return Err(format!("invalid max-size: {v}"));
+            }
+            l.max_size = n * mult;
+        }
+        if let Some(v) = opts.get("max-file") {
+            l.max_files = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| format!("invalid max-file: {v}"))?;
+        }
+        Ok(l)
+    }
+}
+
+/// The current log file and how much is in it.
+#[derive(Debug)]
+struct LogFile {
+    file: File,
+    size: u64,
+}
+
+/// The path of the `n`th rotated log (`n` = 1 is the newest).
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    path.with_extension(format!("log.{n}"))
+}
 
 /// How many first lines of a run are kept for clients that attached before the start.
 const EARLY_LINES: usize = 4096;
@@ -62,9 +111,8 @@ pub struct LogLine {
 #[derive(Debug)]
 pub struct IoHub {
     tx: broadcast::Sender<Arc<Chunk>>,
-    log: Mutex<Option<File>>,
-    /// Whether output is logged (container runs) or only streamed (exec sessions).
-    logged: bool,
+    log: Mutex<Option<LogFile>>,
+    limits: LogLimits,
     /// This run's first lines, for a client that attached before the start (`docker run`).
     early: Mutex<Vec<Arc<Chunk>>>,
     log_path: PathBuf,
@@ -79,13 +127,19 @@ pub struct IoHub {
 impl IoHub {
     /// A hub appending to `log_path` with `streams` output streams to pump.
     pub fn new(
-        log_path: Option<&Path>,
+        log: Option<(&Path, LogLimits)>,
         stdin: Option<OwnedFd>,
         pty: Option<OwnedFd>,
         streams: u64,
     ) -> std::io::Result<Arc<Self>> {
+        let limits = log.map(|(_, l)| l).unwrap_or_default();
+        let log_path = log.map(|(p, _)| p);
         let log = match log_path {
-            Some(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
+            Some(p) => {
+                let file = OpenOptions::new().create(true).append(true).open(p)?;
+                let size = file.metadata()?.len();
+                Some(LogFile { file, size })
+            }
             None => None,
         };
         let stdin = match stdin {
@@ -94,8 +148,8 @@ impl IoHub {
         };
         Ok(Arc::new(Self {
             tx: broadcast::channel(256).0,
-            logged: log.is_some(),
             log: Mutex::new(log),
+            limits,
             early: Mutex::new(Vec::new()),
             log_path: log_path.map(Path::to_path_buf).unwrap_or_default(),
             stdin: tokio::sync::Mutex::new(stdin),
@@ -103,6 +157,22 @@ impl IoHub {
             open_streams: AtomicU64::new(streams),
             done: tokio::sync::watch::channel(streams == 0).0,
         }))
+    }
+
+    /// Shifts `.log.N` files up (dropping the oldest beyond `max-file`) and starts a new log.
+    fn rotate(&self) -> Option<LogFile> {
+        let keep = self.limits.max_files.saturating_sub(1);
+        if keep == 0 {
+            let _ = std::fs::remove_file(&self.log_path);
+        } else {
+            let _ = std::fs::remove_file(rotated(&self.log_path, keep));
+            for n in (1..keep).rev() {
+                let _ = std::fs::rename(rotated(&self.log_path, n), rotated(&self.log_path, n + 1));
+            }
+            let _ = std::fs::rename(&self.log_path, rotated(&self.log_path, 1));
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&self.log_path).ok()?;
+        Some(LogFile { file, size: 0 })
     }
 
     /// Live output from now on.
@@ -142,11 +212,12 @@ impl IoHub {
             if let Some(f) = log.as_mut() {
                 if let Ok(mut bytes) = serde_json::to_vec(&line) {
                     bytes.push(b'\n');
-                    let _ = f.write_all(&bytes);
+                    if f.file.write_all(&bytes).is_ok() {
+                        f.size += bytes.len() as u64;
+                    }
                 }
-                if self.logged && f.metadata().map(|m| m.len() > LOG_MAX_BYTES).unwrap_or(false) {
-                    let _ = std::fs::rename(&self.log_path, self.log_path.with_extension("log.1"));
-                    *log = OpenOptions::new().create(true).append(true).open(&self.log_path).ok();
+                if f.size >= self.limits.max_size {
+                    *log = self.rotate();
                 }
             }
             let chunk = Arc::new(Chunk { stream, data: Bytes::copy_from_slice(data), time });
@@ -246,11 +317,13 @@ async fn read_some(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usi
     }
 }
 
-/// Reads the json-file log at `path` (after its rotated predecessor).
+/// Reads the json-file log at `path`, oldest rotated file first.
 pub fn read_log(path: &Path) -> Vec<Chunk> {
     let mut out = Vec::new();
-    let rotated = path.with_extension("log.1");
-    for p in [rotated.as_path(), path] {
+    let oldest = (1..).take_while(|n| rotated(path, *n).exists()).last().unwrap_or(0);
+    let files: Vec<PathBuf> =
+        (1..=oldest).rev().map(|n| rotated(path, n)).chain(std::iter::once(path.to_path_buf())).collect();
+    for p in &files {
         let Ok(text) = std::fs::read_to_string(p) else { continue };
         for line in text.lines() {
             if let Ok(l) = serde_json::from_str::<LogLineRef<'_>>(line) {

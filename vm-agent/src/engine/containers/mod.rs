@@ -376,7 +376,24 @@ fn unenforceable(layout: &cgroup::Layout, l: &cgroup::Limits) -> Vec<String> {
     w
 }
 
+/// The json-file rotation the container asked for (validated at create).
+fn log_limits(h: &HostConfig) -> io::LogLimits {
+    h.log_config
+        .as_ref()
+        .and_then(|l| l.config.as_ref())
+        .and_then(|o| io::LogLimits::from_options(o).ok())
+        .unwrap_or_default()
+}
+
 fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
+    if let Some(lc) = &h.log_config {
+        if let Some(t) = lc.typ.as_deref().filter(|t| !t.is_empty() && *t != "json-file" && *t != "local") {
+            return Err(EngineError::InvalidArgument(format!("logging driver {t:?} is not supported (json-file is)")));
+        }
+        if let Some(opts) = &lc.config {
+            io::LogLimits::from_options(opts).map_err(EngineError::InvalidArgument)?;
+        }
+    }
     if h.memory.unwrap_or(0) < 0 || h.nano_cpus.unwrap_or(0) < 0 || h.cpu_shares.unwrap_or(0) < 0 {
         return Err(EngineError::InvalidArgument("invalid resource limit: values must not be negative".into()));
     }
@@ -511,7 +528,13 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
         ((dev_null()?, dev_null()?, dev_null()?), None)
     } else {
         let p = make_pipes(open_stdin)?;
-        let hub = IoHub::new(Some(&c.log_path()), p.stdin_writer, None, p.readers.len() as u64).map_err(log_err)?;
+        let hub = IoHub::new(
+            Some((&c.log_path(), log_limits(&rec.host_config))),
+            p.stdin_writer,
+            None,
+            p.readers.len() as u64,
+        )
+        .map_err(log_err)?;
         publish_hub(c, &hub, p.readers);
         ((p.stdin, p.stdout, p.stderr), Some(hub))
     };
@@ -524,7 +547,8 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| EngineError::Internal(e.to_string()));
             let reader = dup(&master)?;
             let writer = if open_stdin { Some(dup(&master)?) } else { None };
-            let h = IoHub::new(Some(&c.log_path()), writer, Some(master), 1).map_err(log_err)?;
+            let h = IoHub::new(Some((&c.log_path(), log_limits(&rec.host_config))), writer, Some(master), 1)
+                .map_err(log_err)?;
             publish_hub(c, &h, vec![(reader, STDOUT)]);
             hub = Some(h);
             Ok(s)
