@@ -563,5 +563,10 @@ fn log_rotation_follows_log_opts() {
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "rotated files are read in order");
     let err = a.fails(&["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
     assert!(err.contains("invalid max-size"), "{err}");
+    // `--log-driver none` keeps nothing, and says so when asked.
+    assert_eq!(a.ok(&["run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "shown"]), "shown\n");
+    let err = a.fails(&["logs", "quiet"]);
+    assert!(err.contains("does not support reading"), "{err}");
+    a.ok(&["rm", "quiet"]);
     a.ok(&["rm", "chatty"]);
 }

@@ -141,6 +141,9 @@ fn log_options(p: &Params) -> LogOptions {
 pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
     let opts = log_options(&p);
+    if !containers::keeps_logs(&c.record().host_config) {
+        return Err(ApiError::bad_request("configured logging driver does not support reading"));
+    }
     if !opts.stdout && !opts.stderr {
         return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
     }

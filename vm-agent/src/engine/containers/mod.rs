@@ -376,6 +376,15 @@ fn unenforceable(layout: &cgroup::Layout, l: &cgroup::Limits) -> Vec<String> {
     w
 }
 
+/// Whether the container's output is kept (`--log-driver none` keeps nothing).
+pub fn keeps_logs(h: &HostConfig) -> bool {
+    h.log_config.as_ref().and_then(|l| l.typ.as_deref()) != Some("none")
+}
+
+fn log_target<'a>(path: &'a Path, h: &HostConfig) -> Option<(&'a Path, io::LogLimits)> {
+    keeps_logs(h).then(|| (path, log_limits(h)))
+}
+
 /// The json-file rotation the container asked for (validated at create).
 fn log_limits(h: &HostConfig) -> io::LogLimits {
     h.log_config
@@ -387,8 +396,10 @@ fn log_limits(h: &HostConfig) -> io::LogLimits {
 
 fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
     if let Some(lc) = &h.log_config {
-        if let Some(t) = lc.typ.as_deref().filter(|t| !t.is_empty() && *t != "json-file" && *t != "local") {
-            return Err(EngineError::InvalidArgument(format!("logging driver {t:?} is not supported (json-file is)")));
+        if let Some(t) = lc.typ.as_deref().filter(|t| !["", "json-file", "local", "none"].contains(t)) {
+            return Err(EngineError::InvalidArgument(format!(
+                "logging driver {t:?} is not supported (json-file and none are)"
+            )));
         }
         if let Some(opts) = &lc.config {
             io::LogLimits::from_options(opts).map_err(EngineError::InvalidArgument)?;
@@ -547,8 +558,8 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| EngineError::Internal(e.to_string()));
             let reader = dup(&master)?;
             let writer = if open_stdin { Some(dup(&master)?) } else { None };
-            let h = IoHub::new(Some((&c.log_path(), log_limits(&rec.host_config))), writer, Some(master), 1)
-                .map_err(log_err)?;
+            let h =
+                IoHub::new(log_target(&c.log_path(), &rec.host_config), writer, Some(master), 1).map_err(log_err)?;
             publish_hub(c, &h, vec![(reader, STDOUT)]);
             hub = Some(h);
             Ok(s)
