@@ -96,6 +96,9 @@ fn ps_filters_and_inspect_fields() {
     assert_eq!(a.ok(&["ps", "--filter", "label=tier=web", "-q"]).trim().len(), 12);
     assert_eq!(a.ok(&["ps", "-a", "--filter", "name=done", "--format", "{{.Names}}"]).trim(), "done1");
     assert_eq!(a.ok(&["ps", "-a", "--filter", "ancestor=busybox", "-q"]).lines().count(), 3);
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "before=new1", "--format", "{{.Names}}"]).lines().count(), 2);
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "since=up1", "--format", "{{.Names}}"]).lines().count(), 2);
+    assert_eq!(a.ok(&["ps", "-a", "--filter", "publish=80", "-q"]).trim(), "", "no container publishes ports");
     let fields = a.ok(&[
         "inspect",
         "-f",

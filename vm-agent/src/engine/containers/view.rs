@@ -71,11 +71,31 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
     let ancestor_ok = any("ancestor", &|v| {
         r.image == v || images::resolve(engine, v).map(|i| i.record.id == r.image_id).unwrap_or(false)
     });
-    Ok(any("status", &|v| v == r.state.status.as_str())
+    // before/since name another container: compare creation times.
+    let created_of = |name: &str| -> Result<String, EngineError> { Ok(engine.containers.get(name)?.record().created) };
+    let mut in_window = true;
+    for v in f.get("before") {
+        in_window &= r.created < created_of(v)?;
+    }
+    for v in f.get("since") {
+        in_window &= r.created > created_of(v)?;
+    }
+    let network =
+        r.host_config.network_mode.clone().filter(|n| !n.is_empty() && n != "default").unwrap_or_else(|| "none".into());
+    let binds: Vec<String> = r.host_config.binds.clone().unwrap_or_default();
+    Ok(in_window
+        && any("status", &|v| v == r.state.status.as_str())
         && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
         && any("id", &|v| r.id.starts_with(v))
         && any("exited", &|v| r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code))
         && ancestor_ok
+        && any("network", &|v| v == network)
+        && any("volume", &|v| binds.iter().any(|b| b.split(':').take(2).any(|p| p == v)))
+        // No container publishes or exposes ports, runs health checks or is a swarm task yet.
+        && f.get("publish").is_empty()
+        && f.get("expose").is_empty()
+        && any("health", &|v| v == "none")
+        && any("is-task", &|v| v == "false")
         && f.labels_match("label", r.config.labels.as_ref()))
 }
 
