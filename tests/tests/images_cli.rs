@@ -55,6 +55,12 @@ fn load_every_fixture_and_list_with_filters() {
     assert_eq!(a.ok(&["images", "--filter", "dangling=true", "-q"]).trim(), "");
     a.ok(&["images", "--filter", "before=skiff-test/debian:bookworm"]);
     a.ok(&["images", "--filter", "since=busybox"]);
+    // The fixtures were built "in 2024": all are older than an hour ago, none older than 2020.
+    assert_eq!(
+        a.ok(&["images", "-q", "--filter", "until=1h"]).lines().count(),
+        a.ok(&["images", "-q"]).lines().count()
+    );
+    assert_eq!(a.ok(&["images", "-q", "--filter", "until=2020-01-01T00:00:00Z"]).trim(), "");
     let digests = a.ok(&["images", "--digests"]);
     assert!(digests.contains("DIGEST"), "{digests}");
     let err = a.fails(&["images", "--filter", "bogus=1"]);

@@ -89,6 +89,7 @@ pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<ImageSummary>, Eng
     };
     let before = bound("before")?;
     let since = bound("since")?;
+    let until = filters.get("until").first().map(|u| parse_until(u)).transpose()?;
     let refs = filters.get("reference");
     let all_tags = engine.store.tags();
     let mut out = Vec::new();
@@ -106,7 +107,10 @@ pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<ImageSummary>, Eng
             continue;
         }
         let created = created_unix(&img);
-        if before.is_some_and(|b| created >= b) || since.is_some_and(|s| created <= s) {
+        if before.is_some_and(|b| created >= b)
+            || since.is_some_and(|s| created <= s)
+            || until.is_some_and(|u| created >= u)
+        {
             continue;
         }
         if !refs.is_empty() {
