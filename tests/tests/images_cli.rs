@@ -317,6 +317,30 @@ fn events_stream_image_events() {
     for want in ["image load", "image tag", "image untag"] {
         assert!(ev.contains(want), "{want} missing from {ev}");
     }
+    let tags_only = a.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=tag",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(tags_only.trim(), "tag");
+    let none = a.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "container=nosuch",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(none.trim(), "");
 }
 
 fn chrono_now() -> u64 {

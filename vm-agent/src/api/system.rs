@@ -154,9 +154,21 @@ fn event_matches(f: &Filters, e: &EventMessage) -> bool {
     let name =
         e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("name").cloned()).unwrap_or_default();
     let any = |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_empty() || f.get(key).iter().any(|v| ok(v));
+    let attrs = e.actor.as_ref().and_then(|a| a.attributes.clone()).unwrap_or_default();
+    let image_attr = attrs.get("image").cloned().unwrap_or_default();
+    // Networks, volumes and daemon events do not exist yet: such filters match nothing.
     any("type", &|v| v == typ)
         && any("event", &|v| v == action || action.starts_with(&format!("{v}:")))
-        && any("image", &|v| typ == "image" && (v == id || v == name || name.starts_with(&format!("{v}:"))))
+        && any("image", &|v| {
+            (typ == "image" && (v == id || v == name || name.starts_with(&format!("{v}:"))))
+                || (typ == "container" && (image_attr == v || image_attr.starts_with(&format!("{v}:"))))
+        })
+        && any("container", &|v| typ == "container" && (id.starts_with(v) || name == v))
+        && any("scope", &|v| v == "local")
+        && f.get("network").is_empty()
+        && f.get("volume").is_empty()
+        && f.get("daemon").is_empty()
+        && f.labels_match("label", Some(&attrs))
 }
 
 /// `GET /events`: the backlog since `since`, then live events until `until` (or forever).
