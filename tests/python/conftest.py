@@ -31,7 +31,9 @@ def fixture_path(name: str) -> Path:
     base = Path(os.environ.get("SKIFF_FIXTURES") or REPO / "target" / "fixtures")
     path = base / name
     if not path.exists():
-        pytest.skip(f"fixture {path} missing (build it with tests/fixtures/build_fixtures.py)")
+        # scripts/test.sh builds every fixture first: a missing one is a broken setup, not a reason
+        # to pass quietly.
+        pytest.fail(f"fixture {path} missing (build it with tests/fixtures/build_fixtures.py)")
     return path
 
 

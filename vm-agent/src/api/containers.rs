@@ -116,13 +116,7 @@ pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
 /// `POST /containers/{id}/resize`.
 pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let c = engine.containers.get(&id)?;
-    let h =
-        p.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing h"))?;
-    let w =
-        p.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing w"))?;
-    if let Some(hub) = c.io() {
-        hub.resize(h, w).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
-    }
+    super::session::resize(c.io(), &p)?;
     Ok(StatusCode::OK)
 }
 

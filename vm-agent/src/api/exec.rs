@@ -108,13 +108,6 @@ pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) 
 /// `POST /exec/{id}/resize`.
 pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let e = engine.execs.get(&id)?;
-    let h =
-        p.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing h"))?;
-    let w =
-        p.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid or missing w"))?;
-    if let Some(hub) = e.io.borrow().clone() {
-        hub.resize(h, w)
-            .map_err(|err| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: err.to_string() })?;
-    }
+    super::session::resize(e.io.borrow().clone(), &p)?;
     Ok(StatusCode::CREATED)
 }

@@ -192,3 +192,18 @@ pub async fn fail(upgraded: hyper::upgrade::Upgraded, tty: bool, message: &str) 
     let _ = io.write_all(&bytes).await;
     let _ = io.shutdown().await;
 }
+
+/// `POST …/resize?h=&w=` for a session's terminal (a session without one ignores it).
+pub fn resize(hub: Option<Arc<IoHub>>, p: &super::params::Params) -> Result<(), super::error::ApiError> {
+    use super::error::ApiError;
+    let dim = |k: &str| {
+        p.get(k)
+            .and_then(|v| v.parse::<u16>().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
+    };
+    let (h, w) = (dim("h")?, dim("w")?);
+    if let Some(hub) = hub {
+        hub.resize(h, w).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?;
+    }
+    Ok(())
+}

@@ -273,14 +273,7 @@ impl Unpacker {
                     .into_owned();
                 remove_existing(&parent, &name, false, &shown)?;
                 symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str()).map_err(io_err(&shown))?;
-                fchownat(
-                    &parent,
-                    name.as_os_str(),
-                    Some(Uid::from_raw(meta.uid)),
-                    Some(Gid::from_raw(meta.gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(io_err(&shown))?;
+                chown_nofollow(&parent, &name, &meta, &shown)?;
                 for (k, v) in &meta.xattrs {
                     set_xattr_nofollow(&parent, &name, k, v)
                         .map_err(|e| UnpackError::Io { path: shown.clone(), source: e })?;
@@ -315,14 +308,7 @@ impl Unpacker {
                 remove_existing(&parent, &name, false, &shown)?;
                 mknodat(&parent, name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(0o600), 0)
                     .map_err(io_err(&shown))?;
-                fchownat(
-                    &parent,
-                    name.as_os_str(),
-                    Some(Uid::from_raw(meta.uid)),
-                    Some(Gid::from_raw(meta.gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(io_err(&shown))?;
+                chown_nofollow(&parent, &name, &meta, &shown)?;
                 // We created it a moment ago as a FIFO in a directory only we write: not a symlink.
                 fchmodat(&parent, name.as_os_str(), Mode::from_bits_truncate(meta.mode), FchmodatFlags::FollowSymlink)
                     .map_err(io_err(&shown))?;
@@ -395,6 +381,12 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Sets the owner of `parent/name` without following it if it is a symlink.
+fn chown_nofollow(parent: &OwnedFd, name: &OsStr, meta: &Meta, shown: &str) -> Result<(), UnpackError> {
+    fchownat(parent, name, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(io_err(shown))
 }
 
 /// Copies through `buf` (the default 8 KiB buffer of `io::copy` costs a syscall per 8 KiB).
