@@ -687,10 +687,9 @@ fn schedule_restart(engine: Arc<Engine>, c: Arc<Container>, rec: &ContainerRecor
         if c.record().state.status != Status::Restarting || c.record().stopped_by_user {
             return;
         }
-        let _ = c.update(|r| {
-            r.restart_count += 1;
-            r.state.status = Status::Exited;
-        });
+        // It stays "restarting" until `start` makes it "running": briefly reporting "exited" here
+        // let a watcher see the final state of a restart that had not happened yet.
+        let _ = c.update(|r| r.restart_count += 1);
         event(&engine, "restart", &c.record(), &[]);
         if let Err(e) = start(&engine, &c).await {
             tracing::warn!(container.id = %c.id, error = %e, "restart policy could not start the container");
