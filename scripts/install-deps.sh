@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
 PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-venv
-      ca-certificates curl iproute2 util-linux apache2-utils)
+      ca-certificates curl iproute2 util-linux apache2-utils
+      qemu-system-x86 e2fsprogs cpio libseccomp-dev libcap-ng-dev pkg-config)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -50,3 +51,18 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check 'docker>=7,<8' pytest
   echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
 fi
+
+# vhost-user device back-ends from crates.io (no /dev/vhost-vsock on many hosts, and virtiofsd is
+# not packaged for every release). Pinned; built once into /usr/local/bin (~5 min each on 2 cores).
+cargo_tool() { # NAME VERSION
+  local name=$1 version=$2 bin=/usr/local/bin/$1
+  if [ -x "$bin" ] && [ "$(cat "/usr/local/share/skiff-tools/$name.version" 2>/dev/null)" = "$version" ]; then
+    echo "tools: $name $version present"
+    return
+  fi
+  echo "tools: building $name $version (cargo install, a few minutes)"
+  cargo install --quiet --locked --root /usr/local --version "$version" "$name"
+  mkdir -p /usr/local/share/skiff-tools && echo "$version" >"/usr/local/share/skiff-tools/$name.version"
+}
+cargo_tool vhost-device-vsock 0.3.0
+cargo_tool virtiofsd 1.14.0

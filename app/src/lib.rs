@@ -1,5 +1,16 @@
-//! Skiff's host side. It will own the VM lifecycle (hypervisor backends behind one trait), the vsock
-//! transports, the docker-socket and port forwarders, host shares and the desktop app.
-//!
-//! Nothing here is implemented yet: the engine runs natively through `skiff-agent serve` today. This
-//! crate exists so the workspace has its fixed shape; it must never pretend to boot a VM it cannot boot.
+//! Skiff's host side: the VM's lifecycle (hypervisor back ends behind one trait), the vsock
+//! transport, the Docker-socket forwarder, the daemon that owns it all and the pieces the `skiff`
+//! CLI uses to talk to it.
+
+pub mod accel;
+pub mod client;
+pub mod config;
+pub mod context;
+pub mod control;
+pub mod daemon;
+pub mod disk;
+pub mod forward;
+pub mod home;
+pub mod hypervisor;
+pub mod image;
+pub mod vsock;

@@ -7,5 +7,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod init;
 pub mod runtime;
 pub mod store;
+pub mod transport;

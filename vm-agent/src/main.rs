@@ -38,6 +38,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     // `init` runs before anything starts threads: it forks the container's PID 1.
+    // As the VM's PID 1 (the initramfs's /init) the agent brings the guest up itself.
+    if std::process::id() == 1 {
+        skiff_agent::init::main();
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() == 3 && args[1] == "init" {
         skiff_agent::runtime::init::main(std::path::Path::new(&args[2]));

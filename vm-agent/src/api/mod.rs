@@ -137,11 +137,24 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
-    let app = axum::middleware::map_request(strip_version).layer(router(engine));
-    let result =
-        axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await;
+    let result = serve_on(engine, listener, shutdown).await;
     let _ = std::fs::remove_file(socket);
     result
+}
+
+/// Serves the API on any listener (a Unix socket natively, relayed vsock streams in the VM)
+/// until `shutdown` resolves.
+pub async fn serve_on<L>(
+    engine: Arc<Engine>,
+    listener: L,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let app = axum::middleware::map_request(strip_version).layer(router(engine));
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]

@@ -81,6 +81,9 @@ pub struct Engine {
     pub execs: containers::exec::Execs,
     /// The host's cgroup layout.
     pub cgroups: crate::runtime::cgroup::Layout,
+    /// Set when the engine shuts down (the VM powers off): restart policies wait for the next
+    /// start instead of acting on the exits that the shutdown causes.
+    pub shutting_down: std::sync::atomic::AtomicBool,
     /// When the engine started.
     pub started: Instant,
 }
@@ -99,6 +102,7 @@ impl Engine {
             containers,
             execs: Default::default(),
             cgroups: crate::runtime::cgroup::detect(),
+            shutting_down: Default::default(),
             started: Instant::now(),
         })
     }

@@ -649,7 +649,7 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
         if let Err(e) = remove(&engine, &c, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove failed");
         }
-    } else if should_restart(&rec, code) {
+    } else if should_restart(&rec, code) && !engine.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         schedule_restart(engine, c, &rec);
     }
 }
@@ -800,6 +800,30 @@ pub async fn stop(
     }
     event(engine, "stop", &c.record(), &[]);
     Ok(true)
+}
+
+/// Engine shutdown (the VM powering off): stops every running container like `docker stop`
+/// (its stop signal, SIGKILL after its stop timeout, at most `grace`), all at once, without
+/// marking them stopped by the user: their restart policies apply at the next engine start.
+pub async fn stop_all_for_shutdown(engine: &Arc<Engine>, grace: Duration) {
+    engine.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let running: Vec<_> = engine.containers.all().into_iter().filter(|c| c.is_running()).collect();
+    let stops = running.iter().map(|c| async move {
+        let rec = c.record();
+        let before = c.exits.borrow().0;
+        let _ = c.cgroup(engine).freeze(false);
+        let sig = rec.config.stop_signal.as_deref().and_then(|s| parse_signal(s).ok());
+        let pid = nix::unistd::Pid::from_raw(rec.state.pid);
+        let _ = nix::sys::signal::kill(pid, sig.unwrap_or(nix::sys::signal::Signal::SIGTERM));
+        let own = rec.config.stop_timeout.map(|t| Duration::from_secs(u64::try_from(t).unwrap_or(0)));
+        let wait = own.unwrap_or(grace).min(grace);
+        if tokio::time::timeout(wait, wait_exit_count(c, before)).await.is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            wait_exit_count(c, before).await;
+        }
+        let _ = c.update(|r| r.was_running = true);
+    });
+    futures::future::join_all(stops).await;
 }
 
 /// The `condition` of `POST /containers/{id}/wait`.

@@ -1,0 +1,130 @@
+//! Persistent VM settings (`$SKIFF_HOME/config.json`): set by `skiff start` flags, applied at the
+//! next boot.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::accel::AccelChoice;
+
+/// The VM's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmConfig {
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// The data disk's size; it only grows (shrinking would lose data).
+    pub disk_gib: u32,
+    pub accel: AccelChoice,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        let host_cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            cpus: u32::try_from(host_cpus).unwrap_or(2).clamp(1, 8),
+            memory_mib: 2048,
+            disk_gib: 64,
+            accel: AccelChoice::Auto,
+        }
+    }
+}
+
+/// A settings file or flag that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a valid Skiff config: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Flags of `skiff start` that override (and then persist) the settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub cpus: Option<u32>,
+    pub memory_mib: Option<u32>,
+    pub disk_gib: Option<u32>,
+    pub accel: Option<AccelChoice>,
+}
+
+impl VmConfig {
+    /// Reads `path`, or the defaults if it does not exist.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
+        }
+    }
+
+    /// Applies flags and checks the result.
+    pub fn apply(mut self, o: &Overrides) -> Result<Self, ConfigError> {
+        self.cpus = o.cpus.unwrap_or(self.cpus);
+        self.memory_mib = o.memory_mib.unwrap_or(self.memory_mib);
+        if let Some(d) = o.disk_gib {
+            if d < self.disk_gib {
+                return Err(ConfigError::Invalid(format!(
+                    "--disk {d}: the data disk is {} GiB and cannot shrink (`skiff delete --force` starts over)",
+                    self.disk_gib
+                )));
+            }
+            self.disk_gib = d;
+        }
+        self.accel = o.accel.unwrap_or(self.accel);
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=64).contains(&self.cpus) {
+            return Err(ConfigError::Invalid(format!("--cpus {}: must be between 1 and 64", self.cpus)));
+        }
+        if !(256..=1 << 20).contains(&self.memory_mib) {
+            return Err(ConfigError::Invalid(format!(
+                "--memory {}: must be between 256 and 1048576 MiB",
+                self.memory_mib
+            )));
+        }
+        if !(1..=16384).contains(&self.disk_gib) {
+            return Err(ConfigError::Invalid(format!("--disk {}: must be between 1 and 16384 GiB", self.disk_gib)));
+        }
+        Ok(())
+    }
+
+    /// Writes the settings atomically.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |source| ConfigError::Write { path: path.display().to_string(), source };
+        let tmp = path.with_extension("json.tmp");
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        std::fs::write(&tmp, text).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_and_persist_and_bad_values_are_refused() -> Result<(), ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let path = dir.path().join("config.json");
+        let cfg =
+            VmConfig::load(&path)?.apply(&Overrides { cpus: Some(1), memory_mib: Some(1024), ..Default::default() })?;
+        cfg.save(&path)?;
+        let again = VmConfig::load(&path)?;
+        assert_eq!((again.cpus, again.memory_mib), (1, 1024));
+        assert!(again.clone().apply(&Overrides { cpus: Some(0), ..Default::default() }).is_err());
+        assert!(again.clone().apply(&Overrides { disk_gib: Some(1), ..Default::default() }).is_err());
+        std::fs::write(&path, r#"{"cpus": 2, "gpus": 1}"#).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        assert!(matches!(VmConfig::load(&path), Err(ConfigError::Parse { .. })));
+        Ok(())
+    }
+}

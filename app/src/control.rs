@@ -1,0 +1,45 @@
+//! The host end of the control channel: one JSON request line, one JSON response line.
+
+use std::time::Duration;
+
+use skiff_proto::control::{encode, Request, Response};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::vsock::{GuestStream, Vsock};
+
+/// A connection to the agent's control port.
+pub struct ControlClient {
+    stream: BufReader<Box<dyn GuestStream>>,
+}
+
+impl std::fmt::Debug for ControlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlClient")
+    }
+}
+
+impl ControlClient {
+    /// Connects, retrying while the guest boots, up to `patience`.
+    pub async fn connect(vsock: &Vsock, patience: Duration) -> std::io::Result<Self> {
+        let stream = vsock.connect_retrying(skiff_proto::CONTROL_PORT, patience).await?;
+        Ok(Self { stream: BufReader::new(stream) })
+    }
+
+    /// Sends `req` and waits for its answer.
+    pub async fn call(&mut self, req: &Request) -> std::io::Result<Response> {
+        self.stream.get_mut().write_all(&encode(req)).await?;
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the agent closed the control channel"));
+        }
+        serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// The host's wall clock for [`Request::SetTime`].
+pub fn host_time_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,80 @@
+//! Hypervisor back ends behind one trait. QEMU (any host, any accelerator) is implemented;
+//! Virtualization.framework and Hyper-V would be further implementations of [`Hypervisor`].
+
+pub mod qemu;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::accel::Accel;
+use crate::vsock::Vsock;
+
+/// Everything a back end needs to boot the Skiff guest.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub accel: Accel,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// `skiff.*` and console parameters.
+    pub cmdline: String,
+    /// The data disk (raw image).
+    pub disk: PathBuf,
+    /// Where the guest's serial console is written.
+    pub console_log: PathBuf,
+    /// Directory for the back end's sockets and pid files.
+    pub run_dir: PathBuf,
+}
+
+/// Why a VM could not be started or controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{0} was not found: {1}")]
+    Missing(String, String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How the VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest powered off (a clean shutdown).
+    PoweredOff,
+    /// The VM process ended otherwise (crash, signal, guest panic): the description says how.
+    Crashed(String),
+}
+
+/// A hypervisor that can boot the Skiff guest.
+#[async_trait::async_trait]
+pub trait Hypervisor: Send + Sync {
+    /// A short name for logs and `skiff status`.
+    fn name(&self) -> &'static str;
+    /// Boots the VM; returns once it runs (not once the guest is ready).
+    async fn launch(&self, spec: &VmSpec) -> Result<Box<dyn RunningVm>, VmError>;
+}
+
+/// A booted VM.
+#[async_trait::async_trait]
+pub trait RunningVm: Send + Sync {
+    /// How to reach the guest's vsock ports.
+    fn vsock(&self) -> Vsock;
+    /// Host processes that belong to this VM (for status and memory accounting).
+    fn pids(&self) -> Vec<u32>;
+    /// Asks the guest to power off as if its power button was pressed (ACPI).
+    async fn power_button(&self) -> Result<(), VmError>;
+    /// Host-side health: `Some(reason)` when the VM is paused by an error (e.g. host disk full).
+    async fn paused_reason(&self) -> Option<String>;
+    /// Resumes a VM paused by an error.
+    async fn resume(&self) -> Result<(), VmError>;
+    /// Ends the VM at once (the guest gets no chance to flush).
+    async fn kill(&self);
+    /// Resolves when the VM has ended; all its helper processes are gone by then.
+    async fn wait(&self) -> Exit;
+    /// Waits up to `patience` for the end.
+    async fn wait_timeout(&self, patience: Duration) -> Option<Exit> {
+        tokio::time::timeout(patience, self.wait()).await.ok()
+    }
+}

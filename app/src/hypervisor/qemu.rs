@@ -1,0 +1,334 @@
+//! The QEMU back end: `qemu-system-*` with the accelerator chosen by probing, controlled over
+//! QMP (the `qapi` crate), vsock through the kernel's vhost-vsock or `vhost-device-vsock`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use super::{Exit, Hypervisor, RunningVm, VmError, VmSpec};
+use crate::accel::Accel;
+use crate::vsock::Vsock;
+
+/// The QEMU back end.
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    qemu: PathBuf,
+    vhost_device_vsock: PathBuf,
+}
+
+/// Finds `name` in `$env_var`, then on `PATH`, then in `/usr/local/bin`.
+fn find_program(name: &str, env_var: &str) -> Result<PathBuf, VmError> {
+    if let Some(p) = std::env::var_os(env_var).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            VmError::Missing(
+                name.to_owned(),
+                format!("install it (scripts/install-deps.sh does) or point {env_var} at it"),
+            )
+        })
+}
+
+impl Qemu {
+    /// Locates QEMU for this host's architecture and the vsock helper.
+    pub fn locate() -> Result<Self, VmError> {
+        let arch = if cfg!(target_arch = "aarch64") { "aarch64" } else { "x86_64" };
+        Ok(Self {
+            qemu: find_program(&format!("qemu-system-{arch}"), "SKIFF_QEMU")?,
+            vhost_device_vsock: find_program("vhost-device-vsock", "SKIFF_VHOST_DEVICE_VSOCK")
+                .unwrap_or_else(|_| PathBuf::from("vhost-device-vsock")),
+        })
+    }
+
+    /// QEMU's arguments for `spec`, given how vsock is provided.
+    pub fn arguments(spec: &VmSpec, vsock_device: &[String]) -> Vec<String> {
+        let mem = spec.memory_mib;
+        let path = |p: &Path| p.display().to_string();
+        let accel = match spec.accel {
+            Accel::Tcg if spec.cpus > 1 => "tcg,thread=multi".to_owned(),
+            a => a.qemu_name().to_owned(),
+        };
+        let cpu = if spec.accel == Accel::Tcg { "max" } else { "host" };
+        let mut args: Vec<String> = [
+            "-name",
+            "skiff",
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+            "-no-reboot",
+            "-machine",
+            "q35,vmport=off,smbus=off,sata=off",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend([
+            "-accel".into(),
+            accel,
+            "-cpu".into(),
+            cpu.into(),
+            "-smp".into(),
+            spec.cpus.to_string(),
+            "-m".into(),
+            format!("{mem}M"),
+            // vhost-user back ends map guest memory: it must be a shareable file.
+            "-object".into(),
+            format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+            "-numa".into(),
+            "node,memdev=mem".into(),
+            "-kernel".into(),
+            path(&spec.kernel),
+            "-initrd".into(),
+            path(&spec.initramfs),
+            "-append".into(),
+            spec.cmdline.clone(),
+            "-serial".into(),
+            format!("file:{}", path(&spec.console_log)),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", path(&spec.run_dir.join("qmp.sock"))),
+            "-pidfile".into(),
+            path(&spec.run_dir.join("qemu.pid")),
+            "-drive".into(),
+            format!("if=none,id=data,file={},format=raw,cache=writeback,discard=unmap,werror=stop", path(&spec.disk)),
+            "-device".into(),
+            "virtio-blk-pci,drive=data".into(),
+            "-netdev".into(),
+            "user,id=net0".into(),
+            "-device".into(),
+            "virtio-net-pci,netdev=net0,romfile=".into(),
+            "-device".into(),
+            "virtio-rng-pci".into(),
+        ]);
+        args.extend(vsock_device.iter().cloned());
+        args
+    }
+}
+
+/// Makes the child die with the daemon (SIGTERM: QEMU then exits in an orderly way).
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+async fn wait_for_path(path: &Path, patience: Duration, child: &mut Child, what: &str) -> Result<(), VmError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(VmError::Failed(format!("{what} exited at start ({status}); see the daemon log")));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(VmError::Failed(format!("{what} did not create {} in time", path.display())));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Hypervisor for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    async fn launch(&self, spec: &VmSpec) -> Result<Box<dyn RunningVm>, VmError> {
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| VmError::Io { what, source }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spec.run_dir.join("qemu.log"))
+            .map_err(io("opening qemu.log"))?;
+        let (vsock, vsock_args, helper) = if kernel_vhost_vsock() {
+            let cid = skiff_proto::GUEST_CID + std::process::id() % 100_000;
+            (Vsock::Kernel(cid), vec!["-device".into(), format!("vhost-vsock-pci,guest-cid={cid}")], None)
+        } else {
+            let vhost = spec.run_dir.join("vhost-vsock.sock");
+            let uds = spec.run_dir.join("vsock.sock");
+            for stale in [&vhost, &uds] {
+                let _ = std::fs::remove_file(stale);
+            }
+            let mut cmd = Command::new(&self.vhost_device_vsock);
+            cmd.arg("--guest-cid")
+                .arg(skiff_proto::GUEST_CID.to_string())
+                .arg("--socket")
+                .arg(&vhost)
+                .arg("--uds-path")
+                .arg(&uds)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(io("qemu.log"))?)
+                .stderr(log.try_clone().map_err(io("qemu.log"))?)
+                .kill_on_drop(true);
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().map_err(|e| {
+                VmError::Missing(
+                    self.vhost_device_vsock.display().to_string(),
+                    format!("{e} (there is no /dev/vhost-vsock, so Skiff needs vhost-device-vsock from crates.io)"),
+                )
+            })?;
+            wait_for_path(&vhost, Duration::from_secs(5), &mut child, "vhost-device-vsock").await?;
+            let args = vec![
+                "-chardev".into(),
+                format!("socket,id=vsock0,path={}", vhost.display()),
+                "-device".into(),
+                "vhost-user-vsock-pci,chardev=vsock0".into(),
+            ];
+            (Vsock::Hybrid(uds), args, Some(child))
+        };
+        let qmp_path = spec.run_dir.join("qmp.sock");
+        let _ = std::fs::remove_file(&qmp_path);
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(Self::arguments(spec, &vsock_args))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("qemu.log"))?)
+            .stderr(log)
+            .kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        tracing::info!(qemu = %self.qemu.display(), accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
+        let mut child = cmd.spawn().map_err(|e| VmError::Missing(self.qemu.display().to_string(), e.to_string()))?;
+        wait_for_path(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await?;
+        let qmp = connect_qmp(&qmp_path).await?;
+        Ok(Box::new(QemuVm {
+            vsock,
+            qemu_pid: child.id().unwrap_or(0),
+            helper_pid: helper.as_ref().and_then(Child::id),
+            procs: Mutex::new(Procs { qemu: child, helper, exit: None }),
+            qmp,
+        }))
+    }
+}
+
+fn kernel_vhost_vsock() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/vhost-vsock").is_ok()
+}
+
+type Qmp = qapi::futures::QapiService<qapi::futures::QmpStreamTokio<tokio::io::WriteHalf<tokio::net::UnixStream>>>;
+
+async fn connect_qmp(path: &Path) -> Result<Qmp, VmError> {
+    let stream = qapi::futures::QmpStreamTokio::open_uds(path)
+        .await
+        .map_err(|source| VmError::Io { what: "connecting to QMP".into(), source })?;
+    let stream = stream.negotiate().await.map_err(|source| VmError::Io { what: "QMP handshake".into(), source })?;
+    let (service, _driver) = stream.spawn_tokio();
+    Ok(service)
+}
+
+struct Procs {
+    qemu: Child,
+    helper: Option<Child>,
+    exit: Option<Exit>,
+}
+
+/// A running QEMU and its helper.
+struct QemuVm {
+    vsock: Vsock,
+    qemu_pid: u32,
+    helper_pid: Option<u32>,
+    procs: Mutex<Procs>,
+    qmp: Qmp,
+}
+
+#[async_trait::async_trait]
+impl RunningVm for QemuVm {
+    fn vsock(&self) -> Vsock {
+        self.vsock.clone()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.qemu_pid).chain(self.helper_pid).collect()
+    }
+
+    async fn power_button(&self) -> Result<(), VmError> {
+        self.qmp
+            .execute(qapi::qmp::system_powerdown {})
+            .await
+            .map(|_| ())
+            .map_err(|e| VmError::Failed(format!("QMP system_powerdown: {e}")))
+    }
+
+    async fn paused_reason(&self) -> Option<String> {
+        let status = self.qmp.execute(qapi::qmp::query_status {}).await.ok()?;
+        match status.status {
+            qapi::qmp::RunState::io_error => Some(
+                "the VM is paused: a write to its data disk failed on the host (is the disk holding SKIFF_HOME \
+                 full?)"
+                    .into(),
+            ),
+            qapi::qmp::RunState::internal_error => Some("the VM is paused by an internal hypervisor error".into()),
+            qapi::qmp::RunState::guest_panicked => Some("the guest kernel panicked".into()),
+            _ => None,
+        }
+    }
+
+    async fn resume(&self) -> Result<(), VmError> {
+        self.qmp.execute(qapi::qmp::cont {}).await.map(|_| ()).map_err(|e| VmError::Failed(format!("QMP cont: {e}")))
+    }
+
+    async fn kill(&self) {
+        let mut p = self.procs.lock().await;
+        let _ = p.qemu.start_kill();
+    }
+
+    async fn wait(&self) -> Exit {
+        loop {
+            {
+                let mut p = self.procs.lock().await;
+                if let Some(exit) = &p.exit {
+                    return exit.clone();
+                }
+                if let Ok(Some(status)) = p.qemu.try_wait() {
+                    if let Some(h) = p.helper.as_mut() {
+                        let _ = h.start_kill();
+                        let _ = h.wait().await;
+                    }
+                    let exit =
+                        if status.success() { Exit::PoweredOff } else { Exit::Crashed(format!("QEMU {status}")) };
+                    p.exit = Some(exit.clone());
+                    return exit;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcg_gets_multithreading_and_vhost_user_gets_shared_memory() {
+        let spec = VmSpec {
+            cpus: 2,
+            memory_mib: 1024,
+            accel: Accel::Tcg,
+            kernel: "/k".into(),
+            initramfs: "/i".into(),
+            cmdline: "console=ttyS0".into(),
+            disk: "/d.raw".into(),
+            console_log: "/c.log".into(),
+            run_dir: "/run/s".into(),
+        };
+        let args = Qemu::arguments(&spec, &["-device".into(), "x".into()]).join(" ");
+        assert!(args.contains("-accel tcg,thread=multi"), "{args}");
+        assert!(args.contains("memory-backend-memfd,id=mem,size=1024M,share=on"), "{args}");
+        assert!(args.contains("file=/d.raw,format=raw"), "{args}");
+        assert!(args.ends_with("-device x"), "{args}");
+    }
+}

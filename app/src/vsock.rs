@@ -1,0 +1,78 @@
+//! Reaching the guest's vsock ports from the host.
+//!
+//! With the kernel's vhost-vsock (`/dev/vhost-vsock`) the host opens AF_VSOCK sockets to the
+//! guest's CID. Without it, `vhost-device-vsock` exposes the guest as a Unix socket speaking the
+//! "hybrid vsock" handshake of Firecracker and cloud-hypervisor: `CONNECT <port>\n`, answered by
+//! `OK <host port>\n`, then the raw byte stream.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A connected stream to a guest port.
+pub trait GuestStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> GuestStream for T {}
+
+/// How this host reaches the guest.
+#[derive(Debug, Clone)]
+pub enum Vsock {
+    /// vhost-device-vsock's Unix socket.
+    Hybrid(PathBuf),
+    /// Kernel AF_VSOCK to this CID.
+    Kernel(u32),
+}
+
+impl Vsock {
+    /// Connects to guest `port` (fails at once if nothing listens there yet).
+    pub async fn connect(&self, port: u32) -> io::Result<Box<dyn GuestStream>> {
+        match self {
+            Vsock::Hybrid(path) => {
+                let mut s = tokio::net::UnixStream::connect(path).await?;
+                s.write_all(format!("CONNECT {port}\n").as_bytes()).await?;
+                // Read the answer byte by byte: whatever follows the line belongs to the stream.
+                let mut line = Vec::with_capacity(16);
+                let mut byte = [0u8; 1];
+                while line.len() < 64 {
+                    if s.read(&mut byte).await? == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionRefused,
+                            format!("nothing listens on guest vsock port {port} yet"),
+                        ));
+                    }
+                    if byte[0] == b'\n' {
+                        break;
+                    }
+                    line.push(byte[0]);
+                }
+                if !line.starts_with(b"OK ") {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("vsock CONNECT {port}: {}", String::from_utf8_lossy(&line)),
+                    ));
+                }
+                Ok(Box::new(s))
+            }
+            Vsock::Kernel(cid) => {
+                let s = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, port)).await?;
+                Ok(Box::new(s))
+            }
+        }
+    }
+
+    /// Connects to `port`, retrying while the guest is not listening yet, up to `patience`.
+    pub async fn connect_retrying(&self, port: u32, patience: Duration) -> io::Result<Box<dyn GuestStream>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), self.connect(port)).await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) if tokio::time::Instant::now() > deadline => return Err(e),
+                Err(_) if tokio::time::Instant::now() > deadline => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("guest vsock port {port}")))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `skiff.*` parameters on the guest kernel's command line: what the host tells the agent before
+//! any channel exists.
+
+use std::net::Ipv4Addr;
+
+/// The guest's boot configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootConfig {
+    /// Address and prefix length of the NIC (`skiff.ip=10.0.2.15/24`).
+    pub ip: Option<(Ipv4Addr, u8)>,
+    /// Default gateway (`skiff.gw=`).
+    pub gateway: Option<Ipv4Addr>,
+    /// Upstream DNS resolver (`skiff.dns=`).
+    pub dns: Option<Ipv4Addr>,
+    /// The host as seen from the guest (`skiff.host=`), for `host.docker.internal`.
+    pub host: Option<Ipv4Addr>,
+    /// The data disk's device (`skiff.disk=/dev/vda`).
+    pub disk: Option<String>,
+    /// Agent log filter (`skiff.log=debug`).
+    pub log: Option<String>,
+}
+
+/// A `skiff.*` parameter with a value that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("kernel command line: bad value for {key}: {value:?}")]
+pub struct BadParam {
+    pub key: String,
+    pub value: String,
+}
+
+impl BootConfig {
+    /// Parses `/proc/cmdline`; unknown `skiff.*` keys are ignored so an older agent boots with a
+    /// newer host.
+    pub fn parse(cmdline: &str) -> Result<Self, BadParam> {
+        let mut cfg = BootConfig { ip: None, gateway: None, dns: None, host: None, disk: None, log: None };
+        for word in cmdline.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else { continue };
+            let bad = || BadParam { key: key.to_owned(), value: value.to_owned() };
+            let addr = || value.parse::<Ipv4Addr>().map_err(|_| bad());
+            match key {
+                "skiff.ip" => {
+                    let (a, p) = value.split_once('/').ok_or_else(bad)?;
+                    let prefix = p.parse::<u8>().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+                    cfg.ip = Some((a.parse().map_err(|_| bad())?, prefix));
+                }
+                "skiff.gw" => cfg.gateway = Some(addr()?),
+                "skiff.dns" => cfg.dns = Some(addr()?),
+                "skiff.host" => cfg.host = Some(addr()?),
+                "skiff.disk" => cfg.disk = Some(value.to_owned()),
+                "skiff.log" => cfg.log = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The command-line words for this configuration (the inverse of [`BootConfig::parse`]).
+    pub fn to_cmdline(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        if let Some((a, p)) = self.ip {
+            words.push(format!("skiff.ip={a}/{p}"));
+        }
+        let addrs = [("skiff.gw", self.gateway), ("skiff.dns", self.dns), ("skiff.host", self.host)];
+        words.extend(addrs.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))));
+        if let Some(d) = &self.disk {
+            words.push(format!("skiff.disk={d}"));
+        }
+        if let Some(l) = &self.log {
+            words.push(format!("skiff.log={l}"));
+        }
+        words
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_it_prints() {
+        let cfg = BootConfig {
+            ip: Some((Ipv4Addr::new(10, 0, 2, 15), 24)),
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            dns: Some(Ipv4Addr::new(10, 0, 2, 3)),
+            host: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            disk: Some("/dev/vda".into()),
+            log: None,
+        };
+        let line = format!("console=ttyS0 quiet {} skiff.future=1", cfg.to_cmdline().join(" "));
+        assert_eq!(BootConfig::parse(&line), Ok(cfg));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for bad in ["skiff.ip=10.0.2.15", "skiff.ip=10.0.2.15/40", "skiff.gw=gateway"] {
+            let err = BootConfig::parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(bad.split('=').next().unwrap_or_default()), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Control-channel messages: one JSON object per line, a [`Request`] from the host answered by one
+//! [`Response`] from the agent, in order, on a connection to [`crate::CONTROL_PORT`].
+
+use serde::{Deserialize, Serialize};
+
+/// What the host asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Answered once the engine serves on [`crate::API_PORT`] (at once if it already does).
+    Ready,
+    /// Set the guest's wall clock (the host's `CLOCK_REALTIME`, nanoseconds since the epoch).
+    SetTime { unix_nanos: i64 },
+    /// Guest memory and data-disk usage.
+    Stats,
+    /// Stop containers (each gets up to `timeout_secs` after its stop signal), sync, unmount the
+    /// data disk and power off. Answered before power-off.
+    Shutdown { timeout_secs: u32 },
+}
+
+/// How the agent answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// The engine serves; how long the boot stages took.
+    Ready { agent_version: String, kernel: String, boot: BootTimings },
+    /// The clock was set; how far it was off before, in milliseconds (guest minus host).
+    TimeSet { offset_ms: i64 },
+    /// Usage figures.
+    Stats(GuestStats),
+    /// Shutdown has begun; the VM powers off when it is done.
+    ShuttingDown,
+    /// The request failed or could not be parsed.
+    Error { message: String },
+}
+
+/// Milliseconds since the kernel started (`CLOCK_BOOTTIME`) at which each stage finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootTimings {
+    /// PID 1 started.
+    pub init_ms: u64,
+    /// Kernel modules loaded.
+    pub modules_ms: u64,
+    /// Data disk checked (or formatted) and mounted.
+    pub disk_ms: u64,
+    /// Network configured.
+    pub network_ms: u64,
+    /// Engine open and serving.
+    pub engine_ms: u64,
+}
+
+/// The guest's memory and data-disk usage, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestStats {
+    pub mem_total: u64,
+    /// Total minus available (`MemAvailable` in /proc/meminfo).
+    pub mem_used: u64,
+    pub disk_total: u64,
+    pub disk_used: u64,
+    pub uptime_ms: u64,
+}
+
+/// Encodes one message as a line (with its `\n`).
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these plain enums and structs cannot fail; fall back to an error line anyway.
+    let mut line = serde_json::to_vec(msg).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_tagged_json() {
+        let cases = [
+            (Request::Ready, r#"{"op":"ready"}"#),
+            (Request::SetTime { unix_nanos: 5 }, r#"{"op":"set_time","unix_nanos":5}"#),
+            (Request::Shutdown { timeout_secs: 3 }, r#"{"op":"shutdown","timeout_secs":3}"#),
+        ];
+        for (req, json) in cases {
+            assert_eq!(String::from_utf8_lossy(&encode(&req)).trim_end(), json);
+            assert_eq!(serde_json::from_str::<Request>(json).ok(), Some(req));
+        }
+    }
+
+    #[test]
+    fn unknown_ops_and_fields_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"ready","x":1}"#).is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! The control channel: JSON lines on vsock [`skiff_proto::CONTROL_PORT`], thin handlers over the
+//! init functions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_proto::control::{encode, BootTimings, GuestStats, Request, Response};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
+
+use super::power::PowerSwitch;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// `Some` once the engine serves.
+    pub ready: watch::Receiver<Option<BootTimings>>,
+    pub power: PowerSwitch,
+}
+
+/// Binds the control port and serves it for the VM's lifetime.
+pub fn listen(control: Control) -> std::io::Result<()> {
+    let listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, skiff_proto::CONTROL_PORT))?;
+    let control = Arc::new(control);
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, control.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn serve(stream: tokio_vsock::VsockStream, control: Arc<Control>) {
+    let (rx, mut tx) = tokio::io::split(stream);
+    let mut lines = BufReader::new(rx).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(req, &control).await,
+            Err(e) => Response::Error { message: format!("bad control request: {e}") },
+        };
+        if tx.write_all(&encode(&response)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(req: Request, control: &Control) -> Response {
+    match req {
+        Request::Ready => {
+            let mut ready = control.ready.clone();
+            let timings = ready.wait_for(Option::is_some).await.map(|t| t.clone().unwrap_or_default());
+            match timings {
+                Ok(boot) => Response::Ready {
+                    agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    kernel: nix::sys::utsname::uname()
+                        .map(|u| u.release().to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    boot,
+                },
+                Err(_) => Response::Error { message: "the engine failed to start; see `skiff logs`".into() },
+            }
+        }
+        Request::SetTime { unix_nanos } => match super::clock::set(unix_nanos) {
+            Ok(offset_ms) => Response::TimeSet { offset_ms },
+            Err(e) => Response::Error { message: e.to_string() },
+        },
+        Request::Stats => Response::Stats(stats()),
+        Request::Shutdown { timeout_secs } => {
+            control.power.request(Duration::from_secs(u64::from(timeout_secs)));
+            Response::ShuttingDown
+        }
+    }
+}
+
+fn stats() -> GuestStats {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let (total, available) = (field("MemTotal:"), field("MemAvailable:"));
+    let (disk_total, disk_used) = nix::sys::statvfs::statvfs(super::disk::MOUNT_POINT)
+        .map(|s| {
+            let total = s.blocks() * s.fragment_size();
+            (total, total.saturating_sub(s.blocks_free() * s.fragment_size()))
+        })
+        .unwrap_or((0, 0));
+    GuestStats {
+        mem_total: total,
+        mem_used: total.saturating_sub(available),
+        disk_total,
+        disk_used,
+        uptime_ms: super::clock::boot_ms(),
+    }
+}

@@ -1,0 +1,168 @@
+//! The persistent data disk (virtio-blk): formatted on first boot, checked and mounted on every
+//! boot, grown when the host made it bigger, unmounted cleanly at power-off.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+
+use super::InitError;
+
+/// Where the data disk is mounted; the engine's state lives below it.
+pub const MOUNT_POINT: &str = "/var/lib/skiff";
+const LABEL: &str = "skiff-data";
+
+/// What [`prepare`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// An empty disk was formatted.
+    Formatted,
+    /// The file system was clean (or its journal replayed) and is mounted.
+    Mounted,
+    /// `e2fsck` repaired errors before mounting.
+    Repaired,
+}
+
+/// What the first blocks of the device hold.
+#[derive(Debug, PartialEq, Eq)]
+enum Content {
+    Empty,
+    Ext4,
+    Unknown,
+}
+
+fn probe(head: &[u8]) -> Content {
+    // The ext2/3/4 superblock starts at byte 1024; its magic 0xEF53 sits at offset 56.
+    if head.len() >= 1082 && head[1080] == 0x53 && head[1081] == 0xEF {
+        Content::Ext4
+    } else if head.iter().all(|b| *b == 0) {
+        Content::Empty
+    } else {
+        Content::Unknown
+    }
+}
+
+/// Waits for `dev` (virtio-blk probes asynchronously), then formats, checks and mounts it.
+pub fn prepare(dev: &Path) -> Result<Prepared, InitError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dev.exists() {
+        if Instant::now() > deadline {
+            return Err(InitError::Disk(format!(
+                "{} did not appear within 10 s (no data disk attached?)",
+                dev.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut head = vec![0u8; 64 * 1024];
+    std::fs::File::open(dev)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| InitError::io(&format!("reading {}", dev.display()), e))?;
+    let outcome = match probe(&head) {
+        Content::Empty => {
+            tracing::info!(device = %dev.display(), "formatting the new data disk (ext4)");
+            run(Command::new("/sbin/mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-L", LABEL, "-m", "0"])
+                .args(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"])
+                .arg(dev))?;
+            Prepared::Formatted
+        }
+        Content::Ext4 => check(dev)?,
+        Content::Unknown => {
+            return Err(InitError::Disk(format!(
+                "{} holds something that is not an ext4 file system; refusing to format it",
+                dev.display()
+            )))
+        }
+    };
+    std::fs::create_dir_all(MOUNT_POINT).map_err(|e| InitError::io(MOUNT_POINT, e))?;
+    mount(Some(dev), MOUNT_POINT, Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
+        .map_err(|e| InitError::sys(&format!("mounting {} on {MOUNT_POINT}", dev.display()), e))?;
+    grow_if_needed(dev)?;
+    Ok(outcome)
+}
+
+/// `e2fsck -p` (replays the journal after a crash, fixes what is safe); `-y` if that is not enough.
+fn check(dev: &Path) -> Result<Prepared, InitError> {
+    let code = status(Command::new("/sbin/e2fsck").arg("-p").arg(dev))?;
+    match code {
+        0 => Ok(Prepared::Mounted),
+        1 | 2 => {
+            tracing::warn!(device = %dev.display(), "e2fsck fixed the data disk's file system");
+            Ok(Prepared::Repaired)
+        }
+        _ => {
+            tracing::warn!(device = %dev.display(), code, "e2fsck -p could not fix everything; running e2fsck -y");
+            match status(Command::new("/sbin/e2fsck").arg("-y").arg(dev))? {
+                0..=3 => Ok(Prepared::Repaired),
+                code => Err(InitError::Disk(format!(
+                    "the data disk's file system has errors e2fsck cannot repair (exit code {code}); \
+                     `skiff delete --force` starts over with an empty disk"
+                ))),
+            }
+        }
+    }
+}
+
+/// Grows the mounted file system when the host enlarged the disk (`skiff start --disk`).
+fn grow_if_needed(dev: &Path) -> Result<(), InitError> {
+    let name = dev.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let sectors: u64 = std::fs::read_to_string(format!("/sys/block/{name}/size"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let fs = nix::sys::statvfs::statvfs(MOUNT_POINT).map_err(|e| InitError::sys("statvfs", e))?;
+    let fs_bytes = fs.blocks() * fs.fragment_size();
+    // The file system is a few percent smaller than its device (metadata): grow only for real gains.
+    if sectors * 512 > fs_bytes + fs_bytes / 10 + (256 << 20) {
+        tracing::info!(device = %dev.display(), from = fs_bytes, to = sectors * 512, "growing the data disk's file system");
+        run(Command::new("/sbin/resize2fs").arg(dev))?;
+    }
+    Ok(())
+}
+
+/// Flushes the data disk and leaves it clean: unmounted, or remounted read-only while the engine
+/// (which is about to power off with the VM) still holds files open on it. Either way ext4
+/// commits its journal and marks the file system clean, so the next boot needs no recovery.
+pub fn unmount() {
+    nix::unistd::sync();
+    if nix::mount::umount2(MOUNT_POINT, nix::mount::MntFlags::empty()).is_err() {
+        let _ = mount(None::<&str>, MOUNT_POINT, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)
+            .map_err(|e| tracing::warn!(error = %e, "could not remount the data disk read-only"));
+    }
+    nix::unistd::sync();
+}
+
+fn status(cmd: &mut Command) -> Result<i32, InitError> {
+    let out = cmd.output().map_err(|e| InitError::io(&format!("running {cmd:?}"), e))?;
+    if !out.stderr.is_empty() {
+        tracing::info!(command = ?cmd, output = %String::from_utf8_lossy(&out.stderr).trim(), "disk tool");
+    }
+    Ok(out.status.code().unwrap_or(128))
+}
+
+/// Runs `cmd` and fails unless it exits 0.
+fn run(cmd: &mut Command) -> Result<(), InitError> {
+    match status(cmd)? {
+        0 => Ok(()),
+        code => Err(InitError::Disk(format!("{cmd:?} failed with exit code {code}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_ext4_and_foreign_disks_are_told_apart() {
+        let mut head = vec![0u8; 4096];
+        assert_eq!(probe(&head), Content::Empty);
+        head[1080] = 0x53;
+        head[1081] = 0xEF;
+        assert_eq!(probe(&head), Content::Ext4);
+        head[1081] = 0;
+        assert_eq!(probe(&head), Content::Unknown);
+    }
+}

@@ -1,0 +1,147 @@
+//! `skiff-agent` as the VM's PID 1: mounts, kernel modules, the data disk, the network, then the
+//! engine on vsock and the control channel; clean power-off on request or on the ACPI button.
+//!
+//! Order matters: the disk is prepared before the async runtime and the reaper start (the reaper
+//! waits for every child, which would steal `e2fsck`'s exit status), and the vsock listeners are
+//! bound before the engine opens so the host can connect as early as possible.
+
+pub mod clock;
+pub mod control;
+pub mod disk;
+pub mod modules;
+pub mod mounts;
+pub mod network;
+pub mod power;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_proto::boot::BootConfig;
+use skiff_proto::control::BootTimings;
+
+use crate::engine::{Engine, EngineConfig};
+
+/// Why the guest could not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::errno::Errno },
+    #[error("kernel module {module}: {reason}")]
+    Module { module: String, reason: String },
+    #[error("data disk: {0}")]
+    Disk(String),
+    #[error("network: {0}")]
+    Network(String),
+    #[error("clock: {0}")]
+    Clock(String),
+}
+
+impl InitError {
+    pub(crate) fn io(what: &str, source: std::io::Error) -> Self {
+        Self::Io { what: what.to_owned(), source }
+    }
+    pub(crate) fn sys(what: &str, errno: nix::errno::Errno) -> Self {
+        Self::Sys { what: what.to_owned(), errno }
+    }
+}
+
+/// The engine's state directory on the data disk.
+pub const ENGINE_ROOT: &str = "/var/lib/skiff/engine";
+/// How long containers get to stop when the ACPI power button is pressed.
+const BUTTON_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the guest. Never returns: the VM powers off at the end (or on a fatal error, after
+/// logging why, so the host sees the VM go away instead of hanging).
+pub fn main() -> ! {
+    let mut timings = BootTimings { init_ms: clock::boot_ms(), ..Default::default() };
+    let early = mounts::make_root_pivotable().and_then(|()| mounts::early());
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let boot = BootConfig::parse(&cmdline);
+    let filter = boot.as_ref().ok().and_then(|b| b.log.clone()).unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    if let Err(e) = early {
+        fatal(&format!("early mounts: {e}"));
+    }
+    let boot = boot.unwrap_or_else(|e| fatal(&e.to_string()));
+    let _ = nix::unistd::sethostname("skiff");
+    crate::runtime::limit_malloc_arenas();
+
+    let mut modules = modules::ModuleIndex::open_running().unwrap_or_else(|e| fatal(&e.to_string()));
+    if let Err(e) = modules.load(modules::BOOT) {
+        fatal(&e.to_string());
+    }
+    timings.modules_ms = clock::boot_ms();
+
+    let dev = boot.disk.clone().unwrap_or_else(|| "/dev/vda".into());
+    match disk::prepare(Path::new(&dev)) {
+        Ok(outcome) => tracing::info!(device = %dev, ?outcome, "data disk ready"),
+        Err(e) => fatal(&e.to_string()),
+    }
+    timings.disk_ms = clock::boot_ms();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fatal(&format!("starting the async runtime: {e}")));
+    runtime.block_on(run(boot, timings))
+}
+
+async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
+    if let Err(e) = crate::runtime::reaper::start() {
+        fatal(&format!("starting the reaper: {e}"));
+    }
+    let power = power::PowerSwitch::default();
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
+    if let Err(e) = control::listen(control::Control { ready: ready_rx, power: power.clone() }) {
+        fatal(&format!("binding the control port: {e}"));
+    }
+    let api = crate::transport::listen(skiff_proto::API_PORT)
+        .unwrap_or_else(|e| fatal(&format!("binding the engine's vsock port: {e}")));
+    power::watch_power_button(power.clone(), BUTTON_GRACE);
+
+    if let Err(e) = network::configure(&boot, Duration::from_secs(10)).await {
+        // The engine is still useful offline (local images); say so loudly and go on.
+        tracing::error!(error = %e, "the guest has no network");
+    }
+    timings.network_ms = clock::boot_ms();
+
+    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries: Vec::new() };
+    let engine = match Engine::open(config) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the engine's state on the data disk");
+            power::power_off().await
+        }
+    };
+    crate::engine::containers::recover(&engine).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::api::serve_on(engine.clone(), api, async {
+        let _ = stop_rx.await;
+    }));
+    timings.engine_ms = clock::boot_ms();
+    tracing::info!(?timings, "engine serving on vsock port {}", skiff_proto::API_PORT);
+    ready_tx.send_replace(Some(timings));
+
+    let grace = power.requested().await;
+    crate::engine::containers::stop_all_for_shutdown(&engine, grace).await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    power::power_off().await
+}
+
+/// Logs why the guest cannot come up and powers off.
+fn fatal(msg: &str) -> ! {
+    tracing::error!("fatal: {msg}");
+    eprintln!("skiff-agent: fatal: {msg}");
+    disk::unmount();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    std::process::exit(1)
+}

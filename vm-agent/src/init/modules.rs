@@ -1,0 +1,134 @@
+//! Kernel modules: loaded by PID 1 with `finit_module(2)`, dependencies first, as listed in the
+//! image's `modules.dep` (written by vm-image/build.py from each module's own `depends=`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::InitError;
+
+/// The modules the guest needs at boot; the network stack's modules are loaded on first use.
+pub const BOOT: &[&str] = &[
+    "virtio_pci",
+    "virtio_rng",
+    "vmw_vsock_virtio_transport",
+    "virtio_blk",
+    "virtio_net",
+    "overlay",
+    "button",
+    "evdev",
+];
+
+/// `modules.dep` of one kernel: module name → (file, files it depends on).
+#[derive(Debug, Default)]
+pub struct ModuleIndex {
+    dir: PathBuf,
+    by_name: HashMap<String, PathBuf>,
+    deps: HashMap<PathBuf, Vec<PathBuf>>,
+    builtin: HashSet<String>,
+    loaded: HashSet<PathBuf>,
+}
+
+/// A module's name as the kernel spells it (`nf-tables.ko` → `nf_tables`).
+fn module_name(file: &Path) -> String {
+    let stem = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    stem.trim_end_matches(".ko").replace('-', "_")
+}
+
+impl ModuleIndex {
+    /// Parses `modules.dep` and `modules.builtin` text.
+    pub fn parse(dir: &Path, modules_dep: &str, builtin: &str) -> Self {
+        let mut index = ModuleIndex { dir: dir.to_path_buf(), ..Default::default() };
+        for line in modules_dep.lines() {
+            let Some((file, deps)) = line.split_once(':') else { continue };
+            let file = PathBuf::from(file.trim());
+            index.by_name.insert(module_name(&file), file.clone());
+            index.deps.insert(file, deps.split_whitespace().map(PathBuf::from).collect());
+        }
+        index.builtin = builtin.lines().map(|l| module_name(Path::new(l.trim()))).collect();
+        index
+    }
+
+    /// Reads the index of the running kernel from `/lib/modules/$(uname -r)`.
+    pub fn open_running() -> Result<Self, InitError> {
+        let release = nix::sys::utsname::uname().map_err(|e| InitError::sys("uname", e))?;
+        let dir = Path::new("/lib/modules").join(release.release());
+        let dep = std::fs::read_to_string(dir.join("modules.dep"))
+            .map_err(|e| InitError::io(&format!("reading {}/modules.dep", dir.display()), e))?;
+        let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+        Ok(Self::parse(&dir, &dep, &builtin))
+    }
+
+    /// The files to load for `name`, each after the modules it needs; empty if built in.
+    pub fn plan(&self, name: &str) -> Result<Vec<PathBuf>, InitError> {
+        let name = name.replace('-', "_");
+        if self.builtin.contains(&name) {
+            return Ok(Vec::new());
+        }
+        let file = self.by_name.get(&name).ok_or_else(|| InitError::Module {
+            module: name.clone(),
+            reason: "not in this image's modules.dep".into(),
+        })?;
+        let mut order = Vec::new();
+        self.visit(file, &mut order, &mut HashSet::new());
+        Ok(order)
+    }
+
+    fn visit(&self, file: &Path, order: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) {
+        if !seen.insert(file.to_path_buf()) {
+            return;
+        }
+        for dep in self.deps.get(file).map(Vec::as_slice).unwrap_or_default() {
+            self.visit(dep, order, seen);
+        }
+        order.push(file.to_path_buf());
+    }
+
+    /// Loads `names` and their dependencies (each at most once).
+    pub fn load(&mut self, names: &[&str]) -> Result<(), InitError> {
+        for name in names {
+            for file in self.plan(name)? {
+                if self.loaded.contains(&file) {
+                    continue;
+                }
+                insert(&self.dir.join(&file))
+                    .map_err(|reason| InitError::Module { module: module_name(&file), reason })?;
+                self.loaded.insert(file);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn insert(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(format!("finit_module {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEP: &str = "\
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/drivers/virtio/virtio_ring.ko kernel/net/core/failover.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko
+";
+
+    #[test]
+    fn dependencies_come_first_whatever_order_modules_dep_lists_them_in() {
+        let index = ModuleIndex::parse(Path::new("/m"), DEP, "kernel/fs/ext4/ext4.ko\n");
+        let plan = index.plan("virtio-net").expect("plan");
+        let names: Vec<String> = plan.iter().map(|p| module_name(p)).collect();
+        let pos = |n: &str| names.iter().position(|m| m == n).expect(n);
+        assert_eq!(names.len(), 4);
+        assert!(pos("failover") < pos("net_failover"));
+        assert!(pos("net_failover") < pos("virtio_net") && pos("virtio_ring") < pos("virtio_net"));
+        assert_eq!(index.plan("ext4").expect("builtin"), Vec::<PathBuf>::new());
+        assert!(index.plan("nope").is_err());
+    }
+}

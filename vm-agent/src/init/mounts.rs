@@ -1,0 +1,99 @@
+//! The guest's first mounts, made by PID 1 before anything else runs.
+
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+
+use super::InitError;
+
+/// Makes `/` a mount that `pivot_root(2)` accepts inside container namespaces.
+///
+/// The initramfs is the kernel's rootfs, which has no parent mount, and `pivot_root` refuses to
+/// move such a root away (EINVAL). Binding it onto a directory of itself and moving that bind
+/// mount over `/` (what `switch_root` does) gives a root with a parent, at no copying cost.
+pub fn make_root_pivotable() -> Result<(), InitError> {
+    let staging = Path::new("/.root");
+    std::fs::create_dir_all(staging).map_err(|e| InitError::io("creating /.root", e))?;
+    mount(Some("/"), staging, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| InitError::sys("binding / onto /.root", e))?;
+    nix::unistd::chdir(staging).map_err(|e| InitError::sys("entering /.root", e))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| InitError::sys("moving the root bind mount onto /", e))?;
+    nix::unistd::chroot(".").map_err(|e| InitError::sys("chroot into the new root", e))?;
+    nix::unistd::chdir("/").map_err(|e| InitError::sys("chdir /", e))?;
+    // The mount point is now a plain empty directory of the new root.
+    let _ = std::fs::remove_dir(staging);
+    Ok(())
+}
+
+/// One mount of the early table.
+struct Early {
+    source: &'static str,
+    target: &'static str,
+    fstype: &'static str,
+    flags: MsFlags,
+    data: &'static str,
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+/// The kernel file systems every Linux userland expects, plus pure cgroup v2.
+const EARLY: &[Early] = &[
+    Early { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
+    Early { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
+    Early { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: MsFlags::MS_NOSUID, data: "mode=0755" },
+    Early {
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: "gid=5,mode=0620,ptmxmode=0666",
+    },
+    Early {
+        source: "shm",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: "mode=1777",
+    },
+    Early {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: "mode=0755",
+    },
+    Early {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: "mode=1777",
+    },
+    Early {
+        source: "cgroup2",
+        target: "/sys/fs/cgroup",
+        fstype: "cgroup2",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "nsdelegate,memory_recursiveprot",
+    },
+];
+
+/// Mounts the early table and the usual `/dev` links.
+pub fn early() -> Result<(), InitError> {
+    for m in EARLY {
+        std::fs::create_dir_all(m.target).map_err(|e| InitError::io(m.target, e))?;
+        let data = (!m.data.is_empty()).then_some(m.data);
+        mount(Some(m.source), m.target, Some(m.fstype), m.flags, data)
+            .map_err(|e| InitError::sys(&format!("mounting {} on {}", m.fstype, m.target), e))?;
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, link);
+    }
+    Ok(())
+}

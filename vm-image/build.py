@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Build the Skiff guest: an uncompressed kernel for direct boot and an initramfs.
+
+    vm-image/build.py [--arch amd64|arm64] [--out target/vm-image] [--offline]
+
+Everything comes from pinned Debian packages (vm-image/packages.lock, with sha256 sums) that are
+downloaded once into OUT/debs; with them cached the build needs no network (--offline makes that an
+error instead of a download) and its output is byte-identical from run to run: files are sorted,
+timestamps, owners and inode numbers are fixed, and the cpio archive is written here, not by a tool.
+
+The initramfs holds exactly:
+  /init                      the statically linked skiff-agent (PID 1 and the engine)
+  /lib/modules/VER/...       the kernel modules listed in modules.txt plus their dependencies,
+                             with a modules.dep computed from each module's own `depends=`
+  /sbin/{mke2fs,e2fsck,resize2fs} + the shared libraries they need, /etc/mke2fs.conf
+  empty mount points (dev proc sys run tmp var/lib/skiff) and /etc/{hosts,nsswitch.conf}
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+# Per-architecture facts. arm64 is the Apple-silicon path: designed, not testable on these hosts
+# (see README.md).
+ARCHES = {
+    "amd64": {
+        "rust_target": "x86_64-unknown-linux-gnu",
+        "triplet": "x86_64-linux-gnu",
+        "loader": ("lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+        "kernel_file": "vmlinuz-{ver}",
+    },
+    "arm64": {
+        "rust_target": "aarch64-unknown-linux-gnu",
+        "triplet": "aarch64-linux-gnu",
+        "loader": ("lib/ld-linux-aarch64.so.1", "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"),
+        "kernel_file": "vmlinuz-{ver}",
+    },
+}
+
+# Userland the engine runs in the guest, and the libraries they load (by soname).
+TOOLS = ["sbin/mke2fs", "sbin/e2fsck", "sbin/resize2fs"]
+TOOL_LINKS = {"sbin/mkfs.ext4": "mke2fs", "sbin/fsck.ext4": "e2fsck"}
+LIBS = ["libext2fs.so.2", "libcom_err.so.2", "libblkid.so.1", "libuuid.so.1", "libe2p.so.2", "libc.so.6"]
+
+
+def log(msg: str) -> None:
+    print(f"vm-image: {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg: str) -> None:
+    log(f"error: {msg}")
+    sys.exit(1)
+
+
+def read_lock(arch: str) -> list[dict]:
+    """packages.lock lines: ARCH NAME VERSION SHA256 (sha256 '-' = not yet recorded)."""
+    pkgs = []
+    for line in (HERE / "packages.lock").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        a, name, version, sha = line.split()
+        if a == arch:
+            pkgs.append({"name": name, "version": version, "sha256": sha})
+    if not pkgs:
+        die(f"packages.lock pins no packages for {arch}")
+    return pkgs
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_debs(pkgs: list[dict], arch: str, cache: Path, offline: bool) -> dict[str, Path]:
+    cache.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for p in pkgs:
+        ver = p["version"].replace(":", "%3a")
+        deb = cache / f"{p['name']}_{ver}_{arch}.deb"
+        if not deb.exists():
+            if offline:
+                die(f"{deb.name} is not cached in {cache} and --offline was given")
+            log(f"downloading {p['name']}={p['version']}")
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                os.chmod(tmp, 0o755)
+                r = subprocess.run(["apt-get", "download", "-q", f"{p['name']}:{arch}={p['version']}"],
+                                   cwd=tmp, capture_output=True, text=True)
+                got = list(Path(tmp).glob("*.deb"))
+                if r.returncode != 0 or len(got) != 1:
+                    die(f"cannot download {p['name']}={p['version']} for {arch}: {r.stderr.strip()}\n"
+                        "  (the archive may have moved on: pin a version `apt-cache policy` lists in "
+                        "vm-image/packages.lock)")
+                got[0].rename(deb)
+        digest = sha256_file(deb)
+        if p["sha256"] != "-" and digest != p["sha256"]:
+            die(f"{deb.name}: sha256 {digest} does not match packages.lock ({p['sha256']})")
+        p["sha256"] = digest
+        found[p["name"]] = deb
+    return found
+
+
+def extract(deb: Path, dest: Path) -> None:
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+
+
+def decompress_kernel(vmlinuz: Path, out: Path, arch: str) -> None:
+    """The uncompressed kernel: amd64's bzImage carries an LZ4 payload (Debian's cloud config);
+    arm64's vmlinuz is a gzipped Image."""
+    data = vmlinuz.read_bytes()
+    if arch == "arm64":
+        import gzip
+        out.write_bytes(gzip.decompress(data))
+        return
+    magic = b"\x02\x21\x4c\x18"  # LZ4 legacy frame, as the kernel's extract-vmlinux looks for
+    pos = data.find(magic)
+    while pos >= 0:
+        r = subprocess.run(["lz4", "-dc"], input=data[pos:], capture_output=True)
+        if r.stdout[:4] == b"\x7fELF":
+            out.write_bytes(r.stdout)
+            return
+        pos = data.find(magic, pos + 1)
+    die(f"no LZ4-compressed ELF kernel found in {vmlinuz}")
+
+
+def elf_section(path: Path, wanted: str) -> bytes:
+    """The bytes of one section of a 64-bit little-endian ELF file."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        die(f"{path} is not a 64-bit little-endian ELF file")
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def header(i: int):
+        return struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+
+    strtab = header(shstrndx)
+    for i in range(shnum):
+        h = header(i)
+        name_start = strtab[4] + h[0]
+        name = data[name_start:data.index(b"\0", name_start)].decode()
+        if name == wanted:
+            return data[h[4]:h[4] + h[5]]
+    return b""
+
+
+def modinfo(path: Path) -> dict[str, str]:
+    info = {}
+    for field in elf_section(path, ".modinfo").split(b"\0"):
+        if b"=" in field:
+            k, v = field.decode(errors="replace").split("=", 1)
+            info.setdefault(k, v)
+    return info
+
+
+def select_modules(moddir: Path, wanted: list[str]) -> dict[str, tuple[Path, list[str]]]:
+    """name -> (path, depends) for the wanted modules and everything they depend on."""
+    index = {}
+    for ko in moddir.rglob("*.ko"):
+        index[ko.name[:-3].replace("-", "_")] = ko
+    builtin = set()
+    for line in (moddir / "modules.builtin").read_text().splitlines():
+        builtin.add(Path(line).name.removesuffix(".ko").replace("-", "_"))
+    chosen: dict[str, tuple[Path, list[str]]] = {}
+    todo = [w.replace("-", "_") for w in wanted]
+    while todo:
+        name = todo.pop()
+        if name in chosen or name in builtin:
+            continue
+        if name not in index:
+            die(f"module {name} is neither built in nor shipped by this kernel")
+        deps = [d.replace("-", "_") for d in modinfo(index[name]).get("depends", "").split(",") if d]
+        chosen[name] = (index[name], deps)
+        todo.extend(deps)
+    return chosen
+
+
+class Cpio:
+    """A deterministic newc archive: fixed mtime/uid/gid, inode numbers in write order."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.ino = 0
+
+    def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
+        self.ino += 1
+        nlink = 2 if (mode & 0o170000) == 0o040000 else 1
+        fields = [self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0]
+        self.out += b"070701" + b"".join(b"%08X" % f for f in fields)
+        self.out += name.encode() + b"\0"
+        self.out += b"\0" * (-len(self.out) % 4)
+        self.out += data
+        self.out += b"\0" * (-len(self.out) % 4)
+
+    def add_tree(self, root: Path) -> None:
+        for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
+            rel = path.relative_to(root).as_posix()
+            st = path.lstat()
+            if path.is_symlink():
+                self._entry(rel, 0o120777, os.readlink(path).encode())
+            elif path.is_dir():
+                self._entry(rel, 0o040000 | (st.st_mode & 0o7777))
+            else:
+                self._entry(rel, 0o100000 | (st.st_mode & 0o7777), path.read_bytes())
+
+    def add_char_device(self, name: str, mode: int, major: int, minor: int) -> None:
+        """A device node (the kernel opens /dev/console for /init before devtmpfs is mounted)."""
+        self.ino += 1
+        fields = [self.ino, 0o020000 | mode, 0, 0, 1, 0, 0, 0, 0, major, minor, len(name) + 1, 0]
+        self.out += b"070701" + b"".join(b"%08X" % f for f in fields) + name.encode() + b"\0"
+        self.out += b"\0" * (-len(self.out) % 4)
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return bytes(self.out)
+
+
+def build_agent(arch: str, prebuilt: str | None) -> Path:
+    if prebuilt:
+        return Path(prebuilt)
+    target = ARCHES[arch]["rust_target"]
+    env = dict(os.environ)
+    env[f"CARGO_TARGET_{target.upper().replace('-', '_')}_RUSTFLAGS"] = "-C target-feature=+crt-static"
+    log(f"building the static skiff-agent for {target} (cargo build --release)")
+    r = subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "skiff-agent", "--target", target],
+                       cwd=REPO, env=env)
+    if r.returncode != 0:
+        die(f"cargo build for {target} failed (is the Rust target installed? `rustup target add {target}`)")
+    agent = REPO / "target" / target / "release" / "skiff-agent"
+    ldd = subprocess.run(["ldd", str(agent)], capture_output=True, text=True)
+    if "not a dynamic executable" not in (ldd.stdout + ldd.stderr) and "statically linked" not in ldd.stdout:
+        die(f"{agent} is not statically linked:\n{ldd.stdout}")
+    return agent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="amd64", choices=sorted(ARCHES))
+    ap.add_argument("--out", default=str(REPO / "target" / "vm-image"))
+    ap.add_argument("--offline", action="store_true", help="fail instead of downloading a missing .deb")
+    ap.add_argument("--agent", help="use this static skiff-agent instead of building one")
+    args = ap.parse_args()
+    arch, facts = args.arch, ARCHES[args.arch]
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    pkgs = read_lock(arch)
+    debs = fetch_debs(pkgs, arch, out / "debs", args.offline)
+    agent = build_agent(arch, args.agent)
+
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        work = Path(tmp)
+        pkgroot = work / "pkgs"
+        for deb in debs.values():
+            extract(deb, pkgroot)
+        kver = next(p.name for p in (pkgroot / "lib" / "modules").iterdir())
+        decompress_kernel(pkgroot / "boot" / facts["kernel_file"].format(ver=kver), out / "vmlinux.tmp", arch)
+
+        stage = work / "stage"
+        for d in ["dev", "proc", "sys", "run", "tmp", "etc", "sbin", "var/lib/skiff", f"lib/{facts['triplet']}"]:
+            (stage / d).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(agent, stage / "init")
+        os.chmod(stage / "init", 0o755)
+
+        # Kernel modules and a modules.dep in depmod's format (paths relative to the module dir).
+        wanted = [w.split("#", 1)[0].strip() for w in (HERE / "modules.txt").read_text().splitlines()]
+        mods = select_modules(pkgroot / "lib" / "modules" / kver, [w for w in wanted if w])
+        moddir = stage / "lib" / "modules" / kver
+        dep_lines = []
+        for name in sorted(mods):
+            src, deps = mods[name]
+            rel = src.relative_to(pkgroot / "lib" / "modules" / kver)
+            (moddir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, moddir / rel)
+            os.chmod(moddir / rel, 0o644)
+
+            def closure(n: str, seen: list[str]) -> list[str]:
+                for d in mods[n][1]:
+                    if d in mods and d not in seen:
+                        seen.append(d)
+                        closure(d, seen)
+                return seen
+
+            deps_rel = [mods[d][0].relative_to(pkgroot / "lib" / "modules" / kver).as_posix()
+                        for d in closure(name, [])]
+            dep_lines.append(f"{rel.as_posix()}: {' '.join(deps_rel)}".rstrip())
+        (moddir / "modules.dep").write_text("\n".join(dep_lines) + "\n")
+        shutil.copyfile(pkgroot / "lib" / "modules" / kver / "modules.builtin", moddir / "modules.builtin")
+
+        # e2fsprogs and its libraries, from the pinned packages (not from the build host).
+        for tool in TOOLS:
+            shutil.copyfile(pkgroot / tool, stage / tool)
+            os.chmod(stage / tool, 0o755)
+        for link, target in TOOL_LINKS.items():
+            os.symlink(target, stage / link)
+        libdirs = [pkgroot / "lib" / facts["triplet"], pkgroot / "usr" / "lib" / facts["triplet"]]
+        for lib in LIBS:
+            src = next((d / lib for d in libdirs if (d / lib).exists()), None)
+            if src is None:
+                die(f"{lib} is in none of the pinned packages")
+            shutil.copyfile(src.resolve(), stage / "lib" / facts["triplet"] / lib)
+        loader_link, loader_file = facts["loader"]
+        shutil.copyfile((pkgroot / loader_file).resolve(), stage / loader_file)
+        os.chmod(stage / loader_file, 0o755)
+        (stage / loader_link).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink("/" + loader_file, stage / loader_link)
+        shutil.copyfile(pkgroot / "etc" / "mke2fs.conf", stage / "etc" / "mke2fs.conf")
+        (stage / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+        (stage / "etc" / "nsswitch.conf").write_text("hosts: files dns\n")
+        for p in stage.rglob("*"):
+            if not p.is_symlink():
+                os.chmod(p, (p.stat().st_mode & 0o7777) | (0o755 if p.is_dir() else 0))
+
+        cpio = Cpio()
+        cpio.add_tree(stage)
+        cpio.add_char_device("dev/console", 0o600, 5, 1)
+        (out / "initramfs.img.tmp").write_bytes(cpio.finish())
+
+    os.replace(out / "vmlinux.tmp", out / "vmlinux")
+    os.replace(out / "initramfs.img.tmp", out / "initramfs.img")
+    manifest = {
+        "arch": arch,
+        "kernel": kver,
+        "packages": {p["name"]: {"version": p["version"], "sha256": p["sha256"]} for p in pkgs},
+        "modules": sorted(mods),
+        "files": {n: {"bytes": (out / n).stat().st_size, "sha256": sha256_file(out / n)}
+                  for n in ("vmlinux", "initramfs.img")},
+        "agent_bytes": agent.stat().st_size,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    mib = lambda n: manifest["files"][n]["bytes"] / 2**20  # noqa: E731
+    log(f"{out}/vmlinux {mib('vmlinux'):.1f} MiB, initramfs.img {mib('initramfs.img'):.1f} MiB "
+        f"(agent {manifest['agent_bytes'] / 2**20:.1f} MiB, {len(mods)} modules), kernel {kver}")
+
+
+if __name__ == "__main__":
+    main()
