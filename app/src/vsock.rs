@@ -65,14 +65,18 @@ impl Vsock {
     pub async fn connect_retrying(&self, port: u32, patience: Duration) -> io::Result<Box<dyn GuestStream>> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            match tokio::time::timeout(Duration::from_secs(2), self.connect(port)).await {
+            let last = match tokio::time::timeout(Duration::from_secs(2), self.connect(port)).await {
                 Ok(Ok(s)) => return Ok(s),
-                Ok(Err(e)) if tokio::time::Instant::now() > deadline => return Err(e),
-                Err(_) if tokio::time::Instant::now() > deadline => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("guest vsock port {port}")))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(25)).await,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "connection attempt timed out".to_owned(),
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("guest vsock port {port} did not answer within {} s ({last})", patience.as_secs()),
+                ));
             }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 }

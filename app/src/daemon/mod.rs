@@ -23,8 +23,12 @@ use crate::control::{host_time_nanos, ControlClient};
 use crate::home::Home;
 use crate::hypervisor::{qemu::Qemu, Exit, Hypervisor, RunningVm, VmSpec};
 
-/// How long the guest may take from launch to a ready engine.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the guest may take from launch to a ready engine (`SKIFF_BOOT_TIMEOUT` seconds
+/// overrides it, for very slow hosts).
+fn boot_timeout() -> Duration {
+    let secs = std::env::var("SKIFF_BOOT_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(180);
+    Duration::from_secs(secs)
+}
 /// After the clean-shutdown budget, how long the ACPI power button gets before a hard stop.
 const BUTTON_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the guest clock is re-set (it drifts, and the host may have slept).
@@ -161,7 +165,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
             Arc::from(hypervisor.launch(&spec).await.map_err(|e| DaemonError::Setup(e.to_string()))?);
         shared.status.lock().await.vm_pids = vm.pids();
         // A hardware accelerator can pass every probe and still hang a real guest: watch it.
-        let patience = if decision.accel == Accel::Tcg { BOOT_TIMEOUT } else { ACCEL_WATCHDOG };
+        let patience = if decision.accel == Accel::Tcg { boot_timeout() } else { ACCEL_WATCHDOG };
         let vsock = vm.vsock();
         tokio::select! {
             connected = ControlClient::connect(&vsock, patience) => match connected {
@@ -187,7 +191,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     let vsock = Arc::new(vm.vsock());
 
     // The control channel answers `ready` once the engine serves.
-    let ready = tokio::time::timeout(BOOT_TIMEOUT, control.call(&Request::Ready));
+    let ready = tokio::time::timeout(boot_timeout(), control.call(&Request::Ready));
     let timings = tokio::select! {
         r = ready => match r {
             Ok(Ok(Response::Ready { boot, agent_version, kernel })) => {
@@ -196,7 +200,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
             }
             Ok(Ok(other)) => return fail(vm.as_ref(), home, DaemonError::Boot(format!("unexpected answer {other:?}"))).await,
             Ok(Err(e)) => return fail(vm.as_ref(), home, DaemonError::Boot(e.to_string())).await,
-            Err(_) => return fail(vm.as_ref(), home, DaemonError::Boot(format!("no answer within {} s", BOOT_TIMEOUT.as_secs()))).await,
+            Err(_) => return fail(vm.as_ref(), home, DaemonError::Boot(format!("no answer within {} s", boot_timeout().as_secs()))).await,
         },
         exit = vm.wait() => return Err(DaemonError::VmDied(describe_exit(&exit, home))),
     };
@@ -240,7 +244,10 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     // Let the stop request's answer go out before the socket disappears.
     tokio::time::sleep(Duration::from_millis(50)).await;
     rpc_task.abort();
-    let _ = std::fs::remove_file(home.daemon_socket());
+    for gone in [home.daemon_socket(), home.vsock_socket(), home.vhost_vsock_socket(), home.run_dir().join("qemu.pid")]
+    {
+        let _ = std::fs::remove_file(gone);
+    }
     outcome
 }
 
@@ -271,7 +278,21 @@ fn describe_exit(exit: &Exit, home: &Home) -> String {
 /// The last `n` lines of the guest console.
 pub fn console_tail(home: &Home, n: usize) -> String {
     let text = std::fs::read(home.console_log()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
+    // Drop terminal escapes (SeaBIOS clears the screen) and other control characters.
+    let text: String = String::from_utf8_lossy(&text)
+        .split('\x1b')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part
+            } else {
+                part.trim_start_matches(|c: char| !c.is_ascii_alphabetic()).get(1..).unwrap_or("")
+            }
+        })
+        .collect::<String>()
+        .chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -327,12 +348,10 @@ async fn check_health(vm: &dyn RunningVm, shared: &Shared, home: &Home) {
             tracing::error!("{r}");
             s.state = State::Paused;
         }
-        (Some(_), State::Paused) => {
-            if crate::disk::free_bytes(home.root()).is_some_and(|free| free > 512 << 20) {
-                tracing::info!("space is available again on the host; resuming the VM");
-                if vm.resume().await.is_ok() {
-                    s.state = State::Running;
-                }
+        (Some(_), State::Paused) if crate::disk::free_bytes(home.root()).is_some_and(|free| free > 512 << 20) => {
+            tracing::info!("space is available again on the host; resuming the VM");
+            if vm.resume().await.is_ok() {
+                s.state = State::Running;
             }
         }
         (None, State::Paused) => s.state = State::Running,

@@ -71,6 +71,8 @@ pub fn main() -> ! {
     }
     let boot = boot.unwrap_or_else(|e| fatal(&e.to_string()));
     let _ = nix::unistd::sethostname("skiff");
+    // The kernel gives init 1024/4096 open files; containers expect Docker's 1048576.
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     crate::runtime::limit_malloc_arenas();
 
     let mut modules = modules::ModuleIndex::open_running().unwrap_or_else(|e| fatal(&e.to_string()));

@@ -1,0 +1,163 @@
+//! The Skiff VM end to end: `skiff start` from a clean SKIFF_HOME, the real docker CLI through the
+//! forwarded socket, clean stop/start, a SIGKILLed QEMU, and start failures that must leave
+//! nothing running. TCG on these machines (the accelerator probe falls back to it).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use skiff_tests::fixture;
+use skiff_tests::vm::SkiffHome;
+
+#[test]
+fn vm_lifecycle_docker_cli_persistence_and_crash_recovery() {
+    let s = SkiffHome::new();
+    assert_eq!(s.status()["state"], "stopped");
+    // A stale socket left by a dead run must not stop the start.
+    std::fs::create_dir_all(s.home()).expect("home");
+    drop(std::os::unix::net::UnixListener::bind(s.socket()).expect("stale socket"));
+
+    let out = s.skiff_ok(&["start", "--cpus", "2", "--memory", "1024"]);
+    assert!(out.contains(&format!("unix://{}", s.socket().display())), "{out}");
+    let mode = std::fs::metadata(s.socket()).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the docker socket must be private");
+    let context = std::fs::read_dir(s.docker_config().join("contexts/meta")).expect("docker context written").count();
+    assert_eq!(context, 1);
+    let status = s.status();
+    assert_eq!(status["state"], "running");
+    assert_eq!((status["cpus"].as_u64(), status["memory_mib"].as_u64()), (Some(2), Some(1024)));
+    let config = std::fs::read_to_string(s.home().join("config.json")).expect("config persisted");
+    assert!(config.contains("\"memory_mib\": 1024"), "{config}");
+
+    // A second start while running: idempotent, quick, same VM.
+    let qemu = s.qemu_pid();
+    s.skiff_ok(&["start"]);
+    assert_eq!(s.qemu_pid(), qemu);
+    // A second daemon cannot take over the same home.
+    let second = s.skiff(&["daemon"]);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"), "{second:?}");
+
+    // The docker CLI through the VM.
+    let loaded = s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
+    assert!(loaded.contains("busybox:latest"), "{loaded}");
+    assert_eq!(s.docker_ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    let mut piped = s.docker_cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo after-eof"]);
+    let mut child = piped.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("docker run -i");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"through the pipe\n").expect("write");
+    let out = child.wait_with_output().expect("docker run -i");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through the pipe\nafter-eof\n",
+        "half-close must reach the container"
+    );
+
+    // `docker run -it` through a real pty (script(1) gives the CLI a terminal).
+    let docker_host = format!("unix://{}", s.socket().display());
+    let tty = std::process::Command::new("script")
+        .args(["-qec", "docker run --rm -it busybox sh -c 'tty; echo tty-ok'", "/dev/null"])
+        .env("DOCKER_HOST", &docker_host)
+        .env("DOCKER_CONFIG", s.docker_config())
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let tty_out = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty_out.contains("/dev/pts/0") && tty_out.contains("tty-ok"), "{tty_out}");
+
+    let id = s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ]);
+    assert_eq!(id.trim().len(), 64);
+    let mut follow = s.docker_cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).spawn().expect("logs -f");
+    let mut lines = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let first: Vec<String> = (0..5).map(|_| lines.next().and_then(Result::ok).unwrap_or_default()).collect();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(first, (0..5).map(|i| format!("tick {i}")).collect::<Vec<_>>(), "logs -f must stream");
+    assert_eq!(s.docker_ok(&["exec", "ticker", "sh", "-c", "echo exec-ok"]), "exec-ok\n");
+    assert!(s.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}}"]).contains("ticker Up"));
+
+    // Clean stop and start: images, containers and their logs survive.
+    let stopped = s.skiff_ok(&["stop", "--timeout", "1"]);
+    assert!(stopped.contains("Skiff stopped."), "{stopped}");
+    assert!(!s.socket().exists(), "the docker socket goes away with the VM");
+    assert_eq!(s.status()["state"], "stopped");
+    assert!(s.processes().is_empty(), "left running after stop: {:?}", s.processes());
+    s.skiff_ok(&["start"]);
+    assert!(s.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).contains("busybox:latest"));
+    assert!(s.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]).contains("ticker"));
+    let logs = s.docker_ok(&["logs", "ticker"]);
+    assert!(logs.starts_with("tick 0\ntick 1\n"), "logs lost over stop/start: {logs}");
+
+    // SIGKILL of QEMU: the daemon notices and says so, the disk stays usable, committed images stay.
+    s.docker_ok(&["tag", "busybox", "busybox:committed"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.qemu_pid()), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill qemu");
+    s.wait_stopped(Duration::from_secs(20));
+    assert!(s.daemon_log().contains("the VM stopped unexpectedly"), "{}", s.daemon_log());
+    assert!(s.processes().is_empty(), "left running after the crash: {:?}", s.processes());
+    s.skiff_ok(&["start"]);
+    let images = s.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains("busybox:committed") && images.contains("busybox:latest"), "{images}");
+    assert_eq!(s.docker_ok(&["run", "--rm", "busybox", "echo", "after-crash"]), "after-crash\n");
+
+    // Delete needs --force, then leaves an empty VM behind.
+    s.skiff_ok(&["stop"]);
+    let refused = s.skiff(&["delete"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    s.skiff_ok(&["delete", "--force"]);
+    assert!(!s.home().join("disk.raw").exists());
+}
+
+#[test]
+fn start_failures_are_clear_and_leave_nothing_running() {
+    // QEMU missing.
+    let mut s = SkiffHome::new();
+    s.set_env("SKIFF_QEMU", "/nonexistent/qemu-system-x86_64");
+    let out = s.skiff(&["start", "--accel", "tcg"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/nonexistent/qemu-system-x86_64") && err.contains("not found"),
+        "{err}"
+    );
+    assert_eq!(s.status()["state"], "stopped");
+    assert!(s.processes().is_empty(), "{:?}", s.processes());
+    assert!(!s.socket().exists());
+
+    // A guest that never answers: the start gives up after SKIFF_BOOT_TIMEOUT and kills the VM.
+    let image = tempfile::tempdir().expect("image dir");
+    std::os::unix::fs::symlink(skiff_tests::vm::vm_image().join("vmlinux"), image.path().join("vmlinux"))
+        .expect("link");
+    let made = std::process::Command::new(skiff_tests::workspace().join("vm-image/trivial-initramfs.sh"))
+        .arg(image.path().join("initramfs.img"))
+        .arg("hang")
+        .status()
+        .expect("trivial-initramfs.sh");
+    assert!(made.success());
+    let mut s = SkiffHome::new();
+    s.set_env("SKIFF_VM_IMAGE", &image.path().display().to_string());
+    s.set_env("SKIFF_BOOT_TIMEOUT", "10");
+    let started = Instant::now();
+    let out = s.skiff(&["start", "--accel", "tcg", "--memory", "512"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("did not become ready") && err.contains("TRIVIAL-INIT-REACHED"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(s.status()["state"], "stopped");
+    assert!(s.processes().is_empty(), "{:?}", s.processes());
+    assert!(!s.socket().exists());
+
+    // Bad flags are refused before anything starts.
+    let s = SkiffHome::new();
+    let out = s.skiff(&["start", "--cpus", "0"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--cpus 0"));
+    assert!(s.processes().is_empty());
+}
