@@ -19,10 +19,15 @@ impl std::fmt::Debug for ControlClient {
 }
 
 impl ControlClient {
-    /// Connects, retrying while the guest boots, up to `patience`.
+    /// Connects to the guest's control port, retrying up to `patience`.
     pub async fn connect(vsock: &Vsock, patience: Duration) -> std::io::Result<Self> {
         let stream = vsock.connect_retrying(skiff_proto::CONTROL_PORT, patience).await?;
         Ok(Self { stream: BufReader::new(stream) })
+    }
+
+    /// Wraps the connection the agent opened to the host once it was up.
+    pub fn from_stream(stream: Box<dyn GuestStream>) -> Self {
+        Self { stream: BufReader::new(stream) }
     }
 
     /// Sends `req` and waits for its answer.

@@ -80,3 +80,43 @@ impl Vsock {
         }
     }
 }
+
+/// Where the host accepts connections the guest opens to host port `port`.
+pub enum HostListener {
+    /// vhost-device-vsock connects guest→host streams to `<uds>_<port>`.
+    Hybrid(tokio::net::UnixListener),
+    Kernel(tokio_vsock::VsockListener),
+}
+
+impl std::fmt::Debug for HostListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HostListener::Hybrid(_) => "HostListener::Hybrid",
+            HostListener::Kernel(_) => "HostListener::Kernel",
+        })
+    }
+}
+
+impl HostListener {
+    /// Binds host `port` for the given transport (before the guest boots).
+    pub fn bind(vsock: &Vsock, port: u32) -> io::Result<Self> {
+        match vsock {
+            Vsock::Hybrid(uds) => {
+                let path = PathBuf::from(format!("{}_{port}", uds.display()));
+                let _ = std::fs::remove_file(&path);
+                Ok(HostListener::Hybrid(tokio::net::UnixListener::bind(path)?))
+            }
+            Vsock::Kernel(_) => Ok(HostListener::Kernel(tokio_vsock::VsockListener::bind(
+                tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port),
+            )?)),
+        }
+    }
+
+    /// The next connection from the guest.
+    pub async fn accept(&self) -> io::Result<Box<dyn GuestStream>> {
+        match self {
+            HostListener::Hybrid(l) => Ok(Box::new(l.accept().await?.0)),
+            HostListener::Kernel(l) => Ok(Box::new(l.accept().await?.0)),
+        }
+    }
+}

@@ -22,6 +22,7 @@ use crate::config::VmConfig;
 use crate::control::{host_time_nanos, ControlClient};
 use crate::home::Home;
 use crate::hypervisor::{qemu::Qemu, Exit, Hypervisor, RunningVm, VmSpec};
+use crate::vsock::HostListener;
 
 /// How long the guest may take from launch to a ready engine (`SKIFF_BOOT_TIMEOUT` seconds
 /// overrides it, for very slow hosts).
@@ -50,6 +51,12 @@ pub enum DaemonError {
     VmDied(String),
 }
 
+/// The host port this daemon's guest dials for the control channel (unique per daemon, so VMs
+/// sharing the kernel's vhost-vsock do not collide).
+fn host_control_port() -> u32 {
+    20000 + std::process::id() % 40000
+}
+
 /// A stop request and the channel to answer it on.
 type StopRequest = (Duration, oneshot::Sender<bool>);
 
@@ -62,6 +69,9 @@ struct Shared {
 pub async fn run(home: Home, cfg: VmConfig) -> Result<(), DaemonError> {
     let error_file = home.run_dir().join("daemon.error");
     let result = run_inner(&home, cfg).await;
+    if !matches!(result, Err(DaemonError::AlreadyRunning(_))) {
+        clean_run_dir(&home);
+    }
     if let Err(e) = &result {
         tracing::error!("{e}");
         if !matches!(e, DaemonError::AlreadyRunning(_)) {
@@ -92,9 +102,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     let _lock = lock(home)?;
     let started = Instant::now();
     // We hold the lock: any socket left in run/ belongs to a previous, dead daemon.
-    for stale in ["daemon.sock", "qmp.sock", "vsock.sock", "vhost-vsock.sock", "daemon.error", "qemu.pid"] {
-        let _ = std::fs::remove_file(home.run_dir().join(stale));
-    }
+    clean_run_dir(home);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<StopRequest>(4);
     let shared = Arc::new(Shared {
         status: Mutex::new(Status {
@@ -145,6 +153,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         host: Some([10, 0, 2, 2].into()),
         disk: Some("/dev/vda".into()),
         log: std::env::var("SKIFF_AGENT_LOG").ok(),
+        host_control_port: Some(host_control_port()),
     };
     let spec = VmSpec {
         cpus: cfg.cpus,
@@ -166,9 +175,23 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         shared.status.lock().await.vm_pids = vm.pids();
         // A hardware accelerator can pass every probe and still hang a real guest: watch it.
         let patience = if decision.accel == Accel::Tcg { boot_timeout() } else { ACCEL_WATCHDOG };
-        let vsock = vm.vsock();
+        // The agent dials the host once it is up (probing guest ports during boot can wedge
+        // vhost-device-vsock); listen for that call.
+        let listener = match HostListener::bind(&vm.vsock(), host_control_port()) {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(vm.as_ref(), home, DaemonError::Setup(format!("listening for the guest: {e}"))).await
+            }
+        };
+        let dialed = async {
+            match tokio::time::timeout(patience, listener.accept()).await {
+                Ok(Ok(stream)) => Ok(ControlClient::from_stream(stream)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("the guest did not call the host within {} s", patience.as_secs())),
+            }
+        };
         tokio::select! {
-            connected = ControlClient::connect(&vsock, patience) => match connected {
+            connected = dialed => match connected {
                 Ok(control) => break (vm, control),
                 Err(_) if decision.fallback_allowed => {
                     vm.kill().await;
@@ -244,10 +267,6 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     // Let the stop request's answer go out before the socket disappears.
     tokio::time::sleep(Duration::from_millis(50)).await;
     rpc_task.abort();
-    for gone in [home.daemon_socket(), home.vsock_socket(), home.vhost_vsock_socket(), home.run_dir().join("qemu.pid")]
-    {
-        let _ = std::fs::remove_file(gone);
-    }
     outcome
 }
 
@@ -410,6 +429,17 @@ async fn serve_rpc(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
                 }
             }
         });
+    }
+}
+
+/// Removes the sockets and pid files of a daemon's life (keeping the lock, the accelerator
+/// verdict, the hypervisor log and the last error).
+fn clean_run_dir(home: &Home) {
+    let keep = ["daemon.lock", "accel.json", "qemu.log", "daemon.error"];
+    for entry in std::fs::read_dir(home.run_dir()).into_iter().flatten().flatten() {
+        if !keep.iter().any(|k| entry.file_name() == *k) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

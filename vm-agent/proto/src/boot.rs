@@ -18,6 +18,9 @@ pub struct BootConfig {
     pub disk: Option<String>,
     /// Agent log filter (`skiff.log=debug`).
     pub log: Option<String>,
+    /// The host port the agent dials to open the control channel (`skiff.ctl=`); host ports are
+    /// shared by every VM on a host with kernel vhost-vsock, so each daemon picks its own.
+    pub host_control_port: Option<u32>,
 }
 
 /// A `skiff.*` parameter with a value that does not parse.
@@ -32,7 +35,15 @@ impl BootConfig {
     /// Parses `/proc/cmdline`; unknown `skiff.*` keys are ignored so an older agent boots with a
     /// newer host.
     pub fn parse(cmdline: &str) -> Result<Self, BadParam> {
-        let mut cfg = BootConfig { ip: None, gateway: None, dns: None, host: None, disk: None, log: None };
+        let mut cfg = BootConfig {
+            ip: None,
+            gateway: None,
+            dns: None,
+            host: None,
+            disk: None,
+            log: None,
+            host_control_port: None,
+        };
         for word in cmdline.split_whitespace() {
             let Some((key, value)) = word.split_once('=') else { continue };
             let bad = || BadParam { key: key.to_owned(), value: value.to_owned() };
@@ -48,6 +59,7 @@ impl BootConfig {
                 "skiff.host" => cfg.host = Some(addr()?),
                 "skiff.disk" => cfg.disk = Some(value.to_owned()),
                 "skiff.log" => cfg.log = Some(value.to_owned()),
+                "skiff.ctl" => cfg.host_control_port = Some(value.parse().map_err(|_| bad())?),
                 _ => {}
             }
         }
@@ -68,6 +80,9 @@ impl BootConfig {
         if let Some(l) = &self.log {
             words.push(format!("skiff.log={l}"));
         }
+        if let Some(p) = self.host_control_port {
+            words.push(format!("skiff.ctl={p}"));
+        }
         words
     }
 }
@@ -85,6 +100,7 @@ mod tests {
             host: Some(Ipv4Addr::new(10, 0, 2, 2)),
             disk: Some("/dev/vda".into()),
             log: None,
+            host_control_port: Some(20001),
         };
         let line = format!("console=ttyS0 quiet {} skiff.future=1", cfg.to_cmdline().join(" "));
         assert_eq!(BootConfig::parse(&line), Ok(cfg));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use skiff_proto::control::{encode, BootTimings, GuestStats, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
-use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
+use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
 use super::power::PowerSwitch;
 
@@ -39,7 +39,26 @@ pub fn listen(control: Control) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn serve(stream: tokio_vsock::VsockStream, control: Arc<Control>) {
+/// Dials the host daemon (host CID, `port`) and serves the control protocol
+/// on that connection: the host learns the guest is up the moment it connects, without probing
+/// ports the guest may not listen on yet. Redials if the host goes away.
+pub fn dial_host(control: Control, port: u32) {
+    let control = Arc::new(control);
+    tokio::spawn(async move {
+        loop {
+            match VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, port)).await {
+                Ok(stream) => {
+                    tracing::debug!("control channel to the host open");
+                    serve(stream, control.clone()).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "host control port not reachable yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+async fn serve(stream: VsockStream, control: Arc<Control>) {
     let (rx, mut tx) = tokio::io::split(stream);
     let mut lines = BufReader::new(rx).lines();
     while let Ok(Some(line)) = lines.next_line().await {

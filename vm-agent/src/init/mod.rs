@@ -102,9 +102,11 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
     }
     let power = power::PowerSwitch::default();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
-    if let Err(e) = control::listen(control::Control { ready: ready_rx, power: power.clone() }) {
+    let control = control::Control { ready: ready_rx, power: power.clone() };
+    if let Err(e) = control::listen(control.clone()) {
         fatal(&format!("binding the control port: {e}"));
     }
+    control::dial_host(control, boot.host_control_port.unwrap_or(skiff_proto::CONTROL_PORT));
     let api = crate::transport::listen(skiff_proto::API_PORT)
         .unwrap_or_else(|e| fatal(&format!("binding the engine's vsock port: {e}")));
     power::watch_power_button(power.clone(), BUTTON_GRACE);
