@@ -120,7 +120,7 @@ fn start(home: &Home, overrides: &Overrides) -> Result<(), String> {
     }
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
         match query(home) {
             Some(s) if s.state == State::Running => return ready(home, &s),
             Some(s) if s.state == State::Stopping => return Err("Skiff is stopping; start it again afterwards".into()),

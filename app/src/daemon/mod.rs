@@ -258,7 +258,14 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
             exit = vm.wait() => {
                 break Err(DaemonError::VmDied(describe_exit(&exit, home)));
             }
-            _ = health.tick() => check_health(vm.as_ref(), &shared, home).await,
+            _ = health.tick() => {
+                check_health(vm.as_ref(), &shared, home).await;
+                if let Ok(Ok(Response::Stats(stats))) =
+                    tokio::time::timeout(Duration::from_secs(2), control.call(&Request::Stats)).await
+                {
+                    shared.status.lock().await.guest = Some(stats);
+                }
+            }
             _ = clock.tick() => sync_time(&mut control).await,
         }
     };

@@ -55,8 +55,11 @@ pub struct BootTimings {
 #[serde(deny_unknown_fields)]
 pub struct GuestStats {
     pub mem_total: u64,
-    /// Total minus available (`MemAvailable` in /proc/meminfo).
+    /// As `free` reports "used": total minus free, buffers, page cache and reclaimable slab.
     pub mem_used: u64,
+    /// Shared memory (the initramfs's files, tmpfs), which `free` counts as cache but which the
+    /// guest cannot drop.
+    pub mem_shmem: u64,
     pub disk_total: u64,
     pub disk_used: u64,
     pub uptime_ms: u64,

@@ -109,7 +109,9 @@ fn stats() -> GuestStats {
             .unwrap_or(0)
             * 1024
     };
-    let (total, available) = (field("MemTotal:"), field("MemAvailable:"));
+    // As `free` counts it: total − free − buffers − page cache − reclaimable slab.
+    let total = field("MemTotal:");
+    let reclaimable = field("MemFree:") + field("Buffers:") + field("Cached:") + field("SReclaimable:");
     let (disk_total, disk_used) = nix::sys::statvfs::statvfs(super::disk::MOUNT_POINT)
         .map(|s| {
             let total = s.blocks() * s.fragment_size();
@@ -118,7 +120,8 @@ fn stats() -> GuestStats {
         .unwrap_or((0, 0));
     GuestStats {
         mem_total: total,
-        mem_used: total.saturating_sub(available),
+        mem_used: total.saturating_sub(reclaimable),
+        mem_shmem: field("Shmem:"),
         disk_total,
         disk_used,
         uptime_ms: super::clock::boot_ms(),

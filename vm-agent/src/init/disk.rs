@@ -69,6 +69,7 @@ pub fn prepare(dev: &Path) -> Result<Prepared, InitError> {
                 .arg(dev))?;
             Prepared::Formatted
         }
+        Content::Ext4 if cleanly_unmounted(&head) => Prepared::Mounted,
         Content::Ext4 => check(dev)?,
         Content::Unknown => {
             return Err(InitError::Disk(format!(
@@ -82,6 +83,21 @@ pub fn prepare(dev: &Path) -> Result<Prepared, InitError> {
         .map_err(|e| InitError::sys(&format!("mounting {} on {MOUNT_POINT}", dev.display()), e))?;
     grow_if_needed(dev)?;
     Ok(outcome)
+}
+
+/// The superblock says the file system was unmounted (or remounted read-only) cleanly, has no
+/// recorded errors and no journal to replay: what `e2fsck -p` checks before skipping a clean file
+/// system, read without starting a process.
+fn cleanly_unmounted(head: &[u8]) -> bool {
+    const SB: usize = 1024;
+    let u16_at = |off: usize| u16::from_le_bytes([head[SB + off], head[SB + off + 1]]);
+    let u32_at =
+        |off: usize| u32::from_le_bytes([head[SB + off], head[SB + off + 1], head[SB + off + 2], head[SB + off + 3]]);
+    const VALID_FS: u16 = 1;
+    const ERROR_FS: u16 = 2;
+    const INCOMPAT_RECOVER: u32 = 0x4;
+    let state = u16_at(58);
+    head.len() >= SB + 1024 && state & VALID_FS != 0 && state & ERROR_FS == 0 && u32_at(96) & INCOMPAT_RECOVER == 0
 }
 
 /// `e2fsck -p` (replays the journal after a crash, fixes what is safe); `-y` if that is not enough.
@@ -154,6 +170,20 @@ fn run(cmd: &mut Command) -> Result<(), InitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_clean_superblock_skips_the_check() {
+        let mut head = vec![0u8; 4096];
+        head[1024 + 58] = 1; // s_state: valid
+        assert!(cleanly_unmounted(&head));
+        head[1024 + 58] = 0; // mounted, not cleanly unmounted
+        assert!(!cleanly_unmounted(&head));
+        head[1024 + 58] = 3; // valid, but errors recorded
+        assert!(!cleanly_unmounted(&head));
+        head[1024 + 58] = 1;
+        head[1024 + 96] = 0x4; // journal needs recovery
+        assert!(!cleanly_unmounted(&head));
+    }
 
     #[test]
     fn empty_ext4_and_foreign_disks_are_told_apart() {

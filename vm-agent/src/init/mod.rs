@@ -75,18 +75,31 @@ pub fn main() -> ! {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     crate::runtime::limit_malloc_arenas();
 
+    // The disk's driver first; the disk is then checked and mounted on its own thread while the
+    // other modules load (each is a few tens of milliseconds of relocation work under TCG).
     let mut modules = modules::ModuleIndex::open_running().unwrap_or_else(|e| fatal(&e.to_string()));
+    if let Err(e) = modules.load(modules::DISK) {
+        fatal(&e.to_string());
+    }
+    let dev = boot.disk.clone().unwrap_or_else(|| "/dev/vda".into());
+    let disk = std::thread::spawn(move || {
+        let outcome = disk::prepare(Path::new(&dev));
+        (dev, outcome, clock::boot_ms())
+    });
     if let Err(e) = modules.load(modules::BOOT) {
         fatal(&e.to_string());
     }
     timings.modules_ms = clock::boot_ms();
-
-    let dev = boot.disk.clone().unwrap_or_else(|| "/dev/vda".into());
-    match disk::prepare(Path::new(&dev)) {
-        Ok(outcome) => tracing::info!(device = %dev, ?outcome, "data disk ready"),
-        Err(e) => fatal(&e.to_string()),
+    match disk.join() {
+        Ok((dev, Ok(outcome), at)) => {
+            tracing::info!(device = %dev, ?outcome, "data disk ready");
+            timings.disk_ms = at;
+        }
+        Ok((_, Err(e), _)) => fatal(&e.to_string()),
+        Err(_) => fatal("the data disk thread panicked"),
     }
-    timings.disk_ms = clock::boot_ms();
+    modules.release_loaded_files();
+    release_boot_tools();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -111,11 +124,14 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
         .unwrap_or_else(|e| fatal(&format!("binding the engine's vsock port: {e}")));
     power::watch_power_button(power.clone(), BUTTON_GRACE);
 
-    if let Err(e) = network::configure(&boot, Duration::from_secs(10)).await {
-        // The engine is still useful offline (local images); say so loudly and go on.
-        tracing::error!(error = %e, "the guest has no network");
-    }
-    timings.network_ms = clock::boot_ms();
+    // The network comes up while the engine opens its state.
+    let network = tokio::spawn(async move {
+        if let Err(e) = network::configure(&boot, Duration::from_secs(10)).await {
+            // The engine is still useful offline (local images); say so loudly and go on.
+            tracing::error!(error = %e, "the guest has no network");
+        }
+        clock::boot_ms()
+    });
 
     let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries: Vec::new() };
     let engine = match Engine::open(config) {
@@ -126,6 +142,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
         }
     };
     crate::engine::containers::recover(&engine).await;
+    timings.network_ms = network.await.unwrap_or_default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::api::serve_on(engine.clone(), api, async {
         let _ = stop_rx.await;
@@ -139,6 +156,20 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     power::power_off().await
+}
+
+/// e2fsprogs and the shared libraries it loads are only needed before the data disk is mounted
+/// (the agent itself is static); the initramfs's files live in RAM, so they are deleted.
+fn release_boot_tools() {
+    for tool in ["/sbin/mke2fs", "/sbin/e2fsck", "/sbin/resize2fs", "/sbin/mkfs.ext4", "/sbin/fsck.ext4"] {
+        let _ = std::fs::remove_file(tool);
+    }
+    let _ = std::fs::remove_dir_all("/lib64");
+    for entry in std::fs::read_dir("/lib").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with("-linux-gnu") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Logs why the guest cannot come up and powers off.

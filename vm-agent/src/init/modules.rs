@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::InitError;
 
+/// The data disk's driver, loaded first so the disk check can start early.
+pub const DISK: &[&str] = &["virtio_pci", "virtio_blk"];
 /// The modules the guest needs at boot; the network stack's modules are loaded on first use.
 pub const BOOT: &[&str] = &[
     "virtio_pci",
@@ -96,6 +98,15 @@ impl ModuleIndex {
             }
         }
         Ok(())
+    }
+}
+
+impl ModuleIndex {
+    /// Deletes the files of loaded modules: the initramfs lives in RAM and they are not needed twice.
+    pub fn release_loaded_files(&self) {
+        for file in &self.loaded {
+            let _ = std::fs::remove_file(self.dir.join(file));
+        }
     }
 }
 
