@@ -81,8 +81,23 @@ printf '%-58s %8s ms   (runs: %s)\n' "skiff start → docker version works" "$st
 printf '%-58s %8s ms   (runs: %s)\n' "floor: same kernel + QEMU reach a trivial /init" "$floor_med" "${floors[*]}"
 printf '%-58s %8s×   (target ≤ 1.3×)\n' "ratio" "$(ratio "$start_med" "$floor_med")"
 
-echo "== docker run --rm busybox true, median of $((N * 3))"
+echo "== memory after boot (idle VM, one image loaded)"
 target/release/skiff start >/dev/null 2>&1
+sleep 3
+status=$(target/release/skiff status --json)
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+daemon=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon_pid"])')
+read -r qemu helper < <(echo "$status" | python3 -c 'import json,sys; p=json.load(sys.stdin)["vm_pids"]; print(p[0], p[1] if len(p) > 1 else 0)')
+host_kib=$(( $(rss "$daemon") + $(rss "$helper") ))
+printf '%-58s %8.1f MiB   (target < 30)\n' "host: skiff daemon + vhost-device-vsock RSS" "$(awk -v k="$host_kib" 'BEGIN{print k/1024}')"
+printf '%-58s %8.1f MiB\n' "host: QEMU RSS (guest RAM touched + emulator)" "$(awk -v k="$(rss "$qemu")" 'BEGIN{print k/1024}')"
+echo "$status" | python3 -c '
+import json, sys
+g = json.load(sys.stdin)["guest"]
+print("%-58s %8.1f MiB   (target < 64)" % ("guest: used, as free(1) counts it", g["mem_used"] / 2**20))
+print("%-58s %8.1f MiB" % ("guest: shmem (initramfs files, counted as cache by free)", g["mem_shmem"] / 2**20))'
+
+echo "== docker run --rm busybox true, median of $((N * 3))"
 SKIFF_SOCK=$WORK/native.sock
 target/release/skiff-agent serve --socket "$SKIFF_SOCK" --root "$WORK/native" 2>"$WORK/native.log" &
 SKIFF_PID=$!
@@ -98,17 +113,3 @@ printf '%-58s %8.1f ms\n' "through the VM ($accel)" "$(awk -v t="$vm_run" 'BEGIN
 printf '%-58s %8.1f ms\n' "native engine on the host" "$(awk -v t="$native_run" 'BEGIN{print t/10}')"
 printf '%-58s %8s×\n' "VM / native" "$(ratio "$vm_run" "$native_run")"
 
-echo "== memory after boot (idle VM, one image loaded)"
-sleep 3
-status=$(target/release/skiff status --json)
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-daemon=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon_pid"])')
-read -r qemu helper < <(echo "$status" | python3 -c 'import json,sys; p=json.load(sys.stdin)["vm_pids"]; print(p[0], p[1] if len(p) > 1 else 0)')
-host_kib=$(( $(rss "$daemon") + $(rss "$helper") ))
-printf '%-58s %8.1f MiB   (target < 30)\n' "host: skiff daemon + vhost-device-vsock RSS" "$(awk -v k="$host_kib" 'BEGIN{print k/1024}')"
-printf '%-58s %8.1f MiB\n' "host: QEMU RSS (guest RAM touched + emulator)" "$(awk -v k="$(rss "$qemu")" 'BEGIN{print k/1024}')"
-echo "$status" | python3 -c '
-import json, sys
-g = json.load(sys.stdin)["guest"]
-print("%-58s %8.1f MiB   (target < 64)" % ("guest: used, as free(1) counts it", g["mem_used"] / 2**20))
-print("%-58s %8.1f MiB" % ("guest: shmem (initramfs files, counted as cache by free)", g["mem_shmem"] / 2**20))'

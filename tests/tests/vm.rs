@@ -155,6 +155,23 @@ fn start_failures_are_clear_and_leave_nothing_running() {
     assert!(s.processes().is_empty(), "{:?}", s.processes());
     assert!(!s.socket().exists());
 
+    // The host file system holding SKIFF_HOME is (nearly) full: a clear refusal, nothing started.
+    let s = SkiffHome::new();
+    std::fs::create_dir_all(s.home()).expect("home");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(s.home())
+        .status()
+        .expect("mount");
+    assert!(mounted.success());
+    let out = s.skiff(&["start", "--accel", "tcg"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stopped = s.status()["state"] == "stopped";
+    let leftovers = s.processes();
+    let _ = std::process::Command::new("umount").arg("-l").arg(s.home()).status();
+    assert!(!out.status.success() && err.contains("MiB are free") && err.contains("SKIFF_HOME"), "{err}");
+    assert!(stopped && leftovers.is_empty(), "{leftovers:?}");
+
     // Bad flags are refused before anything starts.
     let s = SkiffHome::new();
     let out = s.skiff(&["start", "--cpus", "0"]);

@@ -86,7 +86,7 @@ pub fn main() -> ! {
         let outcome = disk::prepare(Path::new(&dev));
         (dev, outcome, clock::boot_ms())
     });
-    if let Err(e) = modules.load(modules::BOOT) {
+    if let Err(e) = modules.load_parallel(modules::BOOT) {
         fatal(&e.to_string());
     }
     timings.modules_ms = clock::boot_ms();

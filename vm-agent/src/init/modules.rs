@@ -99,6 +99,46 @@ impl ModuleIndex {
         }
         Ok(())
     }
+
+    /// Loads `names` (and their dependencies) on one thread per name: module loading is CPU-bound
+    /// relocation work and the roots share no dependencies beyond what is already loaded. A
+    /// dependency two threads need is safe: the kernel makes the second load wait for the first
+    /// and answer EEXIST.
+    pub fn load_parallel(&mut self, names: &[&str]) -> Result<(), InitError> {
+        let mut plans = Vec::new();
+        for name in names {
+            let plan: Vec<PathBuf> = self.plan(name)?.into_iter().filter(|f| !self.loaded.contains(f)).collect();
+            plans.push(plan);
+        }
+        let dir = self.dir.clone();
+        let results: Vec<Result<Vec<PathBuf>, InitError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = plans
+                .into_iter()
+                .map(|plan| {
+                    let dir = dir.clone();
+                    scope.spawn(move || {
+                        for file in &plan {
+                            insert(&dir.join(file))
+                                .map_err(|reason| InitError::Module { module: module_name(file), reason })?;
+                        }
+                        Ok(plan)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(InitError::Module { module: "?".into(), reason: "loader thread panicked".into() })
+                    })
+                })
+                .collect()
+        });
+        for result in results {
+            self.loaded.extend(result?);
+        }
+        Ok(())
+    }
 }
 
 impl ModuleIndex {
