@@ -110,6 +110,11 @@ class Agent:
                 self.proc.wait()
         self.proc = None
 
+    def restart(self):
+        """Stops the engine and starts it again on the same state."""
+        self.stop()
+        return self.start()
+
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 /// The guest's boot configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootConfig {
     /// Address and prefix length of the NIC (`skiff.ip=10.0.2.15/24`).
     pub ip: Option<(Ipv4Addr, u8)>,
@@ -21,6 +21,37 @@ pub struct BootConfig {
     /// The host port the agent dials to open the control channel (`skiff.ctl=`); host ports are
     /// shared by every VM on a host with kernel vhost-vsock, so each daemon picks its own.
     pub host_control_port: Option<u32>,
+    /// Host folders shared over virtio-fs: (tag, absolute path to mount it at, the same path as on
+    /// the host), from `skiff.share=TAG:PATH` with the path percent-encoded.
+    pub shares: Vec<(String, String)>,
+}
+
+/// Percent-encodes what cannot stand in one kernel command-line word.
+fn encode_path(p: &str) -> String {
+    p.bytes()
+        .map(|b| match b {
+            b'%' | b' ' | b'"' | b'\\' | b'\t' | b'\n' | b'=' | b':' => format!("%{b:02X}"),
+            _ if !(0x20..0x7f).contains(&b) => format!("%{b:02X}"),
+            _ => (b as char).to_string(),
+        })
+        .collect()
+}
+
+fn decode_path(p: &str) -> Option<String> {
+    let bytes = p.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A `skiff.*` parameter with a value that does not parse.
@@ -35,15 +66,7 @@ impl BootConfig {
     /// Parses `/proc/cmdline`; unknown `skiff.*` keys are ignored so an older agent boots with a
     /// newer host.
     pub fn parse(cmdline: &str) -> Result<Self, BadParam> {
-        let mut cfg = BootConfig {
-            ip: None,
-            gateway: None,
-            dns: None,
-            host: None,
-            disk: None,
-            log: None,
-            host_control_port: None,
-        };
+        let mut cfg = BootConfig::default();
         for word in cmdline.split_whitespace() {
             let Some((key, value)) = word.split_once('=') else { continue };
             let bad = || BadParam { key: key.to_owned(), value: value.to_owned() };
@@ -60,6 +83,11 @@ impl BootConfig {
                 "skiff.disk" => cfg.disk = Some(value.to_owned()),
                 "skiff.log" => cfg.log = Some(value.to_owned()),
                 "skiff.ctl" => cfg.host_control_port = Some(value.parse().map_err(|_| bad())?),
+                "skiff.share" => {
+                    let (tag, path) = value.split_once(':').ok_or_else(bad)?;
+                    let path = decode_path(path).filter(|p| p.starts_with('/')).ok_or_else(bad)?;
+                    cfg.shares.push((tag.to_owned(), path));
+                }
                 _ => {}
             }
         }
@@ -83,6 +111,9 @@ impl BootConfig {
         if let Some(p) = self.host_control_port {
             words.push(format!("skiff.ctl={p}"));
         }
+        for (tag, path) in &self.shares {
+            words.push(format!("skiff.share={tag}:{}", encode_path(path)));
+        }
         words
     }
 }
@@ -101,6 +132,7 @@ mod tests {
             disk: Some("/dev/vda".into()),
             log: None,
             host_control_port: Some(20001),
+            shares: vec![("share0".into(), "/home/dev/my project:x=1%".into())],
         };
         let line = format!("console=ttyS0 quiet {} skiff.future=1", cfg.to_cmdline().join(" "));
         assert_eq!(BootConfig::parse(&line), Ok(cfg));

@@ -81,7 +81,7 @@ pub async fn kill(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
 /// `DELETE /containers/{id}`.
 pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let c = engine.containers.get(&id)?;
-    containers::remove(&engine, &c, p.bool("force")).await?;
+    containers::remove(&engine, &c, p.bool("force"), p.bool("v")).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -106,7 +106,7 @@ pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
     let mut deleted = Vec::new();
     for c in engine.containers.all() {
         if !c.is_running() {
-            containers::remove(&engine, &c, false).await?;
+            containers::remove(&engine, &c, false, false).await?;
             deleted.push(c.id.clone());
         }
     }

@@ -9,6 +9,7 @@ pub mod params;
 pub mod session;
 pub mod stream;
 pub mod system;
+pub mod volumes;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -111,6 +112,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/load", post(images::load_archive))
         .route("/images/get", get(images::save_images))
         .route("/images/prune", post(images::prune))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named))
         .fallback(not_found)
         .with_state(engine)

@@ -11,6 +11,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod save;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct Engine {
     pub events: events::EventBus,
     /// The containers.
     pub containers: containers::Containers,
+    /// The volumes.
+    pub volumes: volumes::Volumes,
     /// Exec sessions.
     pub execs: containers::exec::Execs,
     /// The host's cgroup layout.
@@ -95,11 +98,13 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("creating {}: {e}", config.root.display())))?;
         let store = Arc::new(Store::open(&config.root.join("image-store"))?);
         let containers = containers::Containers::open(&config.root.join("containers"))?;
+        let volumes = volumes::Volumes::open(&config.root.join("volumes"))?;
         Ok(Self {
             config,
             store,
             events: events::EventBus::default(),
             containers,
+            volumes,
             execs: Default::default(),
             cgroups: crate::runtime::cgroup::detect(),
             shutting_down: Default::default(),

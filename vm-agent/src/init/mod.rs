@@ -12,6 +12,7 @@ pub mod modules;
 pub mod mounts;
 pub mod network;
 pub mod power;
+pub mod shares;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -124,6 +125,14 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
         .unwrap_or_else(|e| fatal(&format!("binding the engine's vsock port: {e}")));
     power::watch_power_button(power.clone(), BUTTON_GRACE);
 
+    if !boot.shares.is_empty() {
+        if let Err(e) = modules::ModuleIndex::open_running().and_then(|mut m| m.load(&["virtiofs"])) {
+            tracing::error!(error = %e, "no virtio-fs: host folders cannot be shared");
+        }
+        if let Err(e) = shares::mount_all(&boot.shares) {
+            tracing::error!(error = %e, "sharing host folders");
+        }
+    }
     // The network comes up while the engine opens its state.
     let network = tokio::spawn(async move {
         if let Err(e) = network::configure(&boot, Duration::from_secs(10)).await {

@@ -180,7 +180,10 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), InitEr
                 .map_err(|e| InitError::sys(what.clone(), e))?;
             let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
             if !rest.is_empty() {
-                sys.mount(None, &target, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest, None)
+                // The fd opened before the bind still names the directory under it: reopen the
+                // target so the remount (read-only, …) applies to the new mount itself.
+                let mounted_fd = resolve_in_root(rootfs, &op.destination, op.file_target)?;
+                sys.mount(None, &fd_path(&mounted_fd), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest, None)
                     .map_err(|e| InitError::sys(what, e))?;
             }
         } else {

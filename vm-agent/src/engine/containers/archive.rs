@@ -356,3 +356,40 @@ pub fn upper_size(container_dir: &Path) -> i64 {
     .map(|fd| i64::try_from(walk(&fd)).unwrap_or(i64::MAX))
     .unwrap_or(0)
 }
+
+/// Copies what the image holds at `destination` into an empty volume directory `data` (Docker's
+/// copy-up on a volume's first use), contents, owner and mode included. `dir` is the container's
+/// directory and `lower` its image layers; the root is mounted on the host for the duration.
+/// Nothing to copy (no such path, or not a directory) is not an error.
+pub fn copy_up(dir: &Path, lower: &[String], destination: &str, data: &Path) -> Result<(), EngineError> {
+    let target = dir.join("rootfs");
+    let overlay = super::spec::overlay_data(lower, dir);
+    nix::mount::mount(Some("overlay"), &target, Some("overlay"), nix::mount::MsFlags::empty(), Some(overlay.as_str()))
+        .map_err(|e| EngineError::Internal(format!("mounting the container's filesystem: {e}")))?;
+    let result = copy_from_root(&target, destination, data);
+    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+    result
+}
+
+fn copy_from_root(root: &Path, destination: &str, data: &Path) -> Result<(), EngineError> {
+    let Ok((parent, Some(name))) = open_parent(root, destination) else { return Ok(()) };
+    match nix::sys::stat::fstatat(&parent, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+        _ => return Ok(()),
+    }
+    let volume = data.parent().ok_or_else(|| EngineError::Internal("volume without a directory".into()))?;
+    let staging = volume.join("copy-up");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir(&staging).map_err(|e| EngineError::Internal(format!("volume copy-up: {e}")))?;
+    let (reader, writer) = std::io::pipe().map_err(|e| EngineError::Internal(format!("volume copy-up: {e}")))?;
+    let (root_owned, dest_owned) = (root.to_path_buf(), destination.to_owned());
+    let producer = std::thread::spawn(move || write_tar(&root_owned, &dest_owned, writer));
+    let extracted = extract(&staging, "/", reader);
+    let produced = producer.join().unwrap_or_else(|_| Err(EngineError::Internal("copy-up thread panicked".into())));
+    extracted.and(produced)?;
+    // The copied directory (with the image's owner and mode) becomes the volume's data.
+    std::fs::remove_dir(data).map_err(|e| EngineError::Internal(format!("volume copy-up: {e}")))?;
+    std::fs::rename(staging.join(&name), data).map_err(|e| EngineError::Internal(format!("volume copy-up: {e}")))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(())
+}

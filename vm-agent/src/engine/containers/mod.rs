@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod exec;
 pub mod io;
+pub mod mounts;
 pub mod names;
 pub mod record;
 pub mod spec;
@@ -258,7 +259,16 @@ fn effective_config(body: &ContainerCreateBody, image: &crate::store::StoredImag
         cmd: Some(cmd.clone()),
         healthcheck: body.healthcheck.clone().or(img.healthcheck.clone()),
         image: body.image.clone(),
-        volumes: body.volumes.clone().or(img.volumes.clone()),
+        // The image's volumes and the request's, each mount point once.
+        volumes: match (body.volumes.clone(), img.volumes.clone()) {
+            (None, None) => None,
+            (a, b) => {
+                let mut all: Vec<String> = a.unwrap_or_default().into_iter().chain(b.unwrap_or_default()).collect();
+                all.sort();
+                all.dedup();
+                Some(all)
+            }
+        },
         working_dir: body.working_dir.clone().filter(|w| !w.is_empty()).or(img.working_dir.clone()),
         entrypoint: Some(entrypoint.clone()),
         labels: Some(labels),
@@ -301,11 +311,15 @@ pub async fn create(
     };
     let host = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host)?;
-    spec::validate_binds(&host)?;
+    mounts::validate(&host)?;
     let (config, args) = effective_config(&body, &image);
     if args.is_empty() {
         return Err(EngineError::InvalidArgument("no command specified".into()));
     }
+    if let Some(other) = engine.containers.all().into_iter().find(|c| c.record().name == name) {
+        return Err(name_conflict(&name, &other.id));
+    }
+    let mounts = mounts::resolve(engine, &config, &host)?;
     let warnings = unenforceable(&engine.cgroups, &limits_of(&host));
     let id = hex::encode(rand::random::<[u8; 32]>());
     let record = ContainerRecord {
@@ -321,15 +335,16 @@ pub async fn create(
         restart_count: 0,
         stopped_by_user: false,
         was_running: false,
+        mounts,
     };
     let dir = engine.containers.dir.join(&id);
     {
         let mut map = engine.containers.map.write().unwrap_or_else(|p| p.into_inner());
         if let Some(other) = map.values().find(|c| c.record().name == name) {
-            return Err(EngineError::Conflict(format!(
-                "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                other.id
-            )));
+            let err = name_conflict(&name, &other.id);
+            drop(map);
+            remove_anonymous_volumes(engine, &record);
+            return Err(err);
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::Internal(format!("creating container directory: {e}")))?;
@@ -339,6 +354,63 @@ pub async fn create(
     }
     event(engine, "create", &record, &[]);
     Ok((id, warnings))
+}
+
+fn name_conflict(name: &str, other: &str) -> EngineError {
+    EngineError::Conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}
+
+/// Removes the anonymous volumes of a removed container that no other container uses.
+fn remove_anonymous_volumes(engine: &Engine, rec: &ContainerRecord) {
+    for name in rec.mounts.iter().filter(|m| m.anonymous).filter_map(|m| m.name.as_deref()) {
+        if volume_users(engine, name).is_empty() {
+            if let Err(e) = engine.volumes.remove(name) {
+                tracing::warn!(volume = name, error = %e, "could not remove an anonymous volume");
+            }
+        }
+    }
+}
+
+/// The containers (ids) whose mounts use volume `name`.
+pub fn volume_users(engine: &Engine, name: &str) -> Vec<String> {
+    engine
+        .containers
+        .all()
+        .into_iter()
+        .filter(|c| c.record().mounts.iter().any(|m| m.name.as_deref() == Some(name)))
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+/// Mounts option volumes (tmpfs, …) and copies image content into new empty volumes.
+fn prepare_volumes(engine: &Engine, c: &Container, lower_dirs: &[String]) -> Result<(), EngineError> {
+    let rec = c.record();
+    let mut copied = false;
+    for m in rec.mounts.iter().filter(|m| m.kind == mounts::Kind::Volume) {
+        let Some(name) = m.name.as_deref() else { continue };
+        let volume = engine.volumes.get(name)?;
+        if let Err(e) = engine.volumes.acquire(&volume) {
+            release_volumes(engine, &rec);
+            return Err(e);
+        }
+        if m.copy_up && volume.options.is_empty() && engine.volumes.is_empty(name) {
+            archive::copy_up(&c.dir, lower_dirs, &m.destination, &engine.volumes.data_dir(name))?;
+            copied = true;
+        }
+    }
+    if copied || rec.mounts.iter().any(|m| m.copy_up) {
+        c.update(|r| r.mounts.iter_mut().for_each(|m| m.copy_up = false))?;
+    }
+    Ok(())
+}
+
+/// The container stopped: unmounts option volumes nobody else uses.
+fn release_volumes(engine: &Engine, rec: &ContainerRecord) {
+    for name in rec.mounts.iter().filter(|m| m.kind == mounts::Kind::Volume).filter_map(|m| m.name.as_deref()) {
+        engine.volumes.release(name);
+    }
 }
 
 /// The cgroup limits a host config asks for.
@@ -491,7 +563,7 @@ fn publish_hub(c: &Container, hub: &Arc<IoHub>, readers: Vec<(OwnedFd, u8)>) {
 pub async fn start(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, EngineError> {
     let result = start_locked(engine, c).await;
     if result.is_err() && c.record().host_config.auto_remove.unwrap_or(false) {
-        if let Err(e) = remove(engine, c, true).await {
+        if let Err(e) = remove(engine, c, true, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove after failed start");
         }
     }
@@ -523,8 +595,23 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
     for w in cg_warnings {
         tracing::warn!(container.id = %c.id, warning = %w, "cgroup limit not enforced");
     }
-    let inputs = spec::SpecInputs { bundle: &dir, lower_dirs, hostname, args: rec.args.clone(), cgroup_procs };
-    let oci = spec::build(&rec.config, &rec.host_config, &inputs)?;
+    prepare_volumes(engine, c, &lower_dirs)?;
+    let rec = c.record();
+    let inputs = spec::SpecInputs {
+        bundle: &dir,
+        lower_dirs,
+        hostname,
+        args: rec.args.clone(),
+        cgroup_procs,
+        mounts: &rec.mounts,
+    };
+    let oci = match spec::build(&rec.config, &rec.host_config, &inputs) {
+        Ok(o) => o,
+        Err(e) => {
+            release_volumes(engine, &rec);
+            return Err(e);
+        }
+    };
     let spec_bytes = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Internal(e.to_string()))?;
     atomic::write_file(&dir.join("config.json"), &spec_bytes)
         .map_err(|e| EngineError::Internal(format!("writing bundle: {e}")))?;
@@ -551,6 +638,9 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
     };
     let bundle = dir.clone();
     let started = tokio::task::spawn_blocking(move || runtime::start(&bundle, stdio.0, stdio.1, stdio.2, tty)).await?;
+    if started.is_err() {
+        release_volumes(engine, &rec);
+    }
     let started = match started {
         Ok(mut s) if tty => {
             let master =
@@ -629,6 +719,7 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
     tokio::task::spawn_blocking(move || cg.remove()).await.ok();
+    release_volumes(&engine, &c.record());
     let _ = c.update(|r| {
         r.state.status = Status::Exited;
         r.state.oom_killed = oom;
@@ -646,7 +737,7 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
         *last = code;
     });
     if rec.host_config.auto_remove.unwrap_or(false) {
-        if let Err(e) = remove(&engine, &c, true).await {
+        if let Err(e) = remove(&engine, &c, true, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove failed");
         }
     } else if should_restart(&rec, code) && !engine.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
@@ -852,7 +943,9 @@ pub async fn wait(c: Arc<Container>, cond: WaitCondition) -> i32 {
 }
 
 /// `DELETE /containers/{id}`.
-pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Result<(), EngineError> {
+/// `DELETE /containers/{id}` (`volumes`: also its anonymous volumes, as `docker rm -v` and
+/// `--rm` do).
+pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volumes: bool) -> Result<(), EngineError> {
     if c.is_running() {
         if !force {
             return Err(EngineError::Conflict(format!(
@@ -878,6 +971,9 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool) -> Re
     })
     .await?;
     event(engine, "destroy", &c.record(), &[]);
+    if volumes {
+        remove_anonymous_volumes(engine, &c.record());
+    }
     c.removed.send_replace(true);
     Ok(())
 }

@@ -108,4 +108,7 @@ pub struct ContainerRecord {
     /// Whether it was running when the engine last went away (restart policies apply on start-up).
     #[serde(default)]
     pub was_running: bool,
+    /// Binds, volumes and tmpfs mounts, resolved at create.
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::MountRecord>,
 }

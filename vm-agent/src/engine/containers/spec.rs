@@ -129,39 +129,6 @@ fn seccomp(caps: &[String]) -> Value {
     json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": groups})
 }
 
-/// `-v SRC:DEST[:ro]` entries as (source, destination, read-only), checked.
-fn parse_binds(host: &HostConfig) -> Result<Vec<(String, String, bool)>, EngineError> {
-    let mut out = Vec::new();
-    for bind in host.binds.iter().flatten() {
-        let parts: Vec<&str> = bind.split(':').collect();
-        let (src, dest, mode) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, m] => (*s, *d, *m),
-            _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: '{bind}'"))),
-        };
-        if !src.starts_with('/') {
-            return Err(EngineError::InvalidArgument(format!("named volumes are not supported yet: '{bind}'")));
-        }
-        if !dest.starts_with('/') {
-            return Err(EngineError::InvalidArgument(format!(
-                "invalid mount config: mount path must be absolute: '{dest}'"
-            )));
-        }
-        if !Path::new(src).exists() {
-            return Err(EngineError::InvalidArgument(format!(
-                "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-            )));
-        }
-        out.push((src.to_string(), dest.to_string(), mode.split(',').any(|m| m == "ro")));
-    }
-    Ok(out)
-}
-
-/// Checks `-v` binds at create time, as Docker does.
-pub fn validate_binds(host: &HostConfig) -> Result<(), EngineError> {
-    parse_binds(host).map(|_| ())
-}
-
 /// The overlayfs mount data of a container's root: image layers below, its own upper layer.
 pub fn overlay_data(lower_dirs: &[String], bundle: &Path) -> String {
     format!(
@@ -185,6 +152,8 @@ pub struct SpecInputs<'a> {
     pub args: Vec<String>,
     /// `cgroup.procs` files to join, if any.
     pub cgroup_procs: Vec<String>,
+    /// Binds, volumes and tmpfs mounts (resolved at create).
+    pub mounts: &'a [super::mounts::MountRecord],
 }
 
 /// Builds the OCI runtime spec for a container.
@@ -216,12 +185,23 @@ pub fn build(
         options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_string));
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}));
     }
-    for (src, dest, read_only) in parse_binds(host)? {
-        let mut options = vec!["rbind".to_string()];
-        if read_only {
+    for m in inputs.mounts {
+        let mut options = match m.kind {
+            super::mounts::Kind::Tmpfs => {
+                let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+                o.extend(m.options.iter().cloned());
+                o
+            }
+            _ => vec!["rbind".to_string()],
+        };
+        if m.read_only {
             options.push("ro".into());
         }
-        mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": options}));
+        let (typ, source) = match m.kind {
+            super::mounts::Kind::Tmpfs => ("tmpfs", "tmpfs"),
+            _ => ("bind", m.source.as_str()),
+        };
+        mounts.push(json!({"destination": m.destination, "type": typ, "source": source, "options": options}));
     }
     let network_mode = host.network_mode.clone().unwrap_or_default();
     let mut namespaces = vec![

@@ -82,7 +82,7 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
     }
     let network =
         r.host_config.network_mode.clone().filter(|n| !n.is_empty() && n != "default").unwrap_or_else(|| "none".into());
-    let binds: Vec<String> = r.host_config.binds.clone().unwrap_or_default();
+    let mounts = &r.mounts;
     Ok(in_window
         && any("status", &|v| v == r.state.status.as_str())
         && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
@@ -90,7 +90,7 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
         && any("exited", &|v| r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code))
         && ancestor_ok
         && any("network", &|v| v == network)
-        && any("volume", &|v| binds.iter().any(|b| b.split(':').take(2).any(|p| p == v)))
+        && any("volume", &|v| mounts.iter().any(|m| m.name.as_deref() == Some(v) || m.destination == v))
         // No container publishes or exposes ports, runs health checks or is a swarm task yet.
         && f.get("publish").is_empty()
         && f.get("expose").is_empty()
@@ -140,7 +140,7 @@ pub fn list(
                 ..Default::default()
             }),
             network_settings: Some(ContainerSummaryNetworkSettings { networks: Some(HashMap::new()) }),
-            mounts: Some(Vec::new()),
+            mounts: Some(super::mounts::mount_points(&r.mounts)),
             size_rw: with_size.then(|| super::archive::upper_size(&engine.containers.dir_of(&r.id))),
             ..Default::default()
         });
@@ -225,7 +225,7 @@ pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse 
                 ("MergedDir".to_string(), c.dir.join("rootfs").display().to_string()),
             ]),
         }),
-        mounts: Some(Vec::new()),
+        mounts: Some(super::mounts::mount_points(&r.mounts)),
         config: Some({
             let mut cfg = r.config.clone();
             if cfg.hostname.as_deref().is_none_or(str::is_empty) {
