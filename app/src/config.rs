@@ -1,7 +1,7 @@
 //! Persistent VM settings (`$SKIFF_HOME/config.json`): set by `skiff start` flags, applied at the
 //! next boot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,13 @@ pub struct VmConfig {
     /// The data disk's size; it only grows (shrinking would lose data).
     pub disk_gib: u32,
     pub accel: AccelChoice,
+    /// Host folders shared with the VM over virtio-fs, mounted at the same path in the guest so
+    /// `-v "$PWD":/app` works unchanged (default: the home directory).
+    pub shares: Vec<PathBuf>,
+}
+
+fn default_shares() -> Vec<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).into_iter().collect()
 }
 
 impl Default for VmConfig {
@@ -26,6 +33,7 @@ impl Default for VmConfig {
             memory_mib: 2048,
             disk_gib: 64,
             accel: AccelChoice::Auto,
+            shares: default_shares(),
         }
     }
 }
@@ -50,6 +58,8 @@ pub struct Overrides {
     pub memory_mib: Option<u32>,
     pub disk_gib: Option<u32>,
     pub accel: Option<AccelChoice>,
+    /// Replaces the shared folders when given.
+    pub shares: Option<Vec<PathBuf>>,
 }
 
 impl VmConfig {
@@ -77,6 +87,9 @@ impl VmConfig {
             self.disk_gib = d;
         }
         self.accel = o.accel.unwrap_or(self.accel);
+        if let Some(shares) = &o.shares {
+            self.shares = shares.clone();
+        }
         self.validate()?;
         Ok(self)
     }
@@ -90,6 +103,14 @@ impl VmConfig {
                 "--memory {}: must be between 256 and 1048576 MiB",
                 self.memory_mib
             )));
+        }
+        for share in &self.shares {
+            if !share.is_absolute() || !share.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "--share {}: must be an existing directory given as an absolute path",
+                    share.display()
+                )));
+            }
         }
         if !(1..=16384).contains(&self.disk_gib) {
             return Err(ConfigError::Invalid(format!("--disk {}: must be between 1 and 16384 GiB", self.disk_gib)));

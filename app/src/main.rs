@@ -35,6 +35,10 @@ enum Command {
         /// Hardware accelerator (saved); `auto` probes and falls back to TCG.
         #[arg(long, value_enum)]
         accel: Option<AccelChoice>,
+        /// A host folder to share with the VM at the same path (repeat for several; replaces the
+        /// saved list, which defaults to your home directory).
+        #[arg(long = "share", value_name = "PATH")]
+        shares: Vec<std::path::PathBuf>,
     },
     /// Shut the VM down cleanly (hard after the timeout).
     Stop {
@@ -71,8 +75,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = Home::from_env();
     let result = match cli.command {
-        Command::Start { cpus, memory, disk, accel } => {
-            start(&home, &Overrides { cpus, memory_mib: memory, disk_gib: disk, accel })
+        Command::Start { cpus, memory, disk, accel, shares } => {
+            let shares = (!shares.is_empty())
+                .then(|| shares.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect());
+            start(&home, &Overrides { cpus, memory_mib: memory, disk_gib: disk, accel, shares })
         }
         Command::Stop { timeout } => stop(&home, timeout),
         Command::Status { json } => status(&home, json),
@@ -236,6 +242,7 @@ fn status(home: &Home, json: bool) -> Result<(), String> {
         s.accel.map(|a| a.qemu_name()).unwrap_or("?")
     ));
     out(&format!("socket:   unix://{}", s.docker_socket));
+    out(&format!("shares:   {}", if s.shares.is_empty() { "none".to_owned() } else { s.shares.join(", ") }));
     if let Some(ms) = s.ready_ms {
         out(&format!("boot:     engine ready {:.1} s after start", ms as f64 / 1000.0));
     }

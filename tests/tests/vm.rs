@@ -178,3 +178,73 @@ fn start_failures_are_clear_and_leave_nothing_running() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--cpus 0"));
     assert!(s.processes().is_empty());
 }
+
+#[test]
+fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
+    let s = SkiffHome::new();
+    let shared = tempfile::Builder::new().prefix("skiff-share-").tempdir_in("/tmp").expect("share dir");
+    let dir = shared.path().display().to_string();
+    std::fs::write(shared.path().join("input"), "from the host\n").expect("input");
+    s.skiff_ok(&["start", "--accel", "tcg", "--memory", "1024", "--share", &dir]);
+    assert!(s.status()["shares"].as_array().is_some_and(|a| a.len() == 1 && a[0] == dir.as_str()));
+    s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
+
+    // `-v "$PWD":/w -w /w` typed on the host: same path in the VM, output owned by the host user.
+    let bind = format!("{dir}:/w");
+    let out =
+        s.docker_ok(&["run", "--rm", "-v", &bind, "-w", "/w", "busybox", "sh", "-c", "cat input; echo out > output"]);
+    assert_eq!(out, "from the host\n");
+    let output = shared.path().join("output");
+    assert_eq!(std::fs::read_to_string(&output).expect("output on the host"), "out\n");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&output).expect("meta"));
+    assert_eq!(owner, nix::unistd::getuid().as_raw(), "files made in a bind mount belong to the host user");
+
+    // A host edit is seen by a running container within a second.
+    std::fs::write(shared.path().join("live"), "v1\n").expect("live");
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "watcher",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do cat /w/live; sleep 0.05; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(shared.path().join("live"), "v2\n").expect("edit");
+    let edited = Instant::now();
+    loop {
+        if s.docker_ok(&["logs", "--tail", "1", "watcher"]) == "v2\n" {
+            break;
+        }
+        assert!(edited.elapsed() < Duration::from_secs(1), "the host edit was not seen within a second");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker_ok(&["rm", "-f", "watcher"]);
+
+    // A path outside every share: a clear error naming the setting.
+    let err =
+        String::from_utf8_lossy(&s.docker(&["run", "--rm", "-v", "/opt/not-shared:/x", "busybox", "true"]).stderr)
+            .into_owned();
+    assert!(err.contains("outside the host folders shared") && err.contains("--share"), "{err}");
+
+    // A named volume: written by one container, read by another, kept over stop/start.
+    s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
+    assert_eq!(s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "cat", "/data/f"]), "kept\n");
+    s.skiff_ok(&["stop", "--timeout", "1"]);
+    s.skiff_ok(&["start"]);
+    assert_eq!(s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "cat", "/data/f"]), "kept\n");
+
+    // Data written with fsync survives a SIGKILL of QEMU.
+    s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo synced > /data/g && sync"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.qemu_pid()), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill qemu");
+    s.wait_stopped(Duration::from_secs(20));
+    s.skiff_ok(&["start"]);
+    assert_eq!(s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "cat", "/data/g"]), "synced\n");
+    assert!(s.docker_ok(&["volume", "ls", "-q"]).contains("notes"));
+    s.skiff_ok(&["stop", "--timeout", "1"]);
+}

@@ -21,7 +21,7 @@ use crate::accel::Accel;
 use crate::config::VmConfig;
 use crate::control::{host_time_nanos, ControlClient};
 use crate::home::Home;
-use crate::hypervisor::{qemu::Qemu, Exit, Hypervisor, RunningVm, VmSpec};
+use crate::hypervisor::{qemu::Qemu, Exit, Hypervisor, RunningVm, Share, VmSpec};
 use crate::vsock::HostListener;
 
 /// How long the guest may take from launch to a ready engine (`SKIFF_BOOT_TIMEOUT` seconds
@@ -114,6 +114,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
             cpus: cfg.cpus,
             memory_mib: cfg.memory_mib,
             disk_gib: cfg.disk_gib,
+            shares: cfg.shares.iter().map(|p| p.display().to_string()).collect(),
             docker_socket: home.docker_socket().display().to_string(),
             vm_pids: Vec::new(),
             started_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -146,6 +147,13 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     crate::disk::ensure(&home.disk(), cfg.disk_gib).map_err(|e| DaemonError::Setup(e.to_string()))?;
     rotate(&home.console_log());
 
+    let shares: Vec<Share> = cfg
+        .shares
+        .iter()
+        .filter(|p| p.is_dir())
+        .enumerate()
+        .map(|(i, p)| Share { tag: format!("skiff{i}"), path: p.clone() })
+        .collect();
     let boot = BootConfig {
         ip: Some(([10, 0, 2, 15].into(), 24)),
         gateway: Some([10, 0, 2, 2].into()),
@@ -154,6 +162,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         disk: Some("/dev/vda".into()),
         log: std::env::var("SKIFF_AGENT_LOG").ok(),
         host_control_port: Some(host_control_port()),
+        shares: shares.iter().map(|s| (s.tag.clone(), s.path.display().to_string())).collect(),
     };
     let spec = VmSpec {
         cpus: cfg.cpus,
@@ -165,6 +174,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         disk: home.disk(),
         console_log: home.console_log(),
         run_dir: home.run_dir(),
+        shares,
     };
     let hypervisor = Qemu::locate().map_err(|e| DaemonError::Setup(e.to_string()))?;
     let mut decision = decision;

@@ -49,6 +49,8 @@ pub struct Status {
     pub cpus: u32,
     pub memory_mib: u32,
     pub disk_gib: u32,
+    /// Host folders shared with the VM (at the same paths).
+    pub shares: Vec<String>,
     pub docker_socket: String,
     /// Host processes of the VM (QEMU, vsock helper).
     pub vm_pids: Vec<u32>,

@@ -25,6 +25,16 @@ pub struct VmSpec {
     pub console_log: PathBuf,
     /// Directory for the back end's sockets and pid files.
     pub run_dir: PathBuf,
+    /// Host folders to export over virtio-fs, with their guest tags.
+    pub shares: Vec<Share>,
+}
+
+/// One host folder exported to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The virtio-fs tag the guest mounts.
+    pub tag: String,
+    pub path: PathBuf,
 }
 
 /// Why a VM could not be started or controlled.

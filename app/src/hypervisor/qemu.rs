@@ -17,6 +17,7 @@ use crate::vsock::Vsock;
 pub struct Qemu {
     qemu: PathBuf,
     vhost_device_vsock: PathBuf,
+    virtiofsd: PathBuf,
 }
 
 /// Finds `name` in `$env_var`, then on `PATH`, then in `/usr/local/bin`.
@@ -45,6 +46,7 @@ impl Qemu {
             qemu: find_program(&format!("qemu-system-{arch}"), "SKIFF_QEMU")?,
             vhost_device_vsock: find_program("vhost-device-vsock", "SKIFF_VHOST_DEVICE_VSOCK")
                 .unwrap_or_else(|_| PathBuf::from("vhost-device-vsock")),
+            virtiofsd: find_program("virtiofsd", "SKIFF_VIRTIOFSD").unwrap_or_else(|_| PathBuf::from("virtiofsd")),
         })
     }
 
@@ -191,10 +193,37 @@ impl Hypervisor for Qemu {
             ];
             (Vsock::Hybrid(uds), args, Some(child))
         };
+        let mut helpers: Vec<Child> = helper.into_iter().collect();
+        let mut device_args = vsock_args;
+        for (i, share) in spec.shares.iter().enumerate() {
+            let socket = spec.run_dir.join(format!("virtiofs-{i}.sock"));
+            let _ = std::fs::remove_file(&socket);
+            let mut cmd = Command::new(&self.virtiofsd);
+            cmd.args(virtiofsd_arguments(&share.path, &socket))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(io("qemu.log"))?)
+                .stderr(log.try_clone().map_err(io("qemu.log"))?)
+                .kill_on_drop(true);
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().map_err(|e| {
+                VmError::Missing(
+                    self.virtiofsd.display().to_string(),
+                    format!("{e} (needed to share {})", share.path.display()),
+                )
+            })?;
+            wait_for_path(&socket, Duration::from_secs(5), &mut child, "virtiofsd").await?;
+            device_args.extend([
+                "-chardev".into(),
+                format!("socket,id=fs{i},path={}", socket.display()),
+                "-device".into(),
+                format!("vhost-user-fs-pci,chardev=fs{i},tag={}", share.tag),
+            ]);
+            helpers.push(child);
+        }
         let qmp_path = spec.run_dir.join("qmp.sock");
         let _ = std::fs::remove_file(&qmp_path);
         let mut cmd = Command::new(&self.qemu);
-        cmd.args(Self::arguments(spec, &vsock_args))
+        cmd.args(Self::arguments(spec, &device_args))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("qemu.log"))?)
             .stderr(log)
@@ -207,11 +236,34 @@ impl Hypervisor for Qemu {
         Ok(Box::new(QemuVm {
             vsock,
             qemu_pid: child.id().unwrap_or(0),
-            helper_pid: helper.as_ref().and_then(Child::id),
-            procs: Mutex::new(Procs { qemu: child, helper, exit: None }),
+            helper_pids: helpers.iter().filter_map(Child::id).collect(),
+            procs: Mutex::new(Procs { qemu: child, helpers, exit: None }),
             qmp,
         }))
     }
+}
+
+/// virtiofsd for one share. `--cache never`: a change made on the host is seen by the next read
+/// in the guest (`auto` served stale data for about a second after a host write); `--allow-mmap`
+/// keeps shared mappings working without the page cache. Run by a non-root user, the user
+/// namespace maps the guest's root to that user, so files containers create belong to them.
+fn virtiofsd_arguments(dir: &Path, socket: &Path) -> Vec<String> {
+    let mut args = vec![
+        "--shared-dir".to_owned(),
+        dir.display().to_string(),
+        "--socket-path".to_owned(),
+        socket.display().to_string(),
+        "--sandbox".to_owned(),
+        "namespace".to_owned(),
+        "--cache".to_owned(),
+        "never".to_owned(),
+        "--allow-mmap".to_owned(),
+    ];
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    if uid != 0 {
+        args.extend([format!("--uid-map=:0:{uid}:1:"), format!("--gid-map=:0:{gid}:1:")]);
+    }
+    args
 }
 
 fn kernel_vhost_vsock() -> bool {
@@ -231,7 +283,8 @@ async fn connect_qmp(path: &Path) -> Result<Qmp, VmError> {
 
 struct Procs {
     qemu: Child,
-    helper: Option<Child>,
+    /// vhost-device-vsock and one virtiofsd per share.
+    helpers: Vec<Child>,
     exit: Option<Exit>,
 }
 
@@ -239,7 +292,7 @@ struct Procs {
 struct QemuVm {
     vsock: Vsock,
     qemu_pid: u32,
-    helper_pid: Option<u32>,
+    helper_pids: Vec<u32>,
     procs: Mutex<Procs>,
     qmp: Qmp,
 }
@@ -251,7 +304,7 @@ impl RunningVm for QemuVm {
     }
 
     fn pids(&self) -> Vec<u32> {
-        std::iter::once(self.qemu_pid).chain(self.helper_pid).collect()
+        std::iter::once(self.qemu_pid).chain(self.helper_pids.iter().copied()).collect()
     }
 
     async fn power_button(&self) -> Result<(), VmError> {
@@ -293,7 +346,7 @@ impl RunningVm for QemuVm {
                     return exit.clone();
                 }
                 if let Ok(Some(status)) = p.qemu.try_wait() {
-                    if let Some(h) = p.helper.as_mut() {
+                    for h in p.helpers.iter_mut() {
                         let _ = h.start_kill();
                         let _ = h.wait().await;
                     }
@@ -324,6 +377,7 @@ mod tests {
             disk: "/d.raw".into(),
             console_log: "/c.log".into(),
             run_dir: "/run/s".into(),
+            shares: Vec::new(),
         };
         let args = Qemu::arguments(&spec, &["-device".into(), "x".into()]).join(" ");
         assert!(args.contains("-accel tcg,thread=multi"), "{args}");

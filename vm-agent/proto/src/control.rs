@@ -91,8 +91,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_ops_and_fields_are_rejected() {
+    fn unknown_ops_and_bad_fields_are_rejected() {
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"op":"ready","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"shutdown","timeout_secs":1,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"set_time","unix_nanos":"soon"}"#).is_err());
     }
 }

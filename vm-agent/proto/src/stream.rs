@@ -97,12 +97,17 @@ mod tests {
         server.read_to_end(&mut got).await?;
         assert_eq!(got, b"hello");
 
+        // The pipes hold 1 KiB: the writer must run while the reader drains.
         let big = vec![7u8; 3 * MAX_FRAME + 11];
-        server.write_all(&big).await?;
-        server.shutdown().await?;
+        let len = big.len();
+        let writer = tokio::spawn(async move {
+            server.write_all(&big).await?;
+            server.shutdown().await
+        });
         let mut back = Vec::new();
         client.read_to_end(&mut back).await?;
-        assert_eq!(back.len(), big.len());
+        assert_eq!(back.len(), len);
+        assert!(writer.await.is_ok_and(|r| r.is_ok()));
         assert!(r1.await.is_ok_and(|r| r.is_ok()) && r2.await.is_ok_and(|r| r.is_ok()));
         Ok(())
     }

@@ -28,6 +28,8 @@ pub struct ModuleIndex {
     deps: HashMap<PathBuf, Vec<PathBuf>>,
     builtin: HashSet<String>,
     loaded: HashSet<PathBuf>,
+    /// Where the kernel lists the modules it has (`/sys/module`).
+    sys_module: PathBuf,
 }
 
 /// A module's name as the kernel spells it (`nf-tables.ko` → `nf_tables`).
@@ -39,7 +41,7 @@ fn module_name(file: &Path) -> String {
 impl ModuleIndex {
     /// Parses `modules.dep` and `modules.builtin` text.
     pub fn parse(dir: &Path, modules_dep: &str, builtin: &str) -> Self {
-        let mut index = ModuleIndex { dir: dir.to_path_buf(), ..Default::default() };
+        let mut index = ModuleIndex { dir: dir.to_path_buf(), sys_module: "/sys/module".into(), ..Default::default() };
         for line in modules_dep.lines() {
             let Some((file, deps)) = line.split_once(':') else { continue };
             let file = PathBuf::from(file.trim());
@@ -77,6 +79,10 @@ impl ModuleIndex {
 
     fn visit(&self, file: &Path, order: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) {
         if !seen.insert(file.to_path_buf()) {
+            return;
+        }
+        // Already in the kernel (loaded earlier, perhaps by another index whose file is gone).
+        if self.sys_module.join(module_name(file)).is_dir() {
             return;
         }
         for dep in self.deps.get(file).map(Vec::as_slice).unwrap_or_default() {
@@ -172,7 +178,8 @@ kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko
 
     #[test]
     fn dependencies_come_first_whatever_order_modules_dep_lists_them_in() {
-        let index = ModuleIndex::parse(Path::new("/m"), DEP, "kernel/fs/ext4/ext4.ko\n");
+        let mut index = ModuleIndex::parse(Path::new("/m"), DEP, "kernel/fs/ext4/ext4.ko\n");
+        index.sys_module = "/nonexistent".into();
         let plan = index.plan("virtio-net").expect("plan");
         let names: Vec<String> = plan.iter().map(|p| module_name(p)).collect();
         let pos = |n: &str| names.iter().position(|m| m == n).expect(n);
