@@ -145,7 +145,7 @@ def test_anonymous_volumes_volumes_from_and_rm_v(client):
     # AutoRemove (`docker run --rm`) removes a container's anonymous volumes too; named ones stay.
     client.containers.run(IMAGE, "true", volumes=["/gone", "kept:/kept"], auto_remove=True, detach=True)
     deadline = time.monotonic() + 10
-    while client.containers.list(all=True) and time.monotonic() < deadline:
+    while client.api.containers(all=True) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [v.name for v in client.volumes.list()] == ["kept"]
 

@@ -343,7 +343,7 @@ pub async fn create(
         if let Some(other) = map.values().find(|c| c.record().name == name) {
             let err = name_conflict(&name, &other.id);
             drop(map);
-            remove_anonymous_volumes(engine, &record);
+            remove_anonymous_volumes(engine, &record, None);
             return Err(err);
         }
         std::fs::create_dir_all(&dir)
@@ -362,10 +362,11 @@ fn name_conflict(name: &str, other: &str) -> EngineError {
     ))
 }
 
-/// Removes the anonymous volumes of a removed container that no other container uses.
-fn remove_anonymous_volumes(engine: &Engine, rec: &ContainerRecord) {
+/// Removes the anonymous volumes of a container being removed (`itself`, ignored as a user) that
+/// no other container uses.
+fn remove_anonymous_volumes(engine: &Engine, rec: &ContainerRecord, itself: Option<&str>) {
     for name in rec.mounts.iter().filter(|m| m.anonymous).filter_map(|m| m.name.as_deref()) {
-        if volume_users(engine, name).is_empty() {
+        if volume_users(engine, name).iter().all(|user| Some(user.as_str()) == itself) {
             if let Err(e) = engine.volumes.remove(name) {
                 tracing::warn!(volume = name, error = %e, "could not remove an anonymous volume");
             }
@@ -958,6 +959,10 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
         wait_exit_count(c, before).await;
     }
+    // Its anonymous volumes go first, so nobody sees the container gone and its volumes still there.
+    if volumes {
+        remove_anonymous_volumes(engine, &c.record(), Some(&c.id));
+    }
     // Whoever takes it out of the table removes it; a concurrent remove (auto-remove racing
     // `docker rm -f`) finds it gone and does nothing, so it never writes into a dying directory.
     if engine.containers.map.write().unwrap_or_else(|p| p.into_inner()).remove(&c.id).is_none() {
@@ -971,9 +976,6 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
     })
     .await?;
     event(engine, "destroy", &c.record(), &[]);
-    if volumes {
-        remove_anonymous_volumes(engine, &c.record());
-    }
     c.removed.send_replace(true);
     Ok(())
 }
