@@ -3,7 +3,7 @@
 #  1. boot: `skiff start` → a working `docker version`, next to the floor: the same kernel, QEMU
 #     command line and accelerator reaching a trivial /init (busybox, vm-image/trivial-initramfs.sh)
 #  2. `docker run --rm busybox true` through the VM vs the same engine natively
-#  3. host memory of Skiff's processes besides QEMU (daemon, vhost-device-vsock), and QEMU's
+#  3. host memory of Skiff's processes besides QEMU (daemon, vhost-device-vsock, virtiofsd), and QEMU's
 #  4. the guest's used memory after boot (as `free` counts it) and its shmem (initramfs files)
 # Medians of N runs (default 3). Needs root (the native engine), QEMU and vhost-device-vsock.
 set -euo pipefail
@@ -16,7 +16,7 @@ source bench/lib.sh
 cleanup() {
   target/release/skiff stop -t 1 >/dev/null 2>&1 || true
   [ -n "${SKIFF_PID:-}" ] && kill "$SKIFF_PID" 2>/dev/null || true
-  [ -n "${FLOOR_HELPER:-}" ] && kill "$FLOOR_HELPER" 2>/dev/null || true
+  for h in ${FLOOR_HELPERS:-}; do kill "$h" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -47,6 +47,7 @@ for _ in $(seq "$N"); do
 done
 # The floor: QEMU exactly as Skiff runs it, with the trivial initramfs and no skiff.* parameters.
 floor_run=$WORK/floor
+FLOOR_HELPERS=
 for _ in $(seq "$N"); do
   rm -rf "$floor_run" && mkdir -p "$floor_run"
   args=()
@@ -60,20 +61,30 @@ for _ in $(seq "$N"); do
       unix:*qmp.sock*) a=unix:$floor_run/qmp.sock,server=on,wait=off ;;
       */qemu.pid) a=$floor_run/qemu.pid ;;
       socket,id=vsock0,*) a=socket,id=vsock0,path=$floor_run/vhost-vsock.sock ;;
+      socket,id=fs*,path=*)
+        # The same virtio-fs device, backed by its own virtiofsd.
+        fs_sock=$floor_run/${a#socket,id=}; fs_sock=${fs_sock%%,*}.sock
+        a="${a%%,path=*},path=$fs_sock"
+        virtiofsd --shared-dir "$WORK" --socket-path "$fs_sock" --sandbox namespace --cache never >/dev/null 2>&1 &
+        FLOOR_HELPERS+=" $!"
+        for _ in $(seq 200); do [ -S "$fs_sock" ] && break; sleep 0.01; done ;;
     esac
     args+=("$a")
   done
   vhost-device-vsock --guest-cid 3 --socket "$floor_run/vhost-vsock.sock" --uds-path "$floor_run/vsock.sock" >/dev/null 2>&1 &
-  FLOOR_HELPER=$!
+  FLOOR_HELPERS+=" $!"
   for _ in $(seq 200); do [ -S "$floor_run/vhost-vsock.sock" ] && break; sleep 0.01; done
   s=$(now)
   "${QEMU_ARGS[0]}" "${args[@]}" >/dev/null 2>&1 &
   qemu=$!
-  until grep -q TRIVIAL-INIT-REACHED "$floor_run/console.log" 2>/dev/null; do sleep 0.005; done
+  until grep -q TRIVIAL-INIT-REACHED "$floor_run/console.log" 2>/dev/null; do
+    kill -0 "$qemu" 2>/dev/null || { echo "floor QEMU exited early:" >&2; cat "$floor_run/console.log" >&2; exit 1; }
+    sleep 0.005
+  done
   floors+=("$(ms "$s")")
   wait "$qemu" || true
-  kill "$FLOOR_HELPER" 2>/dev/null || true
-  wait "$FLOOR_HELPER" 2>/dev/null || true
+  for h in $FLOOR_HELPERS; do kill "$h" 2>/dev/null || true; wait "$h" 2>/dev/null || true; done
+  FLOOR_HELPERS=
 done
 start_med=$(printf '%s\n' "${starts[@]}" | median)
 floor_med=$(printf '%s\n' "${floors[@]}" | median)
@@ -87,9 +98,10 @@ sleep 3
 status=$(target/release/skiff status --json)
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 daemon=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon_pid"])')
-read -r qemu helper < <(echo "$status" | python3 -c 'import json,sys; p=json.load(sys.stdin)["vm_pids"]; print(p[0], p[1] if len(p) > 1 else 0)')
-host_kib=$(( $(rss "$daemon") + $(rss "$helper") ))
-printf '%-58s %8.1f MiB   (target < 30)\n' "host: skiff daemon + vhost-device-vsock RSS" "$(awk -v k="$host_kib" 'BEGIN{print k/1024}')"
+read -r qemu helpers < <(echo "$status" | python3 -c 'import json,sys; p=json.load(sys.stdin)["vm_pids"]; print(p[0], " ".join(map(str, p[1:])))')
+host_kib=$(rss "$daemon")
+for h in $helpers; do host_kib=$((host_kib + $(rss "$h"))); done
+printf '%-58s %8.1f MiB   (target < 30)\n' "host: daemon + vhost-device-vsock + virtiofsd (\$HOME) RSS" "$(awk -v k="$host_kib" 'BEGIN{print k/1024}')"
 printf '%-58s %8.1f MiB\n' "host: QEMU RSS (guest RAM touched + emulator)" "$(awk -v k="$(rss "$qemu")" 'BEGIN{print k/1024}')"
 echo "$status" | python3 -c '
 import json, sys

@@ -16,7 +16,7 @@ pub enum DiskError {
 }
 
 /// Space the VM needs free on the host to boot and write its first data.
-const MIN_FREE: u64 = 256 << 20;
+pub const MIN_FREE: u64 = 256 << 20;
 
 /// Creates or grows `path` to `gib` GiB (sparse: it only takes what the guest writes).
 pub fn ensure(path: &Path, gib: u32) -> Result<(), DiskError> {

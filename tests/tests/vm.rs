@@ -248,3 +248,62 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
     assert!(s.docker_ok(&["volume", "ls", "-q"]).contains("notes"));
     s.skiff_ok(&["stop", "--timeout", "1"]);
 }
+
+#[test]
+fn host_disk_full_pauses_the_vm_with_a_reason_and_it_resumes_when_space_returns() {
+    let s = SkiffHome::new();
+    std::fs::create_dir_all(s.home()).expect("home");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1200m", "tmpfs"])
+        .arg(s.home())
+        .status()
+        .expect("mount");
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(s.home());
+    let filler = s.home().join("filler");
+    let made = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=600", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status()
+        .expect("dd");
+    assert!(made.success());
+    s.skiff_ok(&["start", "--accel", "tcg", "--memory", "1024"]);
+    s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
+    // The guest writes more than the host file system has left.
+    let mut writer = s
+        .docker_cmd(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/big bs=1M count=900 && sync && echo written",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker run");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = s.status();
+        if st["state"] == "paused" {
+            let reason = st["paused_reason"].as_str().unwrap_or_default().to_owned();
+            assert!(reason.contains("disk") && reason.contains("full"), "{reason}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the VM never reported the full disk: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_file(&filler).expect("free space");
+    let out = writer.wait_with_output().expect("writer");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "written\n", "the write completes once space is back");
+    assert_eq!(s.status()["state"], "running");
+    assert_eq!(s.docker_ok(&["run", "--rm", "busybox", "echo", "alive"]), "alive\n");
+    s.skiff_ok(&["stop", "--timeout", "1"]);
+}

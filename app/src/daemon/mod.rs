@@ -384,7 +384,9 @@ async fn check_health(vm: &dyn RunningVm, shared: &Shared, home: &Home) {
             tracing::error!("{r}");
             s.state = State::Paused;
         }
-        (Some(_), State::Paused) if crate::disk::free_bytes(home.root()).is_some_and(|free| free > 512 << 20) => {
+        (Some(_), State::Paused)
+            if crate::disk::free_bytes(home.root()).is_some_and(|free| free > crate::disk::MIN_FREE) =>
+        {
             tracing::info!("space is available again on the host; resuming the VM");
             if vm.resume().await.is_ok() {
                 s.state = State::Running;

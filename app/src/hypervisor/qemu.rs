@@ -127,6 +127,29 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Starts a vhost-user back end (logging to `log`, dying with the daemon) and waits for its socket.
+async fn spawn_helper(
+    program: &Path,
+    args: &[String],
+    log: &std::fs::File,
+    socket: &Path,
+    hint: &str,
+) -> Result<Child, VmError> {
+    let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let io = |source| VmError::Io { what: "qemu.log".into(), source };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io)?)
+        .stderr(log.try_clone().map_err(io)?)
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
+    let mut child =
+        cmd.spawn().map_err(|e| VmError::Missing(program.display().to_string(), format!("{e} ({hint})")))?;
+    wait_for_path(socket, Duration::from_secs(5), &mut child, &name).await?;
+    Ok(child)
+}
+
 async fn wait_for_path(path: &Path, patience: Duration, child: &mut Child, what: &str) -> Result<(), VmError> {
     let deadline = tokio::time::Instant::now() + patience;
     while !path.exists() {
@@ -166,25 +189,16 @@ impl Hypervisor for Qemu {
             for stale in [&vhost, &uds] {
                 let _ = std::fs::remove_file(stale);
             }
-            let mut cmd = Command::new(&self.vhost_device_vsock);
-            cmd.arg("--guest-cid")
-                .arg(skiff_proto::GUEST_CID.to_string())
-                .arg("--socket")
-                .arg(&vhost)
-                .arg("--uds-path")
-                .arg(&uds)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(io("qemu.log"))?)
-                .stderr(log.try_clone().map_err(io("qemu.log"))?)
-                .kill_on_drop(true);
-            die_with_parent(&mut cmd);
-            let mut child = cmd.spawn().map_err(|e| {
-                VmError::Missing(
-                    self.vhost_device_vsock.display().to_string(),
-                    format!("{e} (there is no /dev/vhost-vsock, so Skiff needs vhost-device-vsock from crates.io)"),
-                )
-            })?;
-            wait_for_path(&vhost, Duration::from_secs(5), &mut child, "vhost-device-vsock").await?;
+            let vsock_args = [
+                "--guest-cid".to_owned(),
+                skiff_proto::GUEST_CID.to_string(),
+                "--socket".to_owned(),
+                vhost.display().to_string(),
+                "--uds-path".to_owned(),
+                uds.display().to_string(),
+            ];
+            let hint = "there is no /dev/vhost-vsock, so Skiff needs vhost-device-vsock from crates.io";
+            let child = spawn_helper(&self.vhost_device_vsock, &vsock_args, &log, &vhost, hint).await?;
             let args = vec![
                 "-chardev".into(),
                 format!("socket,id=vsock0,path={}", vhost.display()),
@@ -198,20 +212,9 @@ impl Hypervisor for Qemu {
         for (i, share) in spec.shares.iter().enumerate() {
             let socket = spec.run_dir.join(format!("virtiofs-{i}.sock"));
             let _ = std::fs::remove_file(&socket);
-            let mut cmd = Command::new(&self.virtiofsd);
-            cmd.args(virtiofsd_arguments(&share.path, &socket))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(io("qemu.log"))?)
-                .stderr(log.try_clone().map_err(io("qemu.log"))?)
-                .kill_on_drop(true);
-            die_with_parent(&mut cmd);
-            let mut child = cmd.spawn().map_err(|e| {
-                VmError::Missing(
-                    self.virtiofsd.display().to_string(),
-                    format!("{e} (needed to share {})", share.path.display()),
-                )
-            })?;
-            wait_for_path(&socket, Duration::from_secs(5), &mut child, "virtiofsd").await?;
+            let hint = format!("needed to share {}", share.path.display());
+            let child =
+                spawn_helper(&self.virtiofsd, &virtiofsd_arguments(&share.path, &socket), &log, &socket, &hint).await?;
             device_args.extend([
                 "-chardev".into(),
                 format!("socket,id=fs{i},path={}", socket.display()),
