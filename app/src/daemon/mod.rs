@@ -336,6 +336,13 @@ pub fn console_tail(home: &Home, n: usize) -> String {
 /// Clean shutdown through the agent, then the ACPI button, then a hard stop. True if clean.
 async fn shut_down(vm: &dyn RunningVm, control: &mut ControlClient, grace: Duration) -> bool {
     tracing::info!(grace_secs = grace.as_secs(), "stopping the VM");
+    if let Some(reason) = vm.paused_reason().await {
+        // A paused guest cannot shut itself down: say why and stop it hard.
+        tracing::warn!("{reason}; stopping it hard");
+        vm.kill().await;
+        let _ = vm.wait().await;
+        return false;
+    }
     let secs = u32::try_from(grace.as_secs()).unwrap_or(u32::MAX);
     let asked =
         tokio::time::timeout(Duration::from_secs(5), control.call(&Request::Shutdown { timeout_secs: secs })).await;

@@ -246,11 +246,28 @@ impl Hypervisor for Qemu {
     }
 }
 
-/// virtiofsd for one share. `--cache never`: a change made on the host is seen by the next read
-/// in the guest (`auto` served stale data for about a second after a host write); `--allow-mmap`
-/// keeps shared mappings working without the page cache. Run by a non-root user, the user
-/// namespace maps the guest's root to that user, so files containers create belong to them.
+/// The virtio-fs cache mode: `never` unless `SKIFF_VIRTIOFS_CACHE` asks for `metadata`, `auto` or
+/// `always`. `never` makes a change on the host visible to the next read in the guest (`auto`
+/// served stale data for about a second after a host write) at the price of one round trip to
+/// virtiofsd per lookup, which makes small-file work slow (see bench/volumes.sh).
+fn virtiofs_cache() -> &'static str {
+    match std::env::var("SKIFF_VIRTIOFS_CACHE").as_deref() {
+        Ok("metadata") => "metadata",
+        Ok("auto") => "auto",
+        Ok("always") => "always",
+        Ok("never") | Err(_) => "never",
+        Ok(other) => {
+            tracing::warn!(mode = other, "unknown SKIFF_VIRTIOFS_CACHE; using never");
+            "never"
+        }
+    }
+}
+
+/// virtiofsd for one share; `--allow-mmap` keeps shared mappings working without the page cache.
+/// Run by a non-root user, the user namespace maps the guest's root to that user, so files
+/// containers create belong to them.
 fn virtiofsd_arguments(dir: &Path, socket: &Path) -> Vec<String> {
+    let cache = virtiofs_cache();
     let mut args = vec![
         "--shared-dir".to_owned(),
         dir.display().to_string(),
@@ -259,9 +276,11 @@ fn virtiofsd_arguments(dir: &Path, socket: &Path) -> Vec<String> {
         "--sandbox".to_owned(),
         "namespace".to_owned(),
         "--cache".to_owned(),
-        "never".to_owned(),
-        "--allow-mmap".to_owned(),
+        cache.to_owned(),
     ];
+    if matches!(cache, "never" | "metadata") {
+        args.push("--allow-mmap".to_owned());
+    }
     let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
     if uid != 0 {
         args.extend([format!("--uid-map=:0:{uid}:1:"), format!("--gid-map=:0:{gid}:1:")]);

@@ -126,9 +126,6 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
     power::watch_power_button(power.clone(), BUTTON_GRACE);
 
     if !boot.shares.is_empty() {
-        if let Err(e) = modules::ModuleIndex::open_running().and_then(|mut m| m.load(&["virtiofs"])) {
-            tracing::error!(error = %e, "no virtio-fs: host folders cannot be shared");
-        }
         if let Err(e) = shares::mount_all(&boot.shares) {
             tracing::error!(error = %e, "sharing host folders");
         }

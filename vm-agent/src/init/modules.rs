@@ -16,6 +16,7 @@ pub const BOOT: &[&str] = &[
     "virtio_blk",
     "virtio_net",
     "overlay",
+    "virtiofs",
     "button",
     "evdev",
 ];
