@@ -147,6 +147,31 @@ impl SkiffHome {
     }
 }
 
+/// A size-limited tmpfs mounted over a home's directory (to fill the host's disk on purpose);
+/// unmounted on drop.
+#[derive(Debug)]
+pub struct TmpfsHome(PathBuf);
+
+impl SkiffHome {
+    /// Mounts a tmpfs of `size` (e.g. `64m`) as this home.
+    pub fn on_tmpfs(&self, size: &str) -> TmpfsHome {
+        std::fs::create_dir_all(self.home()).expect("home");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(self.home())
+            .status()
+            .expect("mount");
+        assert!(mounted.success(), "mounting a tmpfs on {}", self.home().display());
+        TmpfsHome(self.home())
+    }
+}
+
+impl Drop for TmpfsHome {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 impl Default for SkiffHome {
     fn default() -> Self {
         Self::new()

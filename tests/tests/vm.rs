@@ -157,18 +157,11 @@ fn start_failures_are_clear_and_leave_nothing_running() {
 
     // The host file system holding SKIFF_HOME is (nearly) full: a clear refusal, nothing started.
     let s = SkiffHome::new();
-    std::fs::create_dir_all(s.home()).expect("home");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
-        .arg(s.home())
-        .status()
-        .expect("mount");
-    assert!(mounted.success());
+    let _tmpfs = s.on_tmpfs("64m");
     let out = s.skiff(&["start", "--accel", "tcg"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let stopped = s.status()["state"] == "stopped";
     let leftovers = s.processes();
-    let _ = std::process::Command::new("umount").arg("-l").arg(s.home()).status();
     assert!(!out.status.success() && err.contains("MiB are free") && err.contains("SKIFF_HOME"), "{err}");
     assert!(stopped && leftovers.is_empty(), "{leftovers:?}");
 
@@ -252,20 +245,7 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
 #[test]
 fn host_disk_full_pauses_the_vm_with_a_clear_reason_and_it_still_stops() {
     let s = SkiffHome::new();
-    std::fs::create_dir_all(s.home()).expect("home");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1200m", "tmpfs"])
-        .arg(s.home())
-        .status()
-        .expect("mount");
-    assert!(mounted.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(s.home());
+    let _tmpfs = s.on_tmpfs("1200m");
     let filler = s.home().join("filler");
     let made = std::process::Command::new("dd")
         .args(["if=/dev/zero", "bs=1M", "count=600", "status=none"])
