@@ -67,17 +67,21 @@ struct Shared {
 
 /// Runs the daemon until the VM is stopped; records a fatal error for `skiff start` to show.
 pub async fn run(home: Home, cfg: VmConfig) -> Result<(), DaemonError> {
-    let error_file = home.run_dir().join("daemon.error");
+    let lock = match lock(&home) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Err(e);
+        }
+    };
     let result = run_inner(&home, cfg).await;
-    if !matches!(result, Err(DaemonError::AlreadyRunning(_))) {
-        clean_run_dir(&home);
-    }
+    clean_run_dir(&home);
     if let Err(e) = &result {
         tracing::error!("{e}");
-        if !matches!(e, DaemonError::AlreadyRunning(_)) {
-            let _ = std::fs::write(&error_file, e.to_string());
-        }
+        let _ = std::fs::write(home.run_dir().join("daemon.error"), e.to_string());
     }
+    // The lock goes last: `skiff start` reads daemon.error as soon as it sees the lock free.
+    drop(lock);
     result
 }
 
@@ -99,7 +103,6 @@ fn lock(home: &Home) -> Result<std::fs::File, DaemonError> {
 }
 
 async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
-    let _lock = lock(home)?;
     let started = Instant::now();
     // We hold the lock: any socket left in run/ belongs to a previous, dead daemon.
     clean_run_dir(home);
