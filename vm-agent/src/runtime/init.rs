@@ -339,6 +339,8 @@ fn run_as_reaper(c_exe: &CString, c_args: &[CString], c_env: &[CString], program
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     let all = SigSet::all();
+    // Named before the fork: the command may look at PID 1 (`ps`) the moment it runs.
+    let _ = nix::sys::prctl::set_name(c"skiff-init");
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
         .map_err(|e| InitError::sys("sigprocmask", e))?;
     // SAFETY: single-threaded process.
@@ -358,7 +360,6 @@ fn run_as_reaper(c_exe: &CString, c_args: &[CString], c_env: &[CString], program
             if !buf.is_empty() {
                 return Err(serde_json::from_str(&buf).unwrap_or_else(|_| InitError::other(buf)));
             }
-            let _ = nix::sys::prctl::set_name(c"skiff-init");
             // The command runs: let go of everything but stdio (the status pipe closing tells
             // the engine the container started).
             // SAFETY: close_range on our own descriptors.
