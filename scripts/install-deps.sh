@@ -8,7 +8,8 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-venv
       ca-certificates curl iproute2 util-linux apache2-utils
-      qemu-system-x86 e2fsprogs cpio libseccomp-dev libcap-ng-dev pkg-config)
+      qemu-system-x86 e2fsprogs cpio libseccomp-dev libcap-ng-dev pkg-config
+      libnftnl-dev libmnl-dev nftables)
 
 missing=()
 for p in "${PKGS[@]}"; do

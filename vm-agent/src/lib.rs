@@ -8,6 +8,7 @@
 pub mod api;
 pub mod engine;
 pub mod init;
+pub mod net;
 pub mod runtime;
 pub mod store;
 pub mod transport;

@@ -27,6 +27,12 @@ enum Command {
         /// A registry (host[:port]) to reach over plain HTTP; repeatable. Loopback is always allowed.
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
+        /// The default bridge network's device (its name must start with "sk").
+        #[arg(long, default_value = "skiff0")]
+        bridge: String,
+        /// The default bridge network's subnet (default: the first free one of Docker's pools).
+        #[arg(long)]
+        bridge_subnet: Option<ipnet::Ipv4Net>,
     },
     /// Internal: start the container described by BUNDLE/config.json (run by the engine itself).
     #[command(hide = true)]
@@ -56,18 +62,25 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { socket, root, insecure_registries } => serve(socket, root, insecure_registries),
+        Command::Serve { socket, root, insecure_registries, bridge, bridge_subnet } => {
+            if !bridge.starts_with(skiff_agent::net::firewall::BRIDGE_PREFIX) || bridge.len() > 15 {
+                anyhow::bail!("--bridge {bridge:?}: the name must start with \"sk\" and have at most 15 characters");
+            }
+            let net = skiff_agent::net::NetConfig { bridge, bridge_subnet, ..Default::default() };
+            serve(socket, EngineConfig { root, insecure_registries, net })
+        }
         Command::Init { bundle } => skiff_agent::runtime::init::main(&bundle),
     }
 }
 
-fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> anyhow::Result<()> {
+fn serve(socket: PathBuf, config: EngineConfig) -> anyhow::Result<()> {
+    let root = config.root.clone();
     skiff_agent::runtime::limit_malloc_arenas();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         skiff_agent::runtime::reaper::start().context("becoming the containers' reaper")?;
-        let engine = Engine::open(EngineConfig { root: root.clone(), insecure_registries })
+        let engine = Engine::open(config)
             .with_context(|| format!("opening engine state at {}", root.display()))?;
         let shutdown = async {
             let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -84,8 +97,11 @@ fn serve(socket: PathBuf, root: PathBuf, insecure_registries: Vec<String>) -> an
         };
         let engine = Arc::new(engine);
         skiff_agent::engine::containers::recover(&engine).await;
-        skiff_agent::api::serve(engine, &socket, shutdown)
+        let served = skiff_agent::api::serve(engine.clone(), &socket, shutdown)
             .await
-            .with_context(|| format!("serving on {}", socket.display()))
+            .with_context(|| format!("serving on {}", socket.display()));
+        // Bridges and rules go with the engine (they are set up again on first use).
+        engine.networks.shut_down().await;
+        served
     })
 }

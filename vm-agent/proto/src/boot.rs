@@ -21,6 +21,8 @@ pub struct BootConfig {
     /// The host port the agent dials to open the control channel (`skiff.ctl=`); host ports are
     /// shared by every VM on a host with kernel vhost-vsock, so each daemon picks its own.
     pub host_control_port: Option<u32>,
+    /// Host vsock port where the agent asks for published ports (`skiff.ports`).
+    pub host_ports_port: Option<u32>,
     /// Host folders shared over virtio-fs: (tag, absolute path to mount it at, the same path as on
     /// the host), from `skiff.share=TAG:PATH` with the path percent-encoded.
     pub shares: Vec<(String, String)>,
@@ -83,6 +85,7 @@ impl BootConfig {
                 "skiff.disk" => cfg.disk = Some(value.to_owned()),
                 "skiff.log" => cfg.log = Some(value.to_owned()),
                 "skiff.ctl" => cfg.host_control_port = Some(value.parse().map_err(|_| bad())?),
+                "skiff.ports" => cfg.host_ports_port = Some(value.parse().map_err(|_| bad())?),
                 "skiff.share" => {
                     let (tag, path) = value.split_once(':').ok_or_else(bad)?;
                     let path = decode_path(path).filter(|p| p.starts_with('/')).ok_or_else(bad)?;
@@ -110,6 +113,9 @@ impl BootConfig {
         }
         if let Some(p) = self.host_control_port {
             words.push(format!("skiff.ctl={p}"));
+        }
+        if let Some(p) = self.host_ports_port {
+            words.push(format!("skiff.ports={p}"));
         }
         for (tag, path) in &self.shares {
             words.push(format!("skiff.share={tag}:{}", encode_path(path)));

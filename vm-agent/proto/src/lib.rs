@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod control;
+pub mod ports;
 pub mod stream;
 
 /// The guest's vsock port serving the Docker Engine API (plain HTTP, as on a Unix socket).

@@ -77,6 +77,41 @@ where
     tokio::try_join!(outbound, inbound).map(|_| ())
 }
 
+/// Writes one [`DATA`] frame (a datagram, when the stream carries UDP): `payload` must be 1 to
+/// [`MAX_FRAME`] bytes.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| (1..=MAX_FRAME as u32).contains(l))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame payload must be 1 to 64 KiB"))?;
+    let mut frame = Vec::with_capacity(HEADER + payload.len());
+    frame.push(DATA);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    w.write_all(&frame).await?;
+    w.flush().await
+}
+
+/// Reads one frame into `buf` (at least [`MAX_FRAME`] bytes): `Some(len)` for a [`DATA`] frame,
+/// `None` for [`EOF`] or a clean end of the stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut header = [0u8; HEADER];
+    match r.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    match header[0] {
+        DATA if (1..=MAX_FRAME.min(buf.len())).contains(&len) => {
+            r.read_exact(&mut buf[..len]).await?;
+            Ok(Some(len))
+        }
+        EOF if len == 0 => Ok(None),
+        kind => Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame: kind {kind}, {len} bytes"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +160,20 @@ mod tests {
         let relay = tokio::spawn(super::relay(vsock_a, client_end));
         drop(vsock_b);
         assert!(relay.await.is_ok_and(|r| r.is_err()));
+    }
+
+    #[tokio::test]
+    async fn frames_keep_datagram_boundaries() -> io::Result<()> {
+        let (mut a, mut b) = tokio::io::duplex(256);
+        write_frame(&mut a, b"one").await?;
+        write_frame(&mut a, b"second").await?;
+        assert!(write_frame(&mut a, b"").await.is_err());
+        drop(a);
+        let mut buf = vec![0u8; MAX_FRAME];
+        assert_eq!(read_frame(&mut b, &mut buf).await?, Some(3));
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(read_frame(&mut b, &mut buf).await?, Some(6));
+        assert_eq!(read_frame(&mut b, &mut buf).await?, None);
+        Ok(())
     }
 }

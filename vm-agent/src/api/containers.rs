@@ -42,7 +42,7 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
 /// `GET /containers/{id}/json`.
 pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
-    Ok(Json(view::inspect(&engine, &c)).into_response())
+    Ok(Json(view::inspect_json(&engine, &c)).into_response())
 }
 
 /// `POST /containers/{id}/start`.

@@ -28,6 +28,7 @@ impl From<EngineError> for ApiError {
         let status = match &e {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
+            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EngineError::Store(s) if EngineError::is_bad_input(s) => StatusCode::BAD_REQUEST,

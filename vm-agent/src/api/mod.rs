@@ -5,6 +5,7 @@ pub mod containers;
 pub mod error;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod params;
 pub mod session;
 pub mod stream;
@@ -112,6 +113,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/load", post(images::load_archive))
         .route("/images/get", get(images::save_images))
         .route("/images/prune", post(images::prune))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))

@@ -7,6 +7,7 @@ pub mod events;
 pub mod filters;
 pub mod images;
 pub mod load;
+pub mod networks;
 pub mod progress;
 pub mod reference;
 pub mod registry;
@@ -31,6 +32,9 @@ pub enum EngineError {
     /// The request is malformed or names something invalid (400).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The request is understood but not allowed (403), e.g. removing a network in use.
+    #[error("{0}")]
+    Forbidden(String),
     /// A registry refused our credentials (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -52,6 +56,17 @@ impl EngineError {
     }
 }
 
+impl From<crate::net::NetError> for EngineError {
+    fn from(e: crate::net::NetError) -> Self {
+        use crate::net::NetError;
+        match e {
+            NetError::Invalid(m) => Self::InvalidArgument(m),
+            NetError::Conflict(m) => Self::Forbidden(m),
+            NetError::Exhausted(m) | NetError::PortInUse(m) | NetError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for EngineError {
     fn from(e: tokio::task::JoinError) -> Self {
         Self::Internal(format!("engine task failed: {e}"))
@@ -65,6 +80,8 @@ pub struct EngineConfig {
     pub root: PathBuf,
     /// Registries reached over plain HTTP besides `localhost` and `127.0.0.0/8`.
     pub insecure_registries: Vec<String>,
+    /// Networking settings.
+    pub net: crate::net::NetConfig,
 }
 
 /// The engine: shared by every request.
@@ -80,6 +97,8 @@ pub struct Engine {
     pub containers: containers::Containers,
     /// The volumes.
     pub volumes: volumes::Volumes,
+    /// The networks.
+    pub networks: networks::Networks,
     /// Exec sessions.
     pub execs: containers::exec::Execs,
     /// The host's cgroup layout.
@@ -99,12 +118,14 @@ impl Engine {
         let store = Arc::new(Store::open(&config.root.join("image-store"))?);
         let containers = containers::Containers::open(&config.root.join("containers"))?;
         let volumes = volumes::Volumes::open(&config.root.join("volumes"))?;
+        let networks = networks::Networks::open(&config.root.join("networks"), config.net.clone())?;
         Ok(Self {
             config,
             store,
             events: events::EventBus::default(),
             containers,
             volumes,
+            networks,
             execs: Default::default(),
             cgroups: crate::runtime::cgroup::detect(),
             shutting_down: Default::default(),

@@ -131,6 +131,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
         }
     }
     // The network comes up while the engine opens its state.
+    let net = net_config(&boot);
     let network = tokio::spawn(async move {
         if let Err(e) = network::configure(&boot, Duration::from_secs(10)).await {
             // The engine is still useful offline (local images); say so loudly and go on.
@@ -139,7 +140,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
         clock::boot_ms()
     });
 
-    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries: Vec::new() };
+    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries: Vec::new(), net };
     let engine = match Engine::open(config) {
         Ok(e) => Arc::new(e),
         Err(e) => {
@@ -185,4 +186,18 @@ fn fatal(msg: &str) -> ! {
     disk::unmount();
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     std::process::exit(1)
+}
+
+/// Networking in the VM: published ports are served by the host daemon (asked over vsock), and
+/// `host.docker.internal` is the host as the user-mode network shows it.
+fn net_config(boot: &BootConfig) -> crate::net::NetConfig {
+    let publisher = match boot.host_ports_port.map(crate::net::tunnel::Tunnel::start) {
+        Some(Ok(t)) => crate::net::ports::Publisher::Tunnel(t),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot serve forwarded ports: containers' ports stay unpublished");
+            crate::net::ports::Publisher::Local
+        }
+        None => crate::net::ports::Publisher::Local,
+    };
+    crate::net::NetConfig { publisher, host_gateway: boot.host, ..Default::default() }
 }

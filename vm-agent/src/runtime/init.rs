@@ -159,8 +159,22 @@ fn start(bundle: &Path) -> Result<(i32, Vec<String>), InitError> {
     }
     let mut flags = CloneFlags::empty();
     for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
-        if ns.path().is_none() && ns.typ() != LinuxNamespaceType::User {
-            flags |= CloneFlags::from_bits_truncate(ns.typ() as i32);
+        match ns.path() {
+            // An existing namespace (the network one the engine prepared): join it.
+            Some(path) => {
+                let fd = nix::fcntl::open(
+                    path.as_path(),
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| InitError::sys(format!("opening {}", path.display()), e))?;
+                nix::sched::setns(&fd, CloneFlags::from_bits_truncate(ns.typ() as i32))
+                    .map_err(|e| InitError::sys(format!("joining {}", path.display()), e))?;
+            }
+            None if ns.typ() != LinuxNamespaceType::User => {
+                flags |= CloneFlags::from_bits_truncate(ns.typ() as i32);
+            }
+            None => {}
         }
     }
     nix::sched::unshare(flags).map_err(|e| InitError::sys("unshare", e))?;

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod io;
 pub mod mounts;
 pub mod names;
+pub mod network;
 pub mod record;
 pub mod spec;
 pub mod stats;
@@ -39,6 +40,8 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// Serialises start/stop/remove on this container.
     op: Arc<tokio::sync::Mutex<()>>,
+    /// Its network while it runs.
+    sandbox: Mutex<Option<crate::net::Sandbox>>,
 }
 
 impl Container {
@@ -206,6 +209,7 @@ fn new_container(dir: PathBuf, rec: ContainerRecord) -> Container {
         exits: watch::channel((0, code)).0,
         removed: watch::channel(false).0,
         op: Arc::new(tokio::sync::Mutex::new(())),
+        sandbox: Mutex::new(None),
     }
 }
 
@@ -319,6 +323,8 @@ pub async fn create(
     if let Some(other) = engine.containers.all().into_iter().find(|c| c.record().name == name) {
         return Err(name_conflict(&name, &other.id));
     }
+    network::check_hostname(&config)?;
+    let networks = network::endpoints_at_create(engine, &name, &host, body.networking_config.as_ref())?;
     let mounts = mounts::resolve(engine, &config, &host)?;
     let warnings = unenforceable(&engine.cgroups, &limits_of(&host));
     let id = hex::encode(rand::random::<[u8; 32]>());
@@ -336,6 +342,8 @@ pub async fn create(
         stopped_by_user: false,
         was_running: false,
         mounts,
+        networks,
+        ports: Vec::new(),
     };
     let dir = engine.containers.dir.join(&id);
     {
@@ -491,34 +499,9 @@ fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
     if h.memory.is_some_and(|m| m > 0 && m < 6 * 1024 * 1024) {
         return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".into()));
     }
-    match h.network_mode.as_deref() {
-        None | Some("" | "default" | "bridge" | "none" | "host") => Ok(()),
-        Some(other) => Err(EngineError::NotFound(format!("network {other} not found"))),
-    }
+    Ok(())
 }
 
-fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str) -> std::io::Result<()> {
-    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
-    for h in rec.host_config.extra_hosts.iter().flatten() {
-        if let Some((name, ip)) = h.split_once(':') {
-            hosts.push_str(&format!("{ip}\t{name}\n"));
-        }
-    }
-    std::fs::write(dir.join("hosts"), hosts)?;
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut resolv: Vec<String> =
-        host_resolv.lines().filter(|l| !l.trim_start().starts_with("nameserver 127.")).map(str::to_string).collect();
-    let dns: Vec<String> = rec.host_config.dns.clone().unwrap_or_default();
-    if !dns.is_empty() {
-        resolv.retain(|l| !l.trim_start().starts_with("nameserver"));
-        resolv.extend(dns.iter().map(|d| format!("nameserver {d}")));
-    } else if !resolv.iter().any(|l| l.trim_start().starts_with("nameserver")) {
-        resolv.push("nameserver 8.8.8.8".into());
-        resolv.push("nameserver 8.8.4.4".into());
-    }
-    std::fs::write(dir.join("resolv.conf"), resolv.join("\n") + "\n")
-}
 
 /// Pipes for a container without a terminal: the ends it gets, and the ends the hub keeps.
 pub(crate) struct Pipes {
@@ -563,6 +546,10 @@ fn publish_hub(c: &Container, hub: &Arc<IoHub>, readers: Vec<(OwnedFd, u8)>) {
 /// `--rm` that fails to start is removed.
 pub async fn start(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, EngineError> {
     let result = start_locked(engine, c).await;
+    if result.is_err() {
+        // Whatever part of the network was set up goes (a no-op if none was).
+        network::release(engine, c).await;
+    }
     if result.is_err() && c.record().host_config.auto_remove.unwrap_or(false) {
         if let Err(e) = remove(engine, c, true, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove after failed start");
@@ -588,7 +575,10 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
     let dir = c.dir.clone();
     let lower_dirs = c.prepare_layers(engine, &image)?;
     let hostname = rec.config.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| c.id[..12].to_string());
-    write_etc_files(&dir, &rec, &hostname).map_err(|e| EngineError::Internal(format!("writing /etc files: {e}")))?;
+    let net = network::prepare(engine, c).await?;
+    let rec = c.record();
+    network::write_etc_files(&dir, &rec, &hostname, &net)
+        .map_err(|e| EngineError::Internal(format!("writing /etc files: {e}")))?;
     let cg = c.cgroup(engine);
     let (cg_warnings, cgroup_procs) = cg
         .create(&limits_of(&rec.host_config))
@@ -605,6 +595,7 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
         args: rec.args.clone(),
         cgroup_procs,
         mounts: &rec.mounts,
+        netns: net.netns_path.clone(),
     };
     let oci = match spec::build(&rec.config, &rec.host_config, &inputs) {
         Ok(o) => o,
@@ -721,6 +712,7 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
     }
     tokio::task::spawn_blocking(move || cg.remove()).await.ok();
     release_volumes(&engine, &c.record());
+    network::release(&engine, &c).await;
     let _ = c.update(|r| {
         r.state.status = Status::Exited;
         r.state.oom_killed = oom;

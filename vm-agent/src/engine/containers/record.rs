@@ -111,4 +111,10 @@ pub struct ContainerRecord {
     /// Binds, volumes and tmpfs mounts, resolved at create.
     #[serde(default)]
     pub mounts: Vec<super::mounts::MountRecord>,
+    /// The networks it joins, by name (addresses filled in while it runs).
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, super::network::EndpointRecord>,
+    /// Its published ports while it runs.
+    #[serde(default)]
+    pub ports: Vec<crate::net::ports::PublishedPort>,
 }

@@ -154,6 +154,8 @@ pub struct SpecInputs<'a> {
     pub cgroup_procs: Vec<String>,
     /// Binds, volumes and tmpfs mounts (resolved at create).
     pub mounts: &'a [super::mounts::MountRecord],
+    /// The network namespace to join (`None`: the engine's own, `--network host`).
+    pub netns: Option<std::path::PathBuf>,
 }
 
 /// Builds the OCI runtime spec for a container.
@@ -203,7 +205,6 @@ pub fn build(
         };
         mounts.push(json!({"destination": m.destination, "type": typ, "source": source, "options": options}));
     }
-    let network_mode = host.network_mode.clone().unwrap_or_default();
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -211,8 +212,8 @@ pub fn build(
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if network_mode != "host" {
-        namespaces.push(json!({"type": "network"}));
+    if let Some(path) = &inputs.netns {
+        namespaces.push(json!({"type": "network", "path": path}));
     }
     let mut rlimits = vec![json!({"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64})];
     for u in host.ulimits.iter().flatten() {

@@ -80,8 +80,22 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
     for v in f.get("since") {
         in_window &= r.created > created_of(v)?;
     }
-    let network =
-        r.host_config.network_mode.clone().filter(|n| !n.is_empty() && n != "default").unwrap_or_else(|| "none".into());
+    let networks: Vec<String> =
+        r.networks.iter().flat_map(|(name, e)| [name.clone(), e.network_id.clone()]).collect();
+    let mode = r.host_config.network_mode.clone().unwrap_or_default();
+    let port_ok = |v: &str, published: bool| {
+        let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+        let (lo, hi) = port.split_once('-').unwrap_or((port, port));
+        let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else { return false };
+        if published {
+            r.ports.iter().any(|p| p.proto.as_str() == proto && (lo..=hi).contains(&p.host_port))
+        } else {
+            r.config.exposed_ports.iter().flatten().any(|e| {
+                let (ep, eproto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+                eproto == proto && ep.parse::<u16>().is_ok_and(|p| (lo..=hi).contains(&p))
+            })
+        }
+    };
     let mounts = &r.mounts;
     Ok(in_window
         && any("status", &|v| v == r.state.status.as_str())
@@ -89,11 +103,11 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
         && any("id", &|v| r.id.starts_with(v))
         && any("exited", &|v| r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code))
         && ancestor_ok
-        && any("network", &|v| v == network)
+        && any("network", &|v| networks.iter().any(|n| n == v || (v.len() >= 12 && n.starts_with(v))) || v == mode)
         && any("volume", &|v| mounts.iter().any(|m| m.name.as_deref() == Some(v) || m.destination == v))
-        // No container publishes or exposes ports, runs health checks or is a swarm task yet.
-        && f.get("publish").is_empty()
-        && f.get("expose").is_empty()
+        && any("publish", &|v| port_ok(v, true))
+        && any("expose", &|v| port_ok(v, false))
+        // No container runs health checks or is a swarm task yet.
         && any("health", &|v| v == "none")
         && any("is-task", &|v| v == "false")
         && f.labels_match("label", r.config.labels.as_ref()))
@@ -131,15 +145,19 @@ pub fn list(
             image_id: Some(r.image_id.to_string()),
             command: Some(r.args.join(" ")),
             created: Some(unix(&r.created)),
-            ports: Some(Vec::new()),
+            ports: Some(super::network::port_summaries(&r)),
             labels: Some(r.config.labels.clone().unwrap_or_default()),
             state: Some(summary_state(r.state.status)),
             status: Some(status_text(&r)),
             host_config: Some(ContainerSummaryHostConfig {
-                network_mode: Some(r.host_config.network_mode.clone().unwrap_or_else(|| "none".into())),
+                network_mode: Some(
+                    r.host_config.network_mode.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| "bridge".into()),
+                ),
                 ..Default::default()
             }),
-            network_settings: Some(ContainerSummaryNetworkSettings { networks: Some(HashMap::new()) }),
+            network_settings: Some(ContainerSummaryNetworkSettings {
+                networks: Some(super::network::summary_networks(&r)),
+            }),
             mounts: Some(super::mounts::mount_points(&r.mounts)),
             size_rw: with_size.then(|| super::archive::upper_size(&engine.containers.dir_of(&r.id))),
             ..Default::default()
@@ -170,7 +188,15 @@ fn with_defaults(mut h: bollard_stubs::models::HostConfig) -> bollard_stubs::mod
     h
 }
 
-/// `GET /containers/{id}/json`.
+/// `GET /containers/{id}/json`, as JSON: the typed response plus the network settings (which
+/// carry fields the typed model no longer has but clients still read).
+pub fn inspect_json(engine: &Engine, c: &Arc<Container>) -> serde_json::Value {
+    let mut v = serde_json::to_value(inspect(engine, c)).unwrap_or_default();
+    v["NetworkSettings"] = super::network::settings_json(engine, &c.record());
+    v
+}
+
+/// `GET /containers/{id}/json` (typed; network settings left empty, see [`inspect_json`]).
 pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse {
     let r = c.record();
     let lower = engine

@@ -1,0 +1,243 @@
+//! Links over netlink (rtnetlink): bridges, veth pairs, addresses and routes, in the engine's
+//! namespace and, through [`Netns::run`], inside a container's.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::netns::Netns;
+use super::NetError;
+
+fn nl(what: &str, e: rtnetlink::Error) -> NetError {
+    NetError::Internal(format!("{what}: {e}"))
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+/// The MAC Docker derives from an IPv4 address (02:42 + the address): stable across restarts.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// Formats a MAC address the usual way.
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// A netlink connection in the engine's namespace.
+#[derive(Debug, Clone)]
+pub struct Links {
+    handle: Handle,
+}
+
+impl Links {
+    /// Opens the connection (its driver runs on the current tokio runtime).
+    pub fn open() -> Result<Self, NetError> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| NetError::Internal(format!("opening netlink: {e}")))?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// The index of the link called `name`, if there is one.
+    pub async fn index(&self, name: &str) -> Result<Option<u32>, NetError> {
+        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.map(|l| l.header.index)),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(nl(&format!("looking up {name}"), e)),
+        }
+    }
+
+    /// Makes sure a bridge `name` exists, carries `gateway/prefix` (only that IPv4 address) and is up.
+    pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+        let index = match self.index(name).await? {
+            Some(i) => i,
+            None => {
+                self.handle
+                    .link()
+                    .add(LinkBridge::new(name).build())
+                    .execute()
+                    .await
+                    .map_err(|e| nl(&format!("creating bridge {name}"), e))?;
+                self.index(name).await?.ok_or_else(|| NetError::Internal(format!("bridge {name} vanished")))?
+            }
+        };
+        let mut present = false;
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut stale = Vec::new();
+        while let Some(msg) = addrs.try_next().await.map_err(|e| nl("listing addresses", e))? {
+            let ip = msg.attributes.iter().find_map(|a| match a {
+                rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            match ip {
+                Some(ip) if ip == gateway && msg.header.prefix_len == prefix => present = true,
+                Some(_) => stale.push(msg),
+                None => {}
+            }
+        }
+        for msg in stale {
+            let _ = self.handle.address().del(msg).execute().await;
+        }
+        if !present {
+            match self.handle.address().add(index, IpAddr::V4(gateway), prefix).execute().await {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, libc::EEXIST) => {}
+                Err(e) => return Err(nl(&format!("addressing bridge {name}"), e)),
+            }
+        }
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| nl(&format!("bringing up {name}"), e))
+    }
+
+    /// Deletes the link `name`; a missing link is fine.
+    pub async fn delete(&self, name: &str) -> Result<(), NetError> {
+        let Some(index) = self.index(name).await? else { return Ok(()) };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
+            Err(e) => Err(nl(&format!("deleting {name}"), e)),
+        }
+    }
+
+    /// Creates a veth pair, plugs `host` into `bridge` and moves `peer` into `netns`.
+    pub async fn add_veth(&self, host: &str, peer: &str, bridge: &str, netns: &Netns) -> Result<(), NetError> {
+        let bridge_index =
+            self.index(bridge).await?.ok_or_else(|| NetError::Internal(format!("bridge {bridge} is missing")))?;
+        self.handle
+            .link()
+            .add(LinkVeth::new(host, peer).build())
+            .execute()
+            .await
+            .map_err(|e| nl("creating a veth pair", e))?;
+        let result = async {
+            let peer_index = self.index(peer).await?.ok_or_else(|| NetError::Internal("veth peer vanished".into()))?;
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(peer_index).setns_by_fd(netns.raw_fd()).build())
+                .execute()
+                .await
+                .map_err(|e| nl("moving the veth into the container", e))?;
+            let host_index = self.index(host).await?.ok_or_else(|| NetError::Internal("veth vanished".into()))?;
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(host_index).controller(bridge_index).up().build())
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("plugging {host} into {bridge}"), e))
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.delete(host).await;
+        }
+        result
+    }
+
+    /// The IPv4 destinations routed on this host (default routes left out): new networks avoid them.
+    pub async fn routed_subnets(&self) -> Result<Vec<Ipv4Net>, NetError> {
+        let mut routes = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        let mut out = Vec::new();
+        while let Some(r) = routes.try_next().await.map_err(|e| nl("listing routes", e))? {
+            let prefix = r.header.destination_prefix_length;
+            if prefix == 0 {
+                continue;
+            }
+            for a in &r.attributes {
+                if let RouteAttribute::Destination(RouteAddress::Inet(ip)) = a {
+                    if let Ok(n) = Ipv4Net::new(*ip, prefix) {
+                        if !ip.is_loopback() && !ip.is_broadcast() && !ip.is_multicast() {
+                            out.push(n.trunc());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One interface to configure inside a container's namespace.
+#[derive(Debug, Clone)]
+pub struct InsideLink {
+    /// Its temporary name (as created).
+    pub peer: String,
+    /// Its final name (`eth0`, `eth1`, …).
+    pub name: String,
+    /// Address and prefix.
+    pub address: Ipv4Net,
+    /// Default route through this gateway (the first network only).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Inside `netns`: brings `lo` up (when asked) and configures `link`.
+pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Result<(), NetError> {
+    netns
+        .run(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| NetError::Internal(format!("netlink runtime: {e}")))?;
+            rt.block_on(async move {
+                let (conn, handle, _) =
+                    rtnetlink::new_connection().map_err(|e| NetError::Internal(format!("opening netlink: {e}")))?;
+                tokio::spawn(conn);
+                let links = Links { handle: handle.clone() };
+                if lo {
+                    if let Some(i) = links.index("lo").await? {
+                        handle
+                            .link()
+                            .set(LinkUnspec::new_with_index(i).up().build())
+                            .execute()
+                            .await
+                            .map_err(|e| nl("bringing up lo", e))?;
+                    }
+                }
+                let Some(l) = link else { return Ok(()) };
+                let i = links.index(&l.peer).await?.ok_or_else(|| NetError::Internal("veth missing in the container".into()))?;
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(i).name(l.name.clone()).address(mac_for(l.address.addr()).to_vec()).build())
+                    .execute()
+                    .await
+                    .map_err(|e| nl(&format!("naming {}", l.name), e))?;
+                handle
+                    .address()
+                    .add(i, IpAddr::V4(l.address.addr()), l.address.prefix_len())
+                    .execute()
+                    .await
+                    .map_err(|e| nl("addressing the container", e))?;
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(i).up().build())
+                    .execute()
+                    .await
+                    .map_err(|e| nl("bringing up the container's link", e))?;
+                if let Some(gw) = l.gateway {
+                    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+                    handle.route().add(route).execute().await.map_err(|e| nl("adding the default route", e))?;
+                }
+                Ok(())
+            })
+        })
+        .map_err(|e| NetError::Internal(format!("entering the container's network: {e}")))?
+}
+
+/// The name of a link attribute list's interface, if any.
+pub fn link_name(attrs: &[LinkAttribute]) -> Option<String> {
+    attrs.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
