@@ -27,7 +27,7 @@ enum Command {
         /// A registry (host[:port]) to reach over plain HTTP; repeatable. Loopback is always allowed.
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
-        /// The default bridge network's device (its name must start with "sk").
+        /// The default bridge network's device (its name must start with "skiff").
         #[arg(long, default_value = "skiff0")]
         bridge: String,
         /// The default bridge network's subnet (default: the first free one of Docker's pools).
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { socket, root, insecure_registries, bridge, bridge_subnet } => {
             if !bridge.starts_with(skiff_agent::net::firewall::BRIDGE_PREFIX) || bridge.len() > 15 {
-                anyhow::bail!("--bridge {bridge:?}: the name must start with \"sk\" and have at most 15 characters");
+                anyhow::bail!("--bridge {bridge:?}: the name must start with \"skiff\" and have at most 15 characters");
             }
             let net = skiff_agent::net::NetConfig { bridge, bridge_subnet, ..Default::default() };
             serve(socket, EngineConfig { root, insecure_registries, net })
@@ -101,6 +101,7 @@ fn serve(socket: PathBuf, config: EngineConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("serving on {}", socket.display()));
         // Bridges and rules go with the engine (they are set up again on first use).
+        skiff_agent::engine::containers::network::release_all(&engine).await;
         engine.networks.shut_down().await;
         served
     })

@@ -361,7 +361,7 @@ impl Networks {
                     firewall::BRIDGE_PREFIX
                 )))
             }
-            None => format!("skbr-{}", &id[..10]),
+            None => format!("skiff-{}", &id[..9]),
         };
         if self.all().iter().any(|r| r.bridge.as_deref() == Some(bridge.as_str())) {
             return Err(EngineError::Conflict(format!("bridge {bridge} is used by another network")));

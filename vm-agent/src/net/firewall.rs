@@ -5,7 +5,7 @@
 //! chain nat-out { type nat hook postrouting priority srcnat;
 //!     ip saddr <subnet> oifname != <bridge> masquerade }          # not for internal networks
 //! chain forward { type filter hook forward priority filter; policy accept;
-//!     iifname <bridge> oifname != <bridge> oifname "sk*" drop     # other Skiff networks
+//!     iifname <bridge> oifname != <bridge> oifname "skiff*" drop  # other Skiff networks
 //!     iifname <bridge> oifname != <bridge> drop                   # internal networks only
 //!     oifname <bridge> iifname != <bridge> drop }                 # internal networks only
 //! ```
@@ -23,7 +23,7 @@ use nftnl::{nft_expr, Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, Po
 use super::NetError;
 
 /// Every bridge the engine creates is named with this prefix (the isolation rules rely on it).
-pub const BRIDGE_PREFIX: &str = "sk";
+pub const BRIDGE_PREFIX: &str = "skiff";
 
 /// The rules one network needs.
 #[derive(Debug, Clone)]

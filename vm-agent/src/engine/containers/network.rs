@@ -777,3 +777,11 @@ pub fn summary_networks(rec: &ContainerRecord) -> HashMap<String, EndpointSettin
         })
         .collect()
 }
+
+/// The engine stops: every running container's veths and published ports go now (its
+/// processes are ended by the next engine), so nothing of ours is left on the host.
+pub async fn release_all(engine: &Arc<Engine>) {
+    for c in engine.containers.all() {
+        release(engine, &c).await;
+    }
+}
