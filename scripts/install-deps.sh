@@ -53,6 +53,20 @@ else
   echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
 fi
 
+# docker-compose 1.29 (the Python one) in its own venv: it needs docker<7 and requests<2.32, and
+# PyYAML 5.4 only builds with Cython < 3.
+CVENV=target/venv-compose
+if [ -x "$CVENV/bin/docker-compose" ] && "$CVENV/bin/docker-compose" version --short 2>/dev/null | grep -q '^1\.29\.'; then
+  echo "compose: $CVENV ready ($("$CVENV/bin/docker-compose" version --short))"
+else
+  echo "compose: creating $CVENV"
+  [ -x "$CVENV/bin/python" ] || /usr/bin/python3 -m venv "$CVENV"
+  printf 'cython<3\n' >"$CVENV/build-constraints.txt"
+  PIP_CONSTRAINT="$PWD/$CVENV/build-constraints.txt" "$CVENV/bin/pip" install -q --disable-pip-version-check \
+    'docker-compose==1.29.2' 'docker<7' 'requests<2.32'
+  echo "compose: $CVENV ready ($("$CVENV/bin/docker-compose" version --short))"
+fi
+
 # vhost-user device back-ends from crates.io (no /dev/vhost-vsock on many hosts, and virtiofsd is
 # not packaged for every release). Pinned; built once into /usr/local/bin (~5 min each on 2 cores).
 cargo_tool() { # NAME VERSION

@@ -9,7 +9,8 @@ error instead of a download) and its output is byte-identical from run to run: f
 timestamps, owners and inode numbers are fixed, and the cpio archive is written here, not by a tool.
 
 The initramfs holds exactly:
-  /init                      the statically linked skiff-agent (PID 1 and the engine)
+  /init                      skiff-agent (PID 1 and the engine), linked against glibc, libgcc_s,
+                             libnftnl and libmnl from the pinned packages below
   /lib/modules/VER/...       the kernel modules listed in modules.txt plus their dependencies,
                              with a modules.dep computed from each module's own `depends=`
   /sbin/{mke2fs,e2fsck,resize2fs} + the shared libraries they need, /etc/mke2fs.conf
@@ -52,7 +53,10 @@ ARCHES = {
 # Userland the engine runs in the guest, and the libraries they load (by soname).
 TOOLS = ["sbin/mke2fs", "sbin/e2fsck", "sbin/resize2fs"]
 TOOL_LINKS = {"sbin/mkfs.ext4": "mke2fs", "sbin/fsck.ext4": "e2fsck"}
-LIBS = ["libext2fs.so.2", "libcom_err.so.2", "libblkid.so.1", "libuuid.so.1", "libe2p.so.2", "libc.so.6"]
+LIBS = ["libext2fs.so.2", "libcom_err.so.2", "libblkid.so.1", "libuuid.so.1", "libe2p.so.2", "libc.so.6",
+        # the agent's own: nftables over netlink needs libnftnl + libmnl (Debian ships no static
+        # libmnl, so the agent is linked dynamically, against exactly these pinned copies).
+        "libm.so.6", "libgcc_s.so.1", "libnftnl.so.11", "libmnl.so.0"]
 
 
 def log(msg: str) -> None:
@@ -230,22 +234,24 @@ class Cpio:
         return bytes(self.out)
 
 
+def needed(path: Path) -> list[str]:
+    """The shared libraries an ELF file names (DT_NEEDED), via readelf."""
+    r = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        die(f"readelf {path}: {r.stderr.strip()}")
+    return [line.split("[", 1)[1].rstrip("]") for line in r.stdout.splitlines() if "(NEEDED)" in line]
+
+
 def build_agent(arch: str, prebuilt: str | None) -> Path:
     if prebuilt:
         return Path(prebuilt)
     target = ARCHES[arch]["rust_target"]
-    env = dict(os.environ)
-    env[f"CARGO_TARGET_{target.upper().replace('-', '_')}_RUSTFLAGS"] = "-C target-feature=+crt-static"
-    log(f"building the static skiff-agent for {target} (cargo build --release)")
+    log(f"building skiff-agent for {target} (cargo build --release)")
     r = subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "skiff-agent", "--target", target],
-                       cwd=REPO, env=env)
+                       cwd=REPO)
     if r.returncode != 0:
         die(f"cargo build for {target} failed (is the Rust target installed? `rustup target add {target}`)")
-    agent = REPO / "target" / target / "release" / "skiff-agent"
-    ldd = subprocess.run(["ldd", str(agent)], capture_output=True, text=True)
-    if "not a dynamic executable" not in (ldd.stdout + ldd.stderr) and "statically linked" not in ldd.stdout:
-        die(f"{agent} is not statically linked:\n{ldd.stdout}")
-    return agent
+    return REPO / "target" / target / "release" / "skiff-agent"
 
 
 def main() -> None:
@@ -253,7 +259,7 @@ def main() -> None:
     ap.add_argument("--arch", default="amd64", choices=sorted(ARCHES))
     ap.add_argument("--out", default=str(REPO / "target" / "vm-image"))
     ap.add_argument("--offline", action="store_true", help="fail instead of downloading a missing .deb")
-    ap.add_argument("--agent", help="use this static skiff-agent instead of building one")
+    ap.add_argument("--agent", help="use this skiff-agent binary instead of building one")
     args = ap.parse_args()
     arch, facts = args.arch, ARCHES[args.arch]
     out = Path(args.out).resolve()
@@ -314,6 +320,12 @@ def main() -> None:
             if src is None:
                 die(f"{lib} is in none of the pinned packages")
             shutil.copyfile(src.resolve(), stage / "lib" / facts["triplet"] / lib)
+        # Everything the agent and these libraries load must be in the image.
+        have = set(LIBS) | {Path(facts["loader"][0]).name}
+        for elf in [stage / "init", *(stage / "lib" / facts["triplet"] / lib for lib in LIBS)]:
+            missing = [n for n in needed(elf) if n not in have]
+            if missing:
+                die(f"{elf.name} needs {', '.join(missing)}: add them (and their packages) to LIBS and packages.lock")
         loader_link, loader_file = facts["loader"]
         shutil.copyfile((pkgroot / loader_file).resolve(), stage / loader_file)
         os.chmod(stage / loader_file, 0o755)

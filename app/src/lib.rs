@@ -13,4 +13,5 @@ pub mod forward;
 pub mod home;
 pub mod hypervisor;
 pub mod image;
+pub mod ports;
 pub mod vsock;

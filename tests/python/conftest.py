@@ -5,6 +5,7 @@ is Debian's docker-registry started through scripts/registry.sh; all of it is st
 on teardown.
 """
 
+import itertools
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import docker
 import pytest
+
+_BRIDGES = itertools.count()
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY_SH = REPO / "scripts" / "registry.sh"
@@ -63,7 +66,9 @@ class Agent:
             pytest.fail(f"agent binary {binary} not found (set SKIFF_AGENT_BIN)")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(binary), "serve", "--socket", str(self.socket), "--root", str(self.root)],
+                [str(binary), "serve", "--socket", str(self.socket), "--root", str(self.root),
+                 # A bridge of its own: parallel test agents must not share one.
+                 "--bridge", f"skiffP{os.getpid() % 10000}x{next(_BRIDGES)}"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

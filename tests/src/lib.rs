@@ -54,6 +54,8 @@ impl Agent {
             .arg(self.socket())
             .arg("--root")
             .arg(self.root())
+            .arg("--bridge")
+            .arg(self.bridge())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -64,6 +66,13 @@ impl Agent {
             assert!(Instant::now() < deadline, "agent did not start; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// This agent's default bridge device: unique, so agents of parallel tests do not share one.
+    pub fn bridge(&self) -> String {
+        let name = self.dir.path().file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let suffix: String = name.chars().rev().filter(char::is_ascii_alphanumeric).take(8).collect();
+        format!("skiffT{suffix}")
     }
 
     /// The API socket.

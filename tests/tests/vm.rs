@@ -287,3 +287,83 @@ fn host_disk_full_pauses_the_vm_with_a_clear_reason_and_it_still_stops() {
     assert_eq!(s.status()["state"], "stopped");
     assert!(s.processes().is_empty(), "{:?}", s.processes());
 }
+
+#[test]
+fn vm_published_ports_user_networks_and_the_host() {
+    use std::io::{Read, Write};
+    let s = SkiffHome::new();
+    s.skiff_ok(&["start"]);
+    s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
+    s.docker_ok(&["load", "-i", &fixture("python.tar").display().to_string()]);
+    let (web, dns) = (skiff_tests::free_port(), skiff_tests::free_port());
+    let udp_echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',53))\nwhile True:\n    d,a=s.recvfrom(2048)\n    s.sendto(b'echo:'+d,a)\n";
+    let script = format!("python3 -m http.server 80 & python3 -c \"{udp_echo}\"");
+    s.docker_ok(&[
+        "run", "-d", "--name", "web", "-p", &format!("{web}:80"), "-p", &format!("{dns}:53/udp"),
+        "skiff-test/python:bookworm", "sh", "-c", &script,
+    ]);
+    // The host daemon listens on the host's loopback and tunnels each connection over vsock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", web)).ok().and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+            let mut body = String::new();
+            c.read_to_string(&mut body).ok()?;
+            body.contains("200 OK").then_some(body)
+        });
+        if let Some(b) = got {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "published port never answered; daemon log:\n{}", s.daemon_log());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(page.contains("Directory listing"), "{page}");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let mut echoed = String::new();
+    for _ in 0..20 {
+        let _ = udp.send_to(b"ping", ("127.0.0.1", dns));
+        let mut buf = [0u8; 64];
+        if let Ok(n) = udp.recv(&mut buf) {
+            echoed = String::from_utf8_lossy(&buf[..n]).to_string();
+            break;
+        }
+    }
+    assert_eq!(echoed, "echo:ping");
+    assert!(s.docker_ok(&["port", "web", "80"]).contains(&format!("127.0.0.1:{web}")));
+    // A port taken on the host: a clear error from `docker run`.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let out = s.docker(&["run", "--rm", "-p", &format!("{taken_port}:80"), "busybox", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port is already allocated"), "{out:?}");
+    drop(taken);
+    s.docker_ok(&["rm", "-f", "web"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpListener::bind(("127.0.0.1", web)).is_err() {
+        assert!(Instant::now() < deadline, "the host port was not released");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A user-defined network with DNS, inside the VM.
+    s.docker_ok(&["network", "create", "app"]);
+    s.docker_ok(&["run", "-d", "--name", "api", "--network", "app", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let host = s.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "api"]);
+    let got = s.docker_ok(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", "http://api/hostname"]);
+    assert_eq!(got.trim(), host.trim());
+
+    // host.docker.internal is the host's loopback, reached through NAT and the user-mode network.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let port = listener.local_addr().expect("addr").port();
+    let greeter = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            let _ = c.write_all(b"hello from the host\n");
+        }
+    });
+    let got = s.docker_ok(&["run", "--rm", "busybox", "nc", "-w", "5", "host.docker.internal", &port.to_string()]);
+    assert_eq!(got, "hello from the host\n");
+    let _ = greeter.join();
+    s.docker_ok(&["rm", "-f", "api"]);
+    s.docker_ok(&["network", "rm", "app"]);
+    s.skiff_ok(&["stop"]);
+}

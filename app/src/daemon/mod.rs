@@ -165,6 +165,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         disk: Some("/dev/vda".into()),
         log: std::env::var("SKIFF_AGENT_LOG").ok(),
         host_control_port: Some(host_control_port()),
+        host_ports_port: Some(host_control_port() + 1),
         shares: shares.iter().map(|s| (s.tag.clone(), s.path.display().to_string())).collect(),
     };
     let spec = VmSpec {
@@ -225,6 +226,14 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         }
     };
     let vsock = Arc::new(vm.vsock());
+    // Published ports: the agent asks on this port once a container publishes one.
+    let _ports = match HostListener::bind(&vsock, host_control_port() + 1) {
+        Ok(l) => Some(crate::ports::serve(l, vsock.clone())),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve published ports: containers' ports stay unreachable from the host");
+            None
+        }
+    };
 
     // The control channel answers `ready` once the engine serves.
     let ready = tokio::time::timeout(boot_timeout(), control.call(&Request::Ready));

@@ -140,7 +140,11 @@ pub fn endpoints_at_create(
             let mut wanted = vec![primary.clone()];
             wanted.extend(configs.keys().filter(|k| **k != primary && !(primary == "bridge" && *k == "default")).cloned());
             for key in wanted {
-                let net = engine.networks.get(&key)?;
+                // A 400, not a 404: the docker CLI answers a 404 from create by pulling the image.
+                let net = engine
+                    .networks
+                    .find(&key)
+                    .ok_or_else(|| EngineError::InvalidArgument(format!("network {key} not found")))?;
                 check_joinable(&net, name)?;
                 let cfg = configs.get(&key).or_else(|| configs.get(&net.name)).cloned().unwrap_or_default();
                 let aliases = cfg.aliases.clone().unwrap_or_default();

@@ -1,0 +1,146 @@
+"""Networks through docker-py 7 and docker-compose 1.29 against a real `skiff-agent serve`: the
+networks API (create/list/get/connect/disconnect/remove/prune), published ports, and a two-service
+compose project whose client calls the web server by its service name."""
+
+import os
+import socket
+import subprocess
+import textwrap
+import time
+import urllib.request
+
+import pytest
+from docker.errors import APIError, NotFound
+
+from conftest import REPO, free_port
+
+PYTHON = "skiff-test/python:bookworm"
+
+
+@pytest.fixture
+def client(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    yield c
+    for ctr in c.containers.list(all=True):
+        ctr.remove(force=True, v=True)
+    c.networks.prune()
+
+
+def wait_http(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
+                return r.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_network_api_create_list_get_connect_disconnect_remove_prune(client):
+    net = client.networks.create("app", labels={"team": "a"}, ipam=None)
+    assert net.attrs["Driver"] == "bridge" and net.attrs["Labels"] == {"team": "a"}
+    subnet = net.attrs["IPAM"]["Config"][0]["Subnet"]
+    assert subnet.endswith("/16") or subnet.endswith("/20"), subnet
+    assert [n.name for n in client.networks.list(names=["app"])] == ["app"]
+    assert [n.name for n in client.networks.list(filters={"label": "team=a"})] == ["app"]
+    assert {n.name for n in client.networks.list(filters={"type": "builtin"})} == {"bridge", "host", "none"}
+    with pytest.raises(NotFound):
+        client.networks.get("nope")
+
+    web = client.containers.run("busybox", ["httpd", "-f", "-p", "80", "-h", "/etc"], name="web",
+                                network="app", detach=True)
+    other = client.containers.run("busybox", ["sleep", "60"], name="other", detach=True)
+    net.connect(other, aliases=["helper"])
+    net.reload()
+    assert set(c.name for c in net.containers) == {"web", "other"}
+    other.reload()
+    ep = other.attrs["NetworkSettings"]["Networks"]["app"]
+    assert ep["IPAddress"] and "helper" in ep["Aliases"]
+    code, out = other.exec_run(["wget", "-qO-", "http://web/hostname"])
+    assert code == 0 and out.decode().strip() == web.attrs["Config"]["Hostname"]
+    code, out = web.exec_run(["nslookup", "helper"])
+    assert code == 0 and ep["IPAddress"] in out.decode()
+    net.disconnect(other)
+    other.reload()
+    assert "app" not in other.attrs["NetworkSettings"]["Networks"]
+
+    with pytest.raises(APIError) as e:
+        net.remove()
+    assert e.value.status_code == 403 and "active endpoints" in str(e.value)
+    web.remove(force=True)
+    net.remove()
+    with pytest.raises(NotFound):
+        client.networks.get("app")
+    client.networks.create("unused")
+    assert client.networks.prune()["NetworksDeleted"] == ["unused"]
+
+
+def test_published_ports_and_inspect(client, agent):
+    agent.load("python.tar")
+    port = free_port()
+    c = client.containers.run(PYTHON, ["python3", "-m", "http.server", "80"], detach=True,
+                              ports={"80/tcp": port})
+    assert "Directory listing" in wait_http(port)
+    c.reload()
+    assert c.ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+    assert c.attrs["NetworkSettings"]["IPAddress"].count(".") == 3
+    with pytest.raises(APIError) as e:
+        client.containers.run("busybox", ["true"], ports={"80/tcp": port})
+    assert "port is already allocated" in str(e.value)
+    c.remove(force=True)
+    s = socket.socket()
+    s.bind(("0.0.0.0", port))  # free again
+    s.close()
+
+
+def compose_bin():
+    venv = REPO / "target" / "venv-compose" / "bin" / "docker-compose"
+    if not venv.exists():
+        pytest.fail(f"{venv} missing: scripts/install-deps.sh installs docker-compose 1.29")
+    return str(venv)
+
+
+def test_compose_two_services_find_each_other_by_name(agent, tmp_path):
+    agent.load("busybox.tar")
+    agent.load("python.tar")
+    port = free_port()
+    (tmp_path / "docker-compose.yml").write_text(textwrap.dedent(f"""\
+        version: "3.8"
+        services:
+          web:
+            image: {PYTHON}
+            command: ["python3", "-m", "http.server", "8000"]
+            ports: ["{port}:8000"]
+          client:
+            image: busybox
+            depends_on: [web]
+            command: ["sh", "-c", "until wget -qO- http://web:8000/ >/tmp/page; do sleep 0.2; done; grep -c 'Directory listing' /tmp/page; echo client-done; sleep 600"]
+        """))
+    env = dict(os.environ, DOCKER_HOST=agent.base_url, COMPOSE_PROJECT_NAME="ctest")
+
+    def compose(*args, check=True):
+        r = subprocess.run([compose_bin(), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        if check and r.returncode != 0:
+            pytest.fail(f"docker-compose {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}\nagent log:\n{agent.log()[-3000:]}")
+        return r.stdout + r.stderr
+
+    compose("up", "-d")
+    deadline = time.monotonic() + 60
+    while "client-done" not in (logs := compose("logs", "client")):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.5)
+    assert "1\n" in logs or " 1" in logs, logs
+    assert "Directory listing" in wait_http(port)
+    nets = agent.client.networks.list(names=["ctest_default"])
+    assert len(nets) == 1 and nets[0].attrs["Labels"]["com.docker.compose.project"] == "ctest"
+    ps = compose("ps")
+    assert "ctest_web_1" in ps and "ctest_client_1" in ps
+    compose("down")
+    assert agent.client.containers.list(all=True) == []
+    assert agent.client.networks.list(names=["ctest_default"]) == []
+    s = socket.socket()
+    s.bind(("0.0.0.0", port))
+    s.close()
