@@ -39,6 +39,23 @@ def wait_http(port, timeout=20):
             time.sleep(0.2)
 
 
+def port_free(port, timeout=10):
+    """Whether a server could listen on `port` again (as servers do, with SO_REUSEADDR)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        finally:
+            s.close()
+
+
 def test_network_api_create_list_get_connect_disconnect_remove_prune(client):
     net = client.networks.create("app", labels={"team": "a"}, ipam=None)
     assert net.attrs["Driver"] == "bridge" and net.attrs["Labels"] == {"team": "a"}
@@ -91,9 +108,7 @@ def test_published_ports_and_inspect(client, agent):
         client.containers.run("busybox", ["true"], ports={"80/tcp": port})
     assert "port is already allocated" in str(e.value)
     c.remove(force=True)
-    s = socket.socket()
-    s.bind(("0.0.0.0", port))  # free again
-    s.close()
+    assert port_free(port)
 
 
 def compose_bin():
@@ -141,6 +156,4 @@ def test_compose_two_services_find_each_other_by_name(agent, tmp_path):
     compose("down")
     assert agent.client.containers.list(all=True) == []
     assert agent.client.networks.list(names=["ctest_default"]) == []
-    s = socket.socket()
-    s.bind(("0.0.0.0", port))
-    s.close()
+    assert port_free(port)

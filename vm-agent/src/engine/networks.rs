@@ -278,6 +278,13 @@ impl Networks {
         let (Some(bridge), Some(ipam)) = (&rec.bridge, &rec.ipam) else {
             return Err(EngineError::Internal(format!("network {} has no bridge", rec.name)));
         };
+        if let Some(ready) = &self.config.kernel_ready {
+            let mut ready = ready.clone();
+            let state = ready.wait_for(Option::is_some).await.map(|s| s.clone()).ok().flatten();
+            if let Some(Err(e)) = state {
+                return Err(EngineError::Internal(format!("container networking is unavailable: {e}")));
+            }
+        }
         let links = self.links().await?;
         let result = async {
             links.ensure_bridge(bridge, ipam.gateway, ipam.subnet.prefix_len()).await?;

@@ -101,16 +101,27 @@ pub fn main() -> ! {
     }
     modules.release_loaded_files();
     release_boot_tools();
+    // Container networking's modules load after the engine serves (off the boot's critical path);
+    // the engine waits for them before it sets up its first bridge.
+    let (net_modules_tx, net_modules_rx) = tokio::sync::watch::channel(None);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap_or_else(|e| fatal(&format!("starting the async runtime: {e}")));
-    runtime.block_on(run(boot, timings))
+    runtime.block_on(run(boot, timings, (modules, net_modules_tx, net_modules_rx)))
 }
 
-async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
+/// The module index and the gate the engine waits on until the network modules are in.
+type NetModules = (
+    modules::ModuleIndex,
+    tokio::sync::watch::Sender<Option<Result<(), String>>>,
+    tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+);
+
+async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules) -> ! {
+    let (mut modules, net_modules_tx, net_modules_rx) = net_modules;
     if let Err(e) = crate::runtime::reaper::start() {
         fatal(&format!("starting the reaper: {e}"));
     }
@@ -131,7 +142,8 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
         }
     }
     // The network comes up while the engine opens its state.
-    let net = net_config(&boot);
+    let mut net = net_config(&boot);
+    net.kernel_ready = Some(net_modules_rx);
     let network = tokio::spawn(async move {
         if let Err(e) = network::configure(&boot, Duration::from_secs(10)).await {
             // The engine is still useful offline (local images); say so loudly and go on.
@@ -157,6 +169,14 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
     timings.engine_ms = clock::boot_ms();
     tracing::info!(?timings, "engine serving on vsock port {}", skiff_proto::API_PORT);
     ready_tx.send_replace(Some(timings));
+    tokio::task::spawn_blocking(move || {
+        let loaded = modules.load_parallel(modules::NETWORK).map_err(|e| e.to_string());
+        if let Err(e) = &loaded {
+            tracing::error!(error = %e, "loading the container network's kernel modules");
+        }
+        modules.release_loaded_files();
+        net_modules_tx.send_replace(Some(loaded));
+    });
 
     let grace = power.requested().await;
     crate::engine::containers::stop_all_for_shutdown(&engine, grace).await;
@@ -165,16 +185,18 @@ async fn run(boot: BootConfig, mut timings: BootTimings) -> ! {
     power::power_off().await
 }
 
-/// e2fsprogs and the shared libraries it loads are only needed before the data disk is mounted
-/// (the agent itself is static); the initramfs's files live in RAM, so they are deleted.
+/// e2fsprogs and the libraries only it loads are needed before the data disk is mounted; the
+/// initramfs's files live in RAM, so they are deleted. The agent's own libraries and the loader
+/// stay: it executes itself again for every container it starts.
 fn release_boot_tools() {
     for tool in ["/sbin/mke2fs", "/sbin/e2fsck", "/sbin/resize2fs", "/sbin/mkfs.ext4", "/sbin/fsck.ext4"] {
         let _ = std::fs::remove_file(tool);
     }
-    let _ = std::fs::remove_dir_all("/lib64");
     for entry in std::fs::read_dir("/lib").into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().ends_with("-linux-gnu") {
-            let _ = std::fs::remove_dir_all(entry.path());
+            for lib in ["libext2fs.so.2", "libcom_err.so.2", "libblkid.so.1", "libuuid.so.1", "libe2p.so.2"] {
+                let _ = std::fs::remove_file(entry.path().join(lib));
+            }
         }
     }
 }

@@ -8,7 +8,9 @@ use super::InitError;
 
 /// The data disk's driver, loaded first so the disk check can start early.
 pub const DISK: &[&str] = &["virtio_pci", "virtio_blk"];
-/// The modules the guest needs at boot; the network stack's modules are loaded on first use.
+/// Container networking's modules: loaded once the engine serves (see `init::run`).
+pub const NETWORK: &[&str] = &["bridge", "veth", "nf_tables", "nft_chain_nat", "nft_masq"];
+/// The modules the guest needs at boot; the network stack's modules come right after.
 pub const BOOT: &[&str] = &[
     "virtio_pci",
     "virtio_rng",

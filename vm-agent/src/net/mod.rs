@@ -47,11 +47,19 @@ pub struct NetConfig {
     pub publisher: ports::Publisher,
     /// The host as containers reach it (`host.docker.internal`); `None`: the network's gateway.
     pub host_gateway: Option<Ipv4Addr>,
+    /// In the VM: becomes `Some` once the kernel modules networking needs are loaded (or failed).
+    pub kernel_ready: Option<tokio::sync::watch::Receiver<Option<Result<(), String>>>>,
 }
 
 impl Default for NetConfig {
     fn default() -> Self {
-        Self { bridge: "skiff0".into(), bridge_subnet: None, publisher: ports::Publisher::Local, host_gateway: None }
+        Self {
+            bridge: "skiff0".into(),
+            bridge_subnet: None,
+            publisher: ports::Publisher::Local,
+            host_gateway: None,
+            kernel_ready: None,
+        }
     }
 }
 

@@ -450,7 +450,15 @@ pub async fn connect(
             if let Some(ns) = &sandbox.netns {
                 let names: Arc<dyn dns::Names> = Arc::new(EngineNames(Arc::downgrade(engine)));
                 match dns::serve(ns, &c.id, names, upstream_servers(&rec.host_config)) {
-                    Ok(d) => sandbox.dns = Some(d),
+                    Ok(d) => {
+                        sandbox.dns = Some(d);
+                        // Names now come from the embedded server: point resolv.conf at it (written
+                        // in place, the container sees the file through a bind mount).
+                        let etc = EtcInfo { embedded_dns: true, ..Default::default() };
+                        if let Err(e) = std::fs::write(c.dir.join("resolv.conf"), resolv_conf(&rec, &etc)) {
+                            tracing::warn!(container.id = %c.id, error = %e, "updating resolv.conf on connect");
+                        }
+                    }
                     Err(e) => tracing::warn!(container.id = %c.id, error = %e, "starting the DNS server on connect"),
                 }
             }
