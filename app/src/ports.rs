@@ -48,21 +48,23 @@ async fn session(stream: Box<dyn GuestStream>, vsock: Arc<Vsock>) {
     let mut tasks = JoinSet::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let answer = match serde_json::from_str::<PortRequest>(&line) {
-            Ok(PortRequest::Publish { id, proto, host_ip, first, last }) => match bind(proto, host_ip, first, last).await {
-                Ok((port, bound)) => {
-                    let vsock = vsock.clone();
-                    let handle = match bound {
-                        Bound::Tcp(l) => tasks.spawn(serve_tcp(l, vsock, id)),
-                        Bound::Udp(s) => tasks.spawn(serve_udp(Arc::new(s), vsock, id)),
-                    };
-                    if let Some(old) = bindings.insert(id, handle) {
-                        old.abort();
+            Ok(PortRequest::Publish { id, proto, host_ip, first, last }) => {
+                match bind(proto, host_ip, first, last).await {
+                    Ok((port, bound)) => {
+                        let vsock = vsock.clone();
+                        let handle = match bound {
+                            Bound::Tcp(l) => tasks.spawn(serve_tcp(l, vsock, id)),
+                            Bound::Udp(s) => tasks.spawn(serve_udp(Arc::new(s), vsock, id)),
+                        };
+                        if let Some(old) = bindings.insert(id, handle) {
+                            old.abort();
+                        }
+                        tracing::info!(id, proto = proto.as_str(), %host_ip, port, "published a port");
+                        PortResponse::Published { port }
                     }
-                    tracing::info!(id, proto = proto.as_str(), %host_ip, port, "published a port");
-                    PortResponse::Published { port }
+                    Err(e) => PortResponse::Error { message: e.to_string() },
                 }
-                Err(e) => PortResponse::Error { message: e.to_string() },
-            },
+            }
             Ok(PortRequest::Unpublish { id }) => {
                 if let Some(h) = bindings.remove(&id) {
                     h.abort();
@@ -171,7 +173,13 @@ async fn serve_udp(socket: Arc<UdpSocket>, vsock: Arc<Vsock>, id: u64) {
 }
 
 /// One UDP peer's stream to the guest: datagrams as frames both ways, until idle.
-async fn udp_peer(vsock: Arc<Vsock>, id: u64, socket: Arc<UdpSocket>, peer: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn udp_peer(
+    vsock: Arc<Vsock>,
+    id: u64,
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
     let Ok(guest) = open_guest(&vsock, id).await else { return };
     let (mut grx, mut gtx) = tokio::io::split(guest);
     let mut buf = vec![0u8; MAX_FRAME];

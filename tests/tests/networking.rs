@@ -21,7 +21,11 @@ fn agent_with(fixtures: &[&str]) -> Agent {
 /// `ip`'s view of links enslaved to `bridge` (the veths of this agent's containers).
 fn ports_of(bridge: &str) -> Vec<String> {
     let out = Command::new("ip").args(["-o", "link", "show", "master", bridge]).output().expect("ip");
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .collect()
 }
 
 fn link_exists(name: &str) -> bool {
@@ -29,7 +33,10 @@ fn link_exists(name: &str) -> bool {
 }
 
 fn table_exists(bridge: &str) -> bool {
-    Command::new("nft").args(["list", "table", "ip", &format!("skiff-{bridge}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("nft")
+        .args(["list", "table", "ip", &format!("skiff-{bridge}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn http_get(port: u16) -> Option<String> {
@@ -60,8 +67,18 @@ fn published_tcp_and_udp_ports_answer_on_the_host_and_are_released() {
     let (web, dns) = (free_port(), free_port());
     let script = format!("python3 -m http.server 80 & python3 -c \"{UDP_ECHO}\"");
     a.ok(&[
-        "run", "-d", "--name", "web", "-p", &format!("{web}:80"), "-p", &format!("127.0.0.1:{dns}:53/udp"),
-        "skiff-test/python:bookworm", "sh", "-c", &script,
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("{web}:80"),
+        "-p",
+        &format!("127.0.0.1:{dns}:53/udp"),
+        "skiff-test/python:bookworm",
+        "sh",
+        "-c",
+        &script,
     ]);
     let page = wait_for("the published web server", || http_get(web).filter(|b| b.contains("200 OK")));
     assert!(page.contains("Directory listing"), "{page}");
@@ -82,7 +99,17 @@ fn published_tcp_and_udp_ports_answer_on_the_host_and_are_released() {
 
     // A taken host port: a clear error at run, and nothing half set up.
     let before = ports_of(&a.bridge());
-    let err = a.fails(&["run", "-d", "--name", "clash", "-p", &format!("{web}:80"), "skiff-test/python:bookworm", "sleep", "60"]);
+    let err = a.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "-p",
+        &format!("{web}:80"),
+        "skiff-test/python:bookworm",
+        "sleep",
+        "60",
+    ]);
     assert!(err.contains(&format!("Bind for 0.0.0.0:{web} failed: port is already allocated")), "{err}");
     assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.NetworkSettings.IPAddress}}", "clash"]).trim(), "created");
     assert_eq!(ports_of(&a.bridge()), before, "a failed start must not leave a veth behind");
@@ -95,9 +122,23 @@ fn published_tcp_and_udp_ports_answer_on_the_host_and_are_released() {
     assert!(ports_of(&a.bridge()).is_empty(), "veths left: {:?}", ports_of(&a.bridge()));
 
     // -P publishes every exposed port on some free port.
-    a.ok(&["run", "-d", "--name", "all", "--expose", "80", "-P", "skiff-test/python:bookworm", "python3", "-m", "http.server", "80"]);
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "all",
+        "--expose",
+        "80",
+        "-P",
+        "skiff-test/python:bookworm",
+        "python3",
+        "-m",
+        "http.server",
+        "80",
+    ]);
     let mapped = a.ok(&["port", "all", "80/tcp"]);
-    let host_port: u16 = mapped.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.trim().parse().ok()).expect("a port");
+    let host_port: u16 =
+        mapped.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.trim().parse().ok()).expect("a port");
     wait_for("the -P port", || http_get(host_port).filter(|b| b.contains("200 OK")));
     a.ok(&["rm", "-f", "all"]);
 }
@@ -110,12 +151,29 @@ fn user_networks_resolve_names_and_aliases_and_are_isolated() {
     let bridge = a.ok(&["network", "inspect", "-f", "{{.Id}}", "app"]).trim()[..9].to_string();
     let bridge = format!("skiff-{bridge}");
     assert!(link_exists(&bridge) && table_exists(&bridge));
-    a.ok(&["run", "-d", "--name", "web", "--network", "app", "--network-alias", "www", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "app",
+        "--network-alias",
+        "www",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
     let ip = a.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", "web"]).trim().to_string();
     assert!(!ip.is_empty());
     let hostname = a.ok(&["inspect", "-f", "{{.Config.Hostname}}", "web"]).trim().to_string();
     for name in ["web", "www", "web.app"] {
-        let out = a.ok(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", &format!("http://{name}/hostname")]);
+        let out =
+            a.ok(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", &format!("http://{name}/hostname")]);
         assert_eq!(out.trim(), hostname, "{name}");
     }
     let looked_up = a.ok(&["run", "--rm", "--network", "app", "busybox", "nslookup", "web"]);
@@ -157,7 +215,10 @@ fn user_networks_resolve_names_and_aliases_and_are_isolated() {
     assert!(!link_exists(&bridge) && !table_exists(&bridge), "the network's bridge and rules must go with it");
     let pruned = a.ok(&["network", "prune", "-f"]);
     assert!(pruned.contains("other"), "{pruned}");
-    assert_eq!(a.ok(&["network", "ls", "--format", "{{.Name}}"]).split_whitespace().collect::<Vec<_>>(), ["bridge", "host", "none"]);
+    assert_eq!(
+        a.ok(&["network", "ls", "--format", "{{.Name}}"]).split_whitespace().collect::<Vec<_>>(),
+        ["bridge", "host", "none"]
+    );
 }
 
 /// A network namespace with a server in it, reachable from the host through a veth: "the outside
@@ -223,8 +284,12 @@ fn containers_reach_other_networks_through_nat_and_the_host_by_name() {
     assert_eq!(got, "hello from the host\n");
     let _ = greeter.join();
     let hosts = a.ok(&["run", "--rm", "--add-host", "gw:host-gateway", "busybox", "cat", "/etc/hosts"]);
-    let gw = a.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "bridge"]).trim().to_string();
-    assert!(hosts.contains(&format!("{gw}\tgw\n")) && hosts.contains(&format!("{gw}\thost.docker.internal\n")), "{hosts}");
+    let gw =
+        a.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "bridge"]).trim().to_string();
+    assert!(
+        hosts.contains(&format!("{gw}\tgw\n")) && hosts.contains(&format!("{gw}\thost.docker.internal\n")),
+        "{hosts}"
+    );
 }
 
 #[test]
@@ -236,14 +301,32 @@ fn network_modes_hostname_dns_and_a_clean_stop() {
     assert!(host.contains(&a.bridge()) || host.lines().count() > 1, "{host}");
     a.ok(&["run", "-d", "--name", "base", "--hostname", "base-host", "busybox", "sleep", "60"]);
     let ip = a.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "base"]).trim().to_string();
-    let shared = a.ok(&["run", "--rm", "--network", "container:base", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    let shared =
+        a.ok(&["run", "--rm", "--network", "container:base", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"]);
     assert!(shared.contains(&ip), "{shared}");
     let files = a.ok(&[
-        "run", "--rm", "--hostname", "box", "--add-host", "db:10.1.2.3", "--dns", "10.9.9.9", "--dns-search", "corp.example",
-        "busybox", "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf",
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "corp.example",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; cat /etc/hosts /etc/resolv.conf",
     ]);
     assert!(files.starts_with("box\n"), "{files}");
-    assert!(files.contains("10.1.2.3\tdb") && files.contains("nameserver 10.9.9.9") && files.contains("search corp.example"), "{files}");
+    assert!(
+        files.contains("10.1.2.3\tdb")
+            && files.contains("nameserver 10.9.9.9")
+            && files.contains("search corp.example"),
+        "{files}"
+    );
     let err = a.fails(&["run", "--rm", "--hostname", "bad_host!", "busybox", "true"]);
     assert!(err.contains("invalid hostname"), "{err}");
     // Addresses are not handed out twice, also across an engine restart.
@@ -255,8 +338,10 @@ fn network_modes_hostname_dns_and_a_clean_stop() {
     assert!(!link_exists(&a.bridge()) && !table_exists(&a.bridge()), "a stopped engine leaves no bridge or rules");
     a.restart();
     a.ok(&["start", "base", "second"]);
-    let after: Vec<String> =
-        ["base", "second"].iter().map(|c| a.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", c]).trim().to_string()).collect();
+    let after: Vec<String> = ["base", "second"]
+        .iter()
+        .map(|c| a.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", c]).trim().to_string())
+        .collect();
     assert_ne!(after[0], after[1]);
     assert!(a.ok(&["network", "ls", "--format", "{{.Name}}"]).contains("kept"));
     a.ok(&["rm", "-f", "base", "second"]);

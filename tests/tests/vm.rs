@@ -299,8 +299,18 @@ fn vm_published_ports_user_networks_and_the_host() {
     let udp_echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',53))\nwhile True:\n    d,a=s.recvfrom(2048)\n    s.sendto(b'echo:'+d,a)\n";
     let script = format!("python3 -m http.server 80 & python3 -c \"{udp_echo}\"");
     s.docker_ok(&[
-        "run", "-d", "--name", "web", "-p", &format!("{web}:80"), "-p", &format!("{dns}:53/udp"),
-        "skiff-test/python:bookworm", "sh", "-c", &script,
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("{web}:80"),
+        "-p",
+        &format!("{dns}:53/udp"),
+        "skiff-test/python:bookworm",
+        "sh",
+        "-c",
+        &script,
     ]);
     // The host daemon listens on the host's loopback and tunnels each connection over vsock.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -347,7 +357,21 @@ fn vm_published_ports_user_networks_and_the_host() {
 
     // A user-defined network with DNS, inside the VM.
     s.docker_ok(&["network", "create", "app"]);
-    s.docker_ok(&["run", "-d", "--name", "api", "--network", "app", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "app",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
     let host = s.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "api"]);
     let got = s.docker_ok(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", "http://api/hostname"]);
     assert_eq!(got.trim(), host.trim());

@@ -80,8 +80,7 @@ fn serve(socket: PathBuf, config: EngineConfig) -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         skiff_agent::runtime::reaper::start().context("becoming the containers' reaper")?;
-        let engine = Engine::open(config)
-            .with_context(|| format!("opening engine state at {}", root.display()))?;
+        let engine = Engine::open(config).with_context(|| format!("opening engine state at {}", root.display()))?;
         let shutdown = async {
             let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,

@@ -138,6 +138,7 @@ mod tests {
             disk: Some("/dev/vda".into()),
             log: None,
             host_control_port: Some(20001),
+            host_ports_port: Some(20002),
             shares: vec![("share0".into(), "/home/dev/my project:x=1%".into())],
         };
         let line = format!("console=ttyS0 quiet {} skiff.future=1", cfg.to_cmdline().join(" "));

@@ -95,6 +95,9 @@ mod tests {
         assert_eq!(json, r#"{"op":"publish","id":7,"proto":"udp","host_ip":"127.0.0.1","first":53,"last":53}"#);
         assert_eq!(serde_json::from_str::<PortRequest>(&json).ok(), Some(req));
         assert!(serde_json::from_str::<PortRequest>(r#"{"op":"unpublish","id":1,"x":2}"#).is_err());
-        assert!(serde_json::from_str::<PortRequest>(r#"{"op":"publish","id":1,"proto":"sctp","host_ip":"::","first":1,"last":1}"#).is_err());
+        assert!(serde_json::from_str::<PortRequest>(
+            r#"{"op":"publish","id":1,"proto":"sctp","host_ip":"::","first":1,"last":1}"#
+        )
+        .is_err());
     }
 }

@@ -80,10 +80,10 @@ where
 /// Writes one [`DATA`] frame (a datagram, when the stream carries UDP): `payload` must be 1 to
 /// [`MAX_FRAME`] bytes.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|l| (1..=MAX_FRAME as u32).contains(l))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame payload must be 1 to 64 KiB"))?;
+    if !(1..=MAX_FRAME).contains(&payload.len()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame payload must be 1 to 64 KiB"));
+    }
+    let len = u32::try_from(payload.len()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut frame = Vec::with_capacity(HEADER + payload.len());
     frame.push(DATA);
     frame.extend_from_slice(&len.to_be_bytes());

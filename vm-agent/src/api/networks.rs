@@ -97,7 +97,10 @@ pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) 
 /// `POST /networks/create`.
 pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
     let b: CreateBody = json_body(&body)?;
-    let name = b.name.filter(|n| !n.is_empty()).ok_or_else(|| EngineError::InvalidArgument("network name is required".into()))?;
+    let name = b
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| EngineError::InvalidArgument("network name is required".into()))?;
     let ipam = b.ipam.unwrap_or_default();
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
         return Err(EngineError::NotFound(format!("plugin \"{}\" not found", ipam.driver.unwrap_or_default())).into());
@@ -105,7 +108,9 @@ pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult
     let configs = ipam.config.unwrap_or_default();
     let v4: Vec<&IpamConfig> = configs.iter().filter(|c| !c.subnet.as_deref().unwrap_or("").contains(':')).collect();
     if configs.len() > v4.len() && !b.enable_ipv6.unwrap_or(false) {
-        return Err(EngineError::InvalidArgument("an IPv6 subnet needs --ipv6 (and IPv6 is not supported yet)".into()).into());
+        return Err(
+            EngineError::InvalidArgument("an IPv6 subnet needs --ipv6 (and IPv6 is not supported yet)".into()).into()
+        );
     }
     if v4.len() > 1 {
         return Err(EngineError::InvalidArgument("only one IPv4 subnet per network is supported".into()).into());
@@ -146,7 +151,11 @@ pub async fn prune(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Re
         let old_enough = until.is_none_or(|u| {
             chrono::DateTime::parse_from_rfc3339(&rec.created).map(|t| (t.timestamp() as f64) < u).unwrap_or(true)
         });
-        if rec.builtin || !old_enough || !filters.labels_match("label", Some(&labels)) || network::referenced(&engine, &rec.id) {
+        if rec.builtin
+            || !old_enough
+            || !filters.labels_match("label", Some(&labels))
+            || network::referenced(&engine, &rec.id)
+        {
             continue;
         }
         let e = engine.clone();

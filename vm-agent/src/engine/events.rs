@@ -64,7 +64,12 @@ impl EventBus {
 }
 
 /// Publishes a network event (`create`, `destroy`, `connect`, `disconnect`).
-pub fn network_event(engine: &super::Engine, action: &str, net: &super::networks::NetworkRecord, container: Option<&str>) {
+pub fn network_event(
+    engine: &super::Engine,
+    action: &str,
+    net: &super::networks::NetworkRecord,
+    container: Option<&str>,
+) {
     let mut attrs = HashMap::from([("name".to_string(), net.name.clone()), ("type".to_string(), "bridge".to_string())]);
     if let Some(c) = container {
         attrs.insert("container".into(), c.to_string());

@@ -147,9 +147,10 @@ impl Networks {
         for entry in std::fs::read_dir(dir).map_err(|e| EngineError::Internal(e.to_string()))?.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "json") {
-                match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                    serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string())
-                }) {
+                match std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string()))
+                {
                     Ok(mut r) => {
                         // No container runs while the engine opens: every address is free again
                         // (the search position is kept, so recent addresses are not reused first).
@@ -249,9 +250,10 @@ impl Networks {
 
     async fn pick_subnet(&self, except: Option<&str>) -> Result<Ipv4Net, EngineError> {
         let taken = self.taken_subnets(except).await?;
-        default_pools().into_iter().find(|p| !taken.iter().any(|t| overlaps(p, t))).ok_or_else(|| {
-            EngineError::Internal("all predefined address pools have been fully subnetted".into())
-        })
+        default_pools()
+            .into_iter()
+            .find(|p| !taken.iter().any(|t| overlaps(p, t)))
+            .ok_or_else(|| EngineError::Internal("all predefined address pools have been fully subnetted".into()))
     }
 
     /// Makes sure a bridge network's device and rules are in place (first use after start).
@@ -344,7 +346,8 @@ impl Networks {
         let subnet = match &req.subnet {
             Some(s) => {
                 let subnet = parse_net(s, "subnet")?.trunc();
-                let others: Vec<Ipv4Net> = self.all().iter().filter_map(|r| r.ipam.as_ref().map(|i| i.subnet)).collect();
+                let others: Vec<Ipv4Net> =
+                    self.all().iter().filter_map(|r| r.ipam.as_ref().map(|i| i.subnet)).collect();
                 if others.iter().any(|o| overlaps(o, &subnet)) {
                     return Err(EngineError::Forbidden(
                         "invalid pool request: Pool overlaps with other one on this address space".into(),
@@ -420,9 +423,15 @@ impl Networks {
     }
 
     /// Takes an address on network `id` for `owner`.
-    pub fn allocate(&self, id: &str, owner: &str, wanted: Option<Ipv4Addr>) -> Result<(Ipv4Addr, Ipv4Net, Ipv4Addr), EngineError> {
+    pub fn allocate(
+        &self,
+        id: &str,
+        owner: &str,
+        wanted: Option<Ipv4Addr>,
+    ) -> Result<(Ipv4Addr, Ipv4Net, Ipv4Addr), EngineError> {
         let mut rec = self.get(id)?;
-        let ipam = rec.ipam.as_mut().ok_or_else(|| EngineError::Internal(format!("network {} has no addresses", rec.name)))?;
+        let ipam =
+            rec.ipam.as_mut().ok_or_else(|| EngineError::Internal(format!("network {} has no addresses", rec.name)))?;
         let ip = ipam.allocate(owner, wanted)?;
         let (subnet, gw) = (ipam.subnet, ipam.gateway);
         self.save(&rec)?;
@@ -449,7 +458,13 @@ impl Networks {
     }
 
     /// Creates a veth pair: `host` on the network's bridge, `peer` in `netns`.
-    pub async fn add_veth(&self, rec: &NetworkRecord, host: &str, peer: &str, netns: &crate::net::netns::Netns) -> Result<(), EngineError> {
+    pub async fn add_veth(
+        &self,
+        rec: &NetworkRecord,
+        host: &str,
+        peer: &str,
+        netns: &crate::net::netns::Netns,
+    ) -> Result<(), EngineError> {
         let bridge = rec.bridge.as_deref().ok_or_else(|| EngineError::Internal("not a bridge network".into()))?;
         Ok(self.links().await?.add_veth(host, peer, bridge, netns).await?)
     }
@@ -488,7 +503,10 @@ pub fn to_json(rec: &NetworkRecord, containers: &[(String, String, String, Strin
     let containers: HashMap<&str, serde_json::Value> = containers
         .iter()
         .map(|(id, name, ep, mac, ip)| {
-            (id.as_str(), json!({"Name": name, "EndpointID": ep, "MacAddress": mac, "IPv4Address": ip, "IPv6Address": ""}))
+            (
+                id.as_str(),
+                json!({"Name": name, "EndpointID": ep, "MacAddress": mac, "IPv4Address": ip, "IPv6Address": ""}),
+            )
         })
         .collect();
     json!({
@@ -540,7 +558,8 @@ mod tests {
     fn builtin_networks_exist_and_keep_their_ids() -> Result<(), EngineError> {
         let dir = tempfile::tempdir().map_err(|e| EngineError::Internal(e.to_string()))?;
         let first = Networks::open(dir.path(), NetConfig::default())?;
-        let ids: Vec<String> = ["bridge", "host", "none"].iter().map(|n| first.get(n).map(|r| r.id)).collect::<Result<_, _>>()?;
+        let ids: Vec<String> =
+            ["bridge", "host", "none"].iter().map(|n| first.get(n).map(|r| r.id)).collect::<Result<_, _>>()?;
         drop(first);
         let again = Networks::open(dir.path(), NetConfig::default())?;
         for (n, id) in ["bridge", "host", "none"].iter().zip(&ids) {

@@ -54,7 +54,9 @@ impl Ipam {
                 return Err(NetError::Invalid(format!("gateway {g} is not in subnet {subnet}")));
             }
             Some(g) if g == subnet.network() || g == subnet.broadcast() => {
-                return Err(NetError::Invalid(format!("gateway {g} cannot be the subnet's network or broadcast address")));
+                return Err(NetError::Invalid(format!(
+                    "gateway {g} cannot be the subnet's network or broadcast address"
+                )));
             }
             Some(g) => g,
             None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
@@ -147,7 +149,7 @@ mod tests {
         assert!(Ipam::new(net("10.9.0.0/24"), None, Some(net("10.10.0.0/28"))).is_err());
         assert!(Ipam::new(net("10.9.0.0/31"), None, None).is_err());
         let mut ipam = Ipam::new(net("10.9.0.0/24"), Some(Ipv4Addr::new(10, 9, 0, 254)), Some(net("10.9.0.128/28")))?;
-        assert_eq!(ipam.allocate("a", None)?, Ipv4Addr::new(10, 9, 0, 129));
+        assert_eq!(ipam.allocate("a", None)?, Ipv4Addr::new(10, 9, 0, 128));
         assert_eq!(ipam.allocate("b", Some(Ipv4Addr::new(10, 9, 0, 7)))?, Ipv4Addr::new(10, 9, 0, 7));
         assert!(matches!(ipam.allocate("c", Some(Ipv4Addr::new(10, 9, 0, 7))), Err(NetError::Conflict(_))));
         assert!(ipam.allocate("c", Some(Ipv4Addr::new(10, 7, 0, 7))).is_err());

@@ -205,10 +205,18 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
                     }
                 }
                 let Some(l) = link else { return Ok(()) };
-                let i = links.index(&l.peer).await?.ok_or_else(|| NetError::Internal("veth missing in the container".into()))?;
+                let i = links
+                    .index(&l.peer)
+                    .await?
+                    .ok_or_else(|| NetError::Internal("veth missing in the container".into()))?;
                 handle
                     .link()
-                    .set(LinkUnspec::new_with_index(i).name(l.name.clone()).address(mac_for(l.address.addr()).to_vec()).build())
+                    .set(
+                        LinkUnspec::new_with_index(i)
+                            .name(l.name.clone())
+                            .address(mac_for(l.address.addr()).to_vec())
+                            .build(),
+                    )
                     .execute()
                     .await
                     .map_err(|e| nl(&format!("naming {}", l.name), e))?;

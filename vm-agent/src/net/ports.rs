@@ -55,7 +55,11 @@ fn parse_key(key: &str) -> Result<(u16, Proto), NetError> {
     let proto = match proto.to_ascii_lowercase().as_str() {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
-        other => return Err(NetError::Invalid(format!("invalid proto '{other}' in port {key}: only tcp and udp are supported"))),
+        other => {
+            return Err(NetError::Invalid(format!(
+                "invalid proto '{other}' in port {key}: only tcp and udp are supported"
+            )))
+        }
     };
     let port = port
         .parse::<u16>()
@@ -268,21 +272,41 @@ mod tests {
     fn host(bindings: &[(&str, Option<&str>, &str)]) -> HostConfig {
         let mut map: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for (k, ip, port) in bindings {
-            map.entry(k.to_string()).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(
-                PortBinding { host_ip: ip.map(str::to_string), host_port: Some(port.to_string()) },
-            );
+            map.entry(k.to_string())
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding { host_ip: ip.map(str::to_string), host_port: Some(port.to_string()) });
         }
         HostConfig { port_bindings: Some(map), ..Default::default() }
     }
 
     #[test]
     fn parses_docker_port_bindings() -> Result<(), NetError> {
-        let h = host(&[("80/tcp", Some(""), "8080"), ("53/udp", Some("127.0.0.1"), "5353"), ("9000", None, "7000-7010")]);
+        let h =
+            host(&[("80/tcp", Some(""), "8080"), ("53/udp", Some("127.0.0.1"), "5353"), ("9000", None, "7000-7010")]);
         let got = requested(&h, &ContainerConfig::default())?;
         assert_eq!(got.len(), 3);
-        assert!(got.contains(&PortSpec { proto: Proto::Udp, container_port: 53, host_ip: Some(IpAddr::from([127, 0, 0, 1])), first: 5353, last: 5353 }));
-        assert!(got.contains(&PortSpec { proto: Proto::Tcp, container_port: 80, host_ip: None, first: 8080, last: 8080 }));
-        assert!(got.contains(&PortSpec { proto: Proto::Tcp, container_port: 9000, host_ip: None, first: 7000, last: 7010 }));
+        assert!(got.contains(&PortSpec {
+            proto: Proto::Udp,
+            container_port: 53,
+            host_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            first: 5353,
+            last: 5353
+        }));
+        assert!(got.contains(&PortSpec {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: None,
+            first: 8080,
+            last: 8080
+        }));
+        assert!(got.contains(&PortSpec {
+            proto: Proto::Tcp,
+            container_port: 9000,
+            host_ip: None,
+            first: 7000,
+            last: 7010
+        }));
         Ok(())
     }
 
@@ -298,7 +322,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_bindings() {
-        for (k, ip, port) in [("80/sctp", None, "1"), ("0/tcp", None, "1"), ("80", None, "x"), ("80", Some("nope"), "1"), ("80", None, "9-3")] {
+        for (k, ip, port) in [
+            ("80/sctp", None, "1"),
+            ("0/tcp", None, "1"),
+            ("80", None, "x"),
+            ("80", Some("nope"), "1"),
+            ("80", None, "9-3"),
+        ] {
             assert!(requested(&host(&[(k, ip, port)]), &ContainerConfig::default()).is_err(), "{k} {ip:?} {port}");
         }
     }
@@ -318,7 +348,13 @@ mod tests {
                 });
             }
         });
-        let spec = PortSpec { proto: Proto::Tcp, container_port: 80, host_ip: Some(IpAddr::from([127, 0, 0, 1])), first: 0, last: 0 };
+        let spec = PortSpec {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            first: 0,
+            last: 0,
+        };
         let (published, guard) = Publisher::Local.publish(&spec, target).await?;
         let mut c = TcpStream::connect(("127.0.0.1", published.host_port)).await?;
         c.write_all(b"ping").await?;

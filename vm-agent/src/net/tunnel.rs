@@ -110,7 +110,9 @@ impl Tunnel {
                     t.remove(&id);
                 }
                 match other {
-                    Ok(PortResponse::Error { message }) if message.contains("in use") => Err(in_use(host_ip, first, last)),
+                    Ok(PortResponse::Error { message }) if message.contains("in use") => {
+                        Err(in_use(host_ip, first, last))
+                    }
                     Ok(PortResponse::Error { message }) => Err(NetError::Internal(message)),
                     Ok(r) => Err(NetError::Internal(format!("unexpected answer from the host: {r:?}"))),
                     Err(e) => Err(e),

@@ -502,7 +502,6 @@ fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
     Ok(())
 }
 
-
 /// Pipes for a container without a terminal: the ends it gets, and the ends the hub keeps.
 pub(crate) struct Pipes {
     pub(crate) stdin: OwnedFd,

@@ -7,7 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-use bollard_stubs::models::{ContainerConfig, EndpointSettings, HostConfig, NetworkingConfig, PortSummary, PortSummaryTypeEnum};
+use bollard_stubs::models::{
+    ContainerConfig, EndpointSettings, HostConfig, NetworkingConfig, PortSummary, PortSummaryTypeEnum,
+};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -77,9 +79,9 @@ pub fn mode(host: &HostConfig) -> Mode {
 pub fn valid_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name
-            .split('.')
-            .all(|l| (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        && name.split('.').all(|l| {
+            (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 fn ipv4_of(s: &EndpointSettings) -> Result<Option<Ipv4Addr>, EngineError> {
@@ -138,7 +140,9 @@ pub fn endpoints_at_create(
         }
         Mode::Networks(primary) => {
             let mut wanted = vec![primary.clone()];
-            wanted.extend(configs.keys().filter(|k| **k != primary && !(primary == "bridge" && *k == "default")).cloned());
+            wanted.extend(
+                configs.keys().filter(|k| **k != primary && !(primary == "bridge" && *k == "default")).cloned(),
+            );
             for key in wanted {
                 // A 400, not a 404: the docker CLI answers a 404 from create by pulling the image.
                 let net = engine
@@ -223,15 +227,13 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
             let target = engine.containers.get(&other)?;
             let t = target.record();
             if t.state.status != Status::Running && t.state.status != Status::Paused {
-                return Err(EngineError::Conflict(format!(
-                    "cannot join network of a non running container: {}",
-                    t.id
-                )));
+                return Err(EngineError::Conflict(format!("cannot join network of a non running container: {}", t.id)));
             }
             let ns = Netns::of_pid(t.state.pid)
                 .map_err(|e| EngineError::Internal(format!("joining the network of {}: {e}", t.name)))?;
             let path = ns.path();
-            *c.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Sandbox { netns: Some(ns), ..Default::default() });
+            *c.sandbox.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Sandbox { netns: Some(ns), ..Default::default() });
             Ok(Prepared { netns_path: Some(path), etc: EtcInfo::default(), share_etc_from: Some(target.dir.clone()) })
         }
         Mode::None => {
@@ -240,8 +242,13 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
                 .map_err(|e| EngineError::Internal(format!("creating a network namespace: {e}")))?;
             let ns = tokio::task::spawn_blocking(move || configure_inside(&ns, true, None).map(|()| ns)).await??;
             let path = ns.path();
-            *c.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Sandbox { netns: Some(ns), ..Default::default() });
-            Ok(Prepared { netns_path: Some(path), etc: EtcInfo { none: true, ..Default::default() }, share_etc_from: None })
+            *c.sandbox.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Sandbox { netns: Some(ns), ..Default::default() });
+            Ok(Prepared {
+                netns_path: Some(path),
+                etc: EtcInfo { none: true, ..Default::default() },
+                share_etc_from: None,
+            })
         }
         Mode::Networks(_) => {
             let mut sandbox = Sandbox::default();
@@ -281,9 +288,11 @@ async fn join_networks(
     let mut embedded_dns = false;
     let mut first: Option<(Ipv4Addr, Ipv4Addr)> = None;
     for (name, ep) in order {
-        let net = engine.networks.find(&ep.network_id).or_else(|| engine.networks.find(&name)).ok_or_else(|| {
-            EngineError::NotFound(format!("network {name} not found (was it removed?)"))
-        })?;
+        let net = engine
+            .networks
+            .find(&ep.network_id)
+            .or_else(|| engine.networks.find(&name))
+            .ok_or_else(|| EngineError::NotFound(format!("network {name} not found (was it removed?)")))?;
         embedded_dns |= net.has_dns();
         let (ip, gw) = attach(engine, c, sandbox, &net, &ep).await?;
         first.get_or_insert((ip, gw));
@@ -424,7 +433,8 @@ pub async fn connect(
         Mode::Networks(_) => {}
         _ => {
             return Err(EngineError::Forbidden(
-                "container sharing the host's, another container's or no network cannot be connected to networks".into(),
+                "container sharing the host's, another container's or no network cannot be connected to networks"
+                    .into(),
             ))
         }
     }
@@ -437,9 +447,13 @@ pub async fn connect(
         ));
     }
     if rec.networks.values().any(|e| e.network_id == net.id) {
-        return Err(EngineError::Forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name)));
+        return Err(EngineError::Forbidden(format!(
+            "endpoint with name {} already exists in network {}",
+            rec.name, net.name
+        )));
     }
-    let ep = EndpointRecord { network_id: net.id.clone(), aliases, ipv4_address: ipv4_of(&settings)?, ..Default::default() };
+    let ep =
+        EndpointRecord { network_id: net.id.clone(), aliases, ipv4_address: ipv4_of(&settings)?, ..Default::default() };
     c.update(|r| {
         r.networks.insert(net.name.clone(), ep.clone());
     })?;
@@ -556,7 +570,9 @@ impl dns::Names for EngineNames {
         // `name.network` asks on that network only.
         let (base, scope) = mine
             .iter()
-            .find_map(|(id, n)| name.strip_suffix(&format!(".{}", n.to_ascii_lowercase())).map(|b| (b, Some(id.clone()))))
+            .find_map(|(id, n)| {
+                name.strip_suffix(&format!(".{}", n.to_ascii_lowercase())).map(|b| (b, Some(id.clone())))
+            })
             .unwrap_or((name, None));
         let mut found = Vec::new();
         for c in engine.containers.all() {
@@ -604,7 +620,11 @@ pub fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str, p: &Pr
     }
     for h in rec.host_config.extra_hosts.iter().flatten() {
         if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
-            let ip = if ip == "host-gateway" { etc.host_gateway.map(|g| g.to_string()).unwrap_or_default() } else { ip.to_string() };
+            let ip = if ip == "host-gateway" {
+                etc.host_gateway.map(|g| g.to_string()).unwrap_or_default()
+            } else {
+                ip.to_string()
+            };
             if !ip.is_empty() {
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }

@@ -80,8 +80,7 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
     for v in f.get("since") {
         in_window &= r.created > created_of(v)?;
     }
-    let networks: Vec<String> =
-        r.networks.iter().flat_map(|(name, e)| [name.clone(), e.network_id.clone()]).collect();
+    let networks: Vec<String> = r.networks.iter().flat_map(|(name, e)| [name.clone(), e.network_id.clone()]).collect();
     let mode = r.host_config.network_mode.clone().unwrap_or_default();
     let port_ok = |v: &str, published: bool| {
         let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
