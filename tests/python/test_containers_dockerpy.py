@@ -153,8 +153,10 @@ def test_hostname_is_the_short_id_or_the_given_hostname(client):
     assert run_output(client, "hostname", hostname="skiffbox")[0] == b"skiffbox\n"
 
 
-def test_default_network_has_only_loopback(client):
-    assert run_output(client, ["ls", "/sys/class/net"])[0].split() == [b"lo"]
+def test_default_network_is_the_bridge_and_none_is_loopback_only(client):
+    assert run_output(client, ["ls", "/sys/class/net"])[0].split() == [b"eth0", b"lo"]
+    out = client.containers.run(IMAGE, ["ls", "/sys/class/net"], network_mode="none", remove=True)
+    assert out.split() == [b"lo"]
 
 
 # --- logs / wait --------------------------------------------------------------------------------
