@@ -27,7 +27,10 @@ where
     F: AsyncRead + AsyncWrite + Send,
     P: AsyncRead + AsyncWrite + Send,
 {
-    let (mut framed_rx, mut framed_tx) = tokio::io::split(framed);
+    let (framed_rx, mut framed_tx) = tokio::io::split(framed);
+    // Frames are read through a buffer: a header and its payload then cost one read, not two or
+    // more (syscalls are what a relay spends its time on, and they are dear in an emulated guest).
+    let mut framed_rx = tokio::io::BufReader::with_capacity(HEADER + MAX_FRAME, framed_rx);
     let (mut plain_rx, mut plain_tx) = tokio::io::split(plain);
     let outbound = async {
         let mut buf = vec![0u8; HEADER + MAX_FRAME];
