@@ -387,6 +387,13 @@ impl RunningVm for QemuVm {
     }
 }
 
+/// vhost-device-vsock's per-stream buffer (`SKIFF_VSOCK_TX_BUFFER`, bytes). 256 KiB: published-port
+/// throughput went from 47 to 65 MiB/s over the 64 KiB default; 1 MiB wedges vhost-device-vsock
+/// 0.3.0's streams (measured with bench/network.sh).
+fn vsock_tx_buffer() -> u32 {
+    std::env::var("SKIFF_VSOCK_TX_BUFFER").ok().and_then(|v| v.parse().ok()).unwrap_or(256 * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,11 +418,4 @@ mod tests {
         assert!(args.contains("file=/d.raw,format=raw"), "{args}");
         assert!(args.ends_with("-device x"), "{args}");
     }
-}
-
-/// vhost-device-vsock's per-stream buffer (`SKIFF_VSOCK_TX_BUFFER`, bytes). 256 KiB: published-port
-/// throughput went from 47 to 65 MiB/s over the 64 KiB default; 1 MiB wedges vhost-device-vsock
-/// 0.3.0's streams (measured with bench/network.sh).
-fn vsock_tx_buffer() -> u32 {
-    std::env::var("SKIFF_VSOCK_TX_BUFFER").ok().and_then(|v| v.parse().ok()).unwrap_or(256 * 1024)
 }
