@@ -9,7 +9,11 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-venv
       ca-certificates curl iproute2 util-linux apache2-utils
       qemu-system-x86 e2fsprogs cpio libseccomp-dev libcap-ng-dev pkg-config
-      libnftnl-dev libmnl-dev nftables)
+      libnftnl-dev libmnl-dev nftables
+      # the desktop app (Tauri 2 on WebKitGTK), its tray, and its end-to-end tests
+      build-essential libssl-dev libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev
+      libjavascriptcoregtk-4.1-dev libayatana-appindicator3-dev libxdo-dev libdbus-1-dev
+      xvfb xauth webkit2gtk-driver chromium imagemagick)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -51,6 +55,20 @@ else
   [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check 'docker>=7,<8' pytest
   echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
+fi
+
+# Node.js for the front end's packages and tests: Debian's when the machine has none.
+if ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
+# The desktop app's npm packages (xterm.js, Playwright's driver, the Tauri CLI), pinned by
+# ui/package-lock.json.
+if [ -d ui/node_modules/@xterm/xterm ] && [ ui/node_modules/.package-lock.json -nt ui/package-lock.json ]; then
+  echo "npm: ui/node_modules ready"
+else
+  echo "npm: installing ui/node_modules"
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # docker-compose 1.29 (the Python one) in its own venv: it needs docker<7 and requests<2.32, and

@@ -2,8 +2,9 @@
 # test.sh — the whole test suite, from a fresh clone on Debian/Ubuntu, as root.
 # Installs what it needs (scripts/install-deps.sh), checks formatting and lints, builds, builds the
 # offline test fixtures (cached under target/fixtures) and the guest image (target/vm-image), then runs
-# the unit tests, the docker CLI integration tests (tests/tests, including the VM under QEMU) and the
-# docker-py tests (tests/python).
+# the unit tests, the docker CLI integration tests (tests/tests, including the VM under QEMU), the
+# docker-py and docker-compose tests (tests/python) and the desktop app's end-to-end tests
+# (tests/ui: Chromium against the app's backend, then the real Tauri window under Xvfb).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -24,13 +25,16 @@ cargo build --workspace
 step "fixtures"
 python3 tests/fixtures/build_fixtures.py target/fixtures
 
-step "guest image (vm-image/build.py: static agent, kernel, initramfs)"
+step "guest image (vm-image/build.py: agent, kernel, initramfs)"
 python3 vm-image/build.py
 
 step "unit and docker CLI integration tests"
 cargo test --workspace
 
-step "docker-py tests"
+step "docker-py and docker-compose tests"
 target/venv/bin/python -m pytest -q tests/python
+
+step "desktop app end to end (tests/ui/run.sh)"
+tests/ui/run.sh
 
 step "all tests passed"

@@ -112,7 +112,7 @@ fn start(home: &Home, overrides: &Overrides) -> Result<(), String> {
     let saved = VmConfig::load(&home.config_file()).map_err(|e| e.to_string())?;
     let cfg = saved.clone().apply(overrides).map_err(|e| e.to_string())?;
     cfg.save(&home.config_file()).map_err(|e| e.to_string())?;
-    if let Some(s) = query(home) {
+    let mut child = if let Some(s) = query(home) {
         if s.state == State::Running || s.state == State::Paused {
             if cfg != saved {
                 out(
@@ -121,9 +121,10 @@ fn start(home: &Home, overrides: &Overrides) -> Result<(), String> {
             }
             return ready(home, &s);
         }
+        None
     } else {
-        spawn_daemon(home)?;
-    }
+        Some(spawn_daemon(home)?)
+    };
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         std::thread::sleep(Duration::from_millis(10));
@@ -131,7 +132,9 @@ fn start(home: &Home, overrides: &Overrides) -> Result<(), String> {
             Some(s) if s.state == State::Running => return ready(home, &s),
             Some(s) if s.state == State::Stopping => return Err("Skiff is stopping; start it again afterwards".into()),
             Some(_) => {}
-            None if daemon_gone(home) => {
+            // The daemon we started exited (it takes the lock only some time after it starts, so
+            // a free lock alone proves nothing yet); one started by someone else: its lock.
+            None if child.as_mut().map_or_else(|| daemon_gone(home), |c| matches!(c.try_wait(), Ok(Some(_)))) => {
                 let why = std::fs::read_to_string(home.run_dir().join("daemon.error"))
                     .unwrap_or_else(|_| format!("the daemon exited; see {}", home.daemon_log().display()));
                 return Err(why.trim().to_owned());
@@ -154,7 +157,7 @@ fn daemon_gone(home: &Home) -> bool {
     unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
-fn spawn_daemon(home: &Home) -> Result<(), String> {
+fn spawn_daemon(home: &Home) -> Result<std::process::Child, String> {
     std::fs::create_dir_all(home.log_dir()).map_err(|e| format!("creating {}: {e}", home.log_dir().display()))?;
     std::fs::create_dir_all(home.run_dir()).map_err(|e| format!("creating {}: {e}", home.run_dir().display()))?;
     let _ = std::fs::remove_file(home.run_dir().join("daemon.error"));
@@ -177,7 +180,7 @@ fn spawn_daemon(home: &Home) -> Result<(), String> {
             Ok(())
         });
     }
-    cmd.spawn().map(|_| ()).map_err(|e| format!("starting the daemon: {e}"))
+    cmd.spawn().map_err(|e| format!("starting the daemon: {e}"))
 }
 
 fn ready(home: &Home, s: &Status) -> Result<(), String> {

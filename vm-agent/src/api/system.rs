@@ -231,7 +231,7 @@ pub async fn auth(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<R
     Ok((StatusCode::OK, Json(serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}))).into_response())
 }
 
-/// `GET /system/df`: disk use of images, containers (volumes and build cache: none yet).
+/// `GET /system/df`: disk use of images, containers and volumes (no build cache: no builder yet).
 pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
     let filters = crate::engine::filters::Filters::default();
     let containers = engine.containers.all();
@@ -252,11 +252,16 @@ pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response
             .sum()
     };
     let list = crate::engine::containers::view::list(&engine, true, None, &filters, true)?;
+    let e = engine.clone();
+    let volumes: Vec<serde_json::Value> = crate::engine::blocking(move || {
+        Ok(e.volumes.list().iter().map(|v| crate::engine::volumes::to_json(&e, v, true)).collect())
+    })
+    .await?;
     Ok(Json(serde_json::json!({
         "LayersSize": layers_size,
         "Images": images,
         "Containers": list,
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     }))
     .into_response())

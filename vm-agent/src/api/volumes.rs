@@ -41,6 +41,7 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
 pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
     let b: CreateBody = json_body(&body)?;
     let rec = engine.volumes.create(b.name.as_deref(), b.driver.as_deref(), sorted(b.labels), sorted(b.driver_opts))?;
+    crate::engine::events::volume_event(&engine, "create", &rec.name);
     Ok((StatusCode::CREATED, Json(volumes::to_json(&engine, &rec, false))).into_response())
 }
 

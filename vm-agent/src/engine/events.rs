@@ -76,3 +76,9 @@ pub fn network_event(
     }
     engine.events.publish(EventMessageTypeEnum::NETWORK, action, &net.id, attrs);
 }
+
+/// Publishes a volume event (`create`, `destroy`).
+pub fn volume_event(engine: &super::Engine, action: &str, name: &str) {
+    let attrs = HashMap::from([("driver".to_string(), "local".to_string())]);
+    engine.events.publish(EventMessageTypeEnum::VOLUME, action, name, attrs);
+}

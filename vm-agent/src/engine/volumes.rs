@@ -257,7 +257,9 @@ pub fn remove(engine: &super::Engine, name: &str, force: bool) -> Result<(), Eng
     if !users.is_empty() {
         return Err(EngineError::Conflict(format!("remove {name}: volume is in use - [{}]", users.join(", "))));
     }
-    engine.volumes.remove(name).map(|_| ())
+    engine.volumes.remove(name)?;
+    super::events::volume_event(engine, "destroy", name);
+    Ok(())
 }
 
 /// `POST /volumes/prune`: unused anonymous volumes (all unused ones with `all=true`), filtered by
@@ -275,6 +277,7 @@ pub fn prune(engine: &super::Engine, filters: &super::filters::Filters) -> Resul
             continue;
         }
         freed += engine.volumes.remove(&v.name)?;
+        super::events::volume_event(engine, "destroy", &v.name);
         removed.push(v.name);
     }
     Ok((removed, freed))

@@ -375,8 +375,9 @@ fn name_conflict(name: &str, other: &str) -> EngineError {
 fn remove_anonymous_volumes(engine: &Engine, rec: &ContainerRecord, itself: Option<&str>) {
     for name in rec.mounts.iter().filter(|m| m.anonymous).filter_map(|m| m.name.as_deref()) {
         if volume_users(engine, name).iter().all(|user| Some(user.as_str()) == itself) {
-            if let Err(e) = engine.volumes.remove(name) {
-                tracing::warn!(volume = name, error = %e, "could not remove an anonymous volume");
+            match engine.volumes.remove(name) {
+                Ok(_) => super::events::volume_event(engine, "destroy", name),
+                Err(e) => tracing::warn!(volume = name, error = %e, "could not remove an anonymous volume"),
             }
         }
     }

@@ -99,6 +99,7 @@ fn volume_mount(
     options: BTreeMap<String, String>,
 ) -> Result<MountRecord, EngineError> {
     let rec = engine.volumes.create(name, None, labels, options)?;
+    crate::engine::events::volume_event(engine, "create", &rec.name);
     Ok(MountRecord {
         kind: Kind::Volume,
         source: engine.volumes.data_dir(&rec.name).display().to_string(),

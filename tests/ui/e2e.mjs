@@ -1,0 +1,111 @@
+// The desktop app's front end in Debian's Chromium (Playwright), against `skiff-desktop --serve`
+// and a real skiff-agent: every step is what a user does, and every check reads the page.
+// Started by tests/ui/run.sh, which provides SKIFF_UI_URL, REGISTRY and SCREENSHOTS.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+
+const require = createRequire(new URL("../../ui/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+
+const URL_ = process.env.SKIFF_UI_URL;
+const REGISTRY = process.env.REGISTRY;
+const SHOTS = process.env.SCREENSHOTS || "target/ui-screenshots";
+let browser, page;
+
+before(async () => {
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium", headless: true });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on("pageerror", (e) => { throw e; });
+  await page.goto(`${URL_}/#containers`);
+  await page.waitForSelector("#engine-state:has-text('Engine')");
+});
+
+after(async () => { await browser?.close(); });
+
+const T = { timeout: 20000 };
+
+test("run a container from the run dialog, read its logs, use its terminal, stop and delete it", async () => {
+  await page.click("button.nav-item[data-view=images]");
+  const row = page.locator("#image-list tr[data-tag='busybox:latest']");
+  await row.waitFor(T);
+  await row.locator("button[data-action=run]").click();
+  await page.fill("#run-name", "e2e-web");
+  await page.fill("#run-env", "GREETING=hello-from-e2e");
+  await page.fill("#run-command", "sh -c 'echo $GREETING; exec sleep 600'");
+  await page.click("#run-submit");
+  await page.waitForSelector("#run-dialog", { state: "hidden", ...T });
+
+  // The list updates from the engine's events.
+  const c = page.locator("#container-list tr[data-name='e2e-web']");
+  await c.locator(".badge.running").waitFor(T);
+
+  await c.click();
+  await page.waitForFunction(() => document.querySelector("#logs").textContent.includes("hello-from-e2e"), null, T);
+  await page.fill("#log-search", "hello");
+  await page.locator("#logs mark").first().waitFor(T);
+  assert.match(await page.textContent("#log-count"), /1 matching line/);
+
+  await page.click("#drawer .tabs button[data-tab=terminal]");
+  await page.locator("#terminal .xterm-rows").waitFor(T);
+  // The shell greets us (busybox's banner), then takes keystrokes.
+  await page.waitForFunction(() => document.querySelector("#terminal .xterm-rows").innerText.includes("BusyBox"), null, T);
+  await page.locator("#terminal .xterm-helper-textarea").focus();
+  await page.keyboard.type("echo hi\n");
+  await page.waitForFunction(() => document.querySelector("#terminal .xterm-rows").innerText.split("\n").some((l) => l.trim() === "hi"), null, T)
+    .catch(async (e) => { await page.screenshot({ path: `${SHOTS}/failed-terminal.png` }); throw new Error(`${e.message}; terminal shows: ${JSON.stringify(await page.innerText("#terminal .xterm-rows"))}`); });
+  await page.screenshot({ path: `${SHOTS}/browser-terminal.png` });
+  await page.click("#drawer-close");
+
+  await c.locator("button[data-action=stop]").click();
+  await c.locator(".badge.exited").waitFor(T);
+  await c.locator("button[data-action=remove]").click();
+  await page.click("#confirm-yes");
+  await c.waitFor({ state: "detached", ...T });
+});
+
+test("an engine error is shown, not swallowed", async () => {
+  await page.click("button.nav-item[data-view=images]");
+  await page.locator("#image-list tr[data-tag='busybox:latest'] button[data-action=run]").click();
+  await page.fill("#run-name", "bad name!");
+  await page.click("#run-submit");
+  await page.waitForFunction(() => /Invalid container name/.test(document.querySelector("#run-error").textContent), null, T);
+  await page.click("#run-cancel");
+});
+
+test("pull an image from a local registry with progress", async () => {
+  await page.click("button.nav-item[data-view=images]");
+  const ref = `${REGISTRY}/e2e/busybox:1.0`;
+  await page.fill("#pull-ref", ref);
+  await page.click("#pull-button");
+  await page.waitForFunction(() => document.querySelector("#pull-log").textContent.includes("Done."), null, T);
+  const log = await page.textContent("#pull-log");
+  assert.match(log, /Pulling/);
+  assert.match(log, /(Pull complete|Download complete|Downloaded newer image|Status)/);
+  assert.equal(await page.getAttribute("#pull-bar", "style"), "width: 100%;");
+  await page.locator(`#image-list tr[data-tag='${ref}']`).waitFor(T);
+  await page.screenshot({ path: `${SHOTS}/browser-images.png` });
+});
+
+test("create and delete a volume", async () => {
+  await page.click("button.nav-item[data-view=volumes]");
+  await page.fill("#volume-name", "e2e-vol");
+  await page.click("#volume-create");
+  const row = page.locator("#volume-list tr[data-name='e2e-vol']");
+  await row.waitFor(T);
+  assert.match(await row.textContent(), /unused/);
+  await row.locator("button[data-action=delete]").click();
+  await page.click("#confirm-yes");
+  await row.waitFor({ state: "detached", ...T });
+});
+
+test("keyboard navigation and themes", async () => {
+  await page.keyboard.press("Control+3");
+  await page.waitForFunction(() => location.hash === "#volumes");
+  await page.keyboard.press("Control+1");
+  await page.waitForFunction(() => location.hash === "#containers");
+  const before = await page.getAttribute("html", "data-theme");
+  await page.click("#theme");
+  assert.notEqual(await page.getAttribute("html", "data-theme"), before);
+  await page.click("#theme");
+});

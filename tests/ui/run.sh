@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# tests/ui/run.sh — the desktop app end to end, against a real engine:
+#  1. browser mode: `skiff-desktop --serve` + Debian's Chromium driven by Playwright
+#     (tests/ui/e2e.mjs): run dialog, container list, logs, terminal, stop/delete, pull with
+#     progress from a local registry, volumes.
+#  2. the real Tauri window under Xvfb, once per view; a screenshot of each is saved to
+#     target/ui-screenshots/ (and, with --update-screenshots, to docs/screenshots/).
+# Needs: a built skiff-agent + skiff-desktop (debug), fixtures, ui/node_modules, chromium, xvfb.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/../.."
+UPDATE=${1:-}
+WORK=$(mktemp -d /tmp/skiff-ui-e2e.XXXXXX)
+OUT=target/ui-screenshots
+mkdir -p "$OUT"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+REG_PORT=$(free_port)
+UI_PORT=$(free_port)
+cleanup() {
+  [ -n "${UI_PID:-}" ] && kill "$UI_PID" 2>/dev/null || true
+  [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null || true
+  scripts/registry.sh stop "$REG_PORT" "$WORK/registry" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+target/debug/skiff-agent serve --socket "$WORK/docker.sock" --root "$WORK/root" --bridge skiffUI$$ 2>"$WORK/agent.log" &
+AGENT_PID=$!
+for _ in $(seq 200); do [ -S "$WORK/docker.sock" ] && break; sleep 0.05; done
+export DOCKER_HOST=unix://$WORK/docker.sock
+docker load -q -i target/fixtures/busybox.tar >/dev/null
+scripts/registry.sh start "$REG_PORT" "$WORK/registry" >/dev/null
+docker tag busybox:latest "127.0.0.1:$REG_PORT/e2e/busybox:1.0"
+docker push -q "127.0.0.1:$REG_PORT/e2e/busybox:1.0" >/dev/null
+docker rmi -f "127.0.0.1:$REG_PORT/e2e/busybox:1.0" >/dev/null
+
+echo "== browser mode (Chromium + Playwright)"
+target/debug/skiff-desktop --serve "127.0.0.1:$UI_PORT" 2>"$WORK/ui.log" &
+UI_PID=$!
+for _ in $(seq 200); do curl -sf "http://127.0.0.1:$UI_PORT/" >/dev/null && break; sleep 0.05; done
+SKIFF_UI_URL=http://127.0.0.1:$UI_PORT REGISTRY=127.0.0.1:$REG_PORT SCREENSHOTS=$OUT \
+  node --test --test-reporter=spec tests/ui/e2e.mjs || { echo "--- ui log"; cat "$WORK/ui.log"; exit 1; }
+kill "$UI_PID"; UI_PID=
+
+echo "== the real window (Tauri, Xvfb)"
+# Something to show: a compose-labelled pair, a volume, the images already loaded.
+docker volume create e2e-data >/dev/null
+docker run -d --name shot-web -l com.docker.compose.project=shop -l com.docker.compose.service=web \
+  -p "$(free_port):80" -v e2e-data:/data busybox httpd -f -p 80 -h /etc >/dev/null
+docker run -d --name shot-worker -l com.docker.compose.project=shop busybox sleep 600 >/dev/null
+docker run -d --name shot-solo busybox sleep 600 >/dev/null
+for view in containers images volumes vm; do
+  xvfb-run -a -s "-screen 0 1280x800x24" bash -c '
+    target/debug/skiff-desktop --view "$1" 2>"$2" & app=$!
+    sleep 6
+    kill -0 $app || { echo "the window exited early"; cat "$2"; exit 1; }
+    import -window root "$3"
+    kill $app; wait $app 2>/dev/null || true' _ "$view" "$WORK/window-$view.log" "$OUT/$view.png"
+  colors=$(identify -format %k "$OUT/$view.png")
+  echo "$view: $OUT/$view.png ($colors colours)"
+  [ "$colors" -gt 50 ] || { echo "the $view screenshot is blank"; cat "$WORK/window-$view.log"; exit 1; }
+  if [ "$UPDATE" = --update-screenshots ]; then mkdir -p docs/screenshots && cp "$OUT/$view.png" "docs/screenshots/$view.png"; fi
+done
+docker rm -f shot-web shot-worker shot-solo >/dev/null
+echo "ui e2e: ok"

@@ -1,0 +1,532 @@
+// The Skiff desktop app's front end: plain ES module, no framework. Views render from the
+// backend's lists; they refresh when the engine's /events stream says something changed.
+import { call, stream, listen, decodeBytes, inApp } from "./api.js";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function toast(text, error = false) {
+  const t = h("div", { class: `toast${error ? " error" : ""}`, role: error ? "alert" : "status" }, text);
+  $("#toasts").append(t);
+  setTimeout(() => t.remove(), error ? 9000 : 4000);
+}
+
+// Runs an action with its button disabled and any error shown as a toast.
+async function act(button, fn, done) {
+  if (button) button.disabled = true;
+  try {
+    const r = await fn();
+    if (done) toast(done);
+    return r;
+  } catch (e) {
+    toast(e.message || String(e), true);
+    return undefined;
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+function bytes(n) {
+  if (n === null || n === undefined || n < 0) return "–";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${n < 10 && i ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
+}
+
+function ago(unixSeconds) {
+  const s = Math.max(0, Date.now() / 1000 - unixSeconds);
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function confirmDialog(text) {
+  const d = $("#confirm-dialog");
+  $("#confirm-text").textContent = text;
+  d.returnValue = "";
+  d.showModal();
+  return new Promise((res) => d.addEventListener("close", () => res(d.returnValue === "yes"), { once: true }));
+}
+
+function empty(title, hint) {
+  return h("div", { class: "empty" }, h("strong", {}, title), hint);
+}
+
+// ---------------------------------------------------------------- state and navigation
+
+const state = { view: "containers", engineUp: false, vm: null, containers: [], stats: {}, selected: null };
+const views = ["containers", "images", "volumes", "vm"];
+
+function show(view) {
+  if (!views.includes(view)) view = "containers";
+  state.view = view;
+  location.hash = view;
+  $$(".nav-item").forEach((b) => b.setAttribute("aria-current", b.dataset.view === view ? "page" : "false"));
+  const firstRun = !state.engineUp && state.vm !== null && view !== "vm";
+  $$(".view").forEach((s) => { s.hidden = firstRun ? s.id !== "first-run" : s.id !== view; });
+  refresh(view);
+}
+
+const refreshers = {};
+const pending = new Set();
+// Coalesces bursts of events into one refresh per view.
+function refresh(view) {
+  if (pending.has(view)) return;
+  pending.add(view);
+  setTimeout(() => { pending.delete(view); refreshers[view]?.(); }, 120);
+}
+
+// ---------------------------------------------------------------- engine and events
+
+let events = null;
+let statsStream = null;
+
+async function checkEngine() {
+  const e = await call("engine").catch((err) => ({ up: false, error: err.message }));
+  const was = state.engineUp;
+  state.engineUp = Boolean(e.up);
+  state.vm = e.vm ? (state.vm ?? {}) : null;
+  $("#engine-state").textContent = e.up ? `Engine ${e.version} · API ${e.api}` : "Engine not running";
+  if (e.up && !was) startStreams();
+  if (!e.up && was) stopStreams();
+  if (!e.up) $("#first-error").textContent = e.error ? `(${e.error})` : "";
+  show(state.view);
+}
+
+function startStreams() {
+  events = stream("events", {}, (m) => {
+    if (m.event) {
+      const type = m.event.Type;
+      if (type === "container") { refresh("containers"); refresh("volumes"); }
+      if (type === "image") refresh("images");
+      if (type === "volume") refresh("volumes");
+    } else if (m.end !== undefined) {
+      events = null;
+      setTimeout(checkEngine, 1000);
+    }
+  });
+  statsStream = stream("stats", {}, (m) => {
+    if (m.stats) { state.stats = m.stats; updateStats(); }
+  });
+}
+
+function stopStreams() {
+  events?.close(); events = null;
+  statsStream?.close(); statsStream = null;
+}
+
+// ---------------------------------------------------------------- containers
+
+function containerName(c) { return (c.Names?.[0] || c.Id.slice(0, 12)).replace(/^\//, ""); }
+
+function portLinks(c) {
+  const seen = new Set();
+  return (c.Ports || []).filter((p) => p.PublicPort).filter((p) => {
+    const k = `${p.PublicPort}/${p.Type}`;
+    if (seen.has(k)) return false;
+    seen.add(k); return true;
+  }).map((p) => p.Type === "tcp"
+    ? h("a", { href: `http://localhost:${p.PublicPort}`, target: "_blank", rel: "noopener", title: `→ ${p.PrivatePort}/tcp` }, `localhost:${p.PublicPort}`)
+    : h("span", { class: "muted" }, `${p.PublicPort}/${p.Type}`));
+}
+
+function containerActions(c) {
+  const id = c.Id;
+  const running = c.State === "running";
+  const paused = c.State === "paused";
+  const btn = (label, action, extra = {}) => h("button", {
+    ...extra, "data-action": action, title: `${label} ${containerName(c)}`,
+    onclick: async (e) => {
+      e.stopPropagation();
+      if (action === "remove" && !(await confirmDialog(`Delete container ${containerName(c)}? Its writable layer is lost.`))) return;
+      await act(e.currentTarget, () => call("container_action", { id, action }), `${label}: ${containerName(c)}`);
+      if (action === "remove" && state.selected === id) closeDrawer();
+    },
+  }, label);
+  return h("td", { class: "actions" },
+    running || paused ? btn("Stop", "stop") : btn("Start", "start"),
+    btn("Restart", "restart", { disabled: !running }),
+    paused ? btn("Resume", "unpause") : btn("Pause", "pause", { disabled: !running }),
+    h("button", { title: "Logs, terminal and inspect", onclick: (e) => { e.stopPropagation(); openDrawer(c, "logs"); } }, "Open"),
+    btn("Delete", "remove", { class: "danger" }));
+}
+
+function updateStats() {
+  for (const row of $$("#container-list tr.row")) {
+    const s = state.stats[row.dataset.id];
+    $(".cpu", row).textContent = s ? `${s.cpu.toFixed(1)} %` : "–";
+    $(".mem", row).textContent = s ? bytes(s.memory) : "–";
+  }
+}
+
+refreshers.containers = async () => {
+  if (!state.engineUp) return;
+  const list = await call("containers").catch((e) => { toast(e.message, true); return null; });
+  if (!list) return;
+  state.containers = list;
+  const filter = $("#container-filter").value.trim().toLowerCase();
+  const showStopped = $("#show-stopped").checked;
+  const shown = list.filter((c) => (showStopped || ["running", "paused", "restarting"].includes(c.State))
+    && (!filter || containerName(c).toLowerCase().includes(filter) || (c.Image || "").toLowerCase().includes(filter)));
+  const box = $("#container-list");
+  box.replaceChildren();
+  if (!list.length) {
+    box.append(empty("No containers yet", "Run one from the Images view, or with `docker run` in a terminal."));
+    return;
+  }
+  if (!shown.length) { box.append(empty("Nothing matches", "Clear the filter or show stopped containers.")); return; }
+  const groups = new Map();
+  for (const c of shown) {
+    const project = c.Labels?.["com.docker.compose.project"] || "";
+    if (!groups.has(project)) groups.set(project, []);
+    groups.get(project).push(c);
+  }
+  const keys = [...groups.keys()].sort((a, b) => (a === "") - (b === "") || a.localeCompare(b));
+  for (const project of keys) {
+    const rows = groups.get(project).sort((a, b) => containerName(a).localeCompare(containerName(b))).map((c) =>
+      h("tr", { class: `row${state.selected === c.Id ? " selected" : ""}`, "data-id": c.Id, "data-name": containerName(c), tabindex: 0,
+        onclick: () => openDrawer(c, "logs"), onkeydown: (e) => { if (e.key === "Enter") openDrawer(c, "logs"); } },
+        h("td", {}, h("div", { class: "name" }, containerName(c)), h("div", { class: "muted small" }, c.Id.slice(0, 12))),
+        h("td", {}, h("span", { class: `badge ${c.State}` }, c.State), h("div", { class: "muted small" }, c.Status)),
+        h("td", {}, c.Image),
+        h("td", { class: "ports" }, portLinks(c)),
+        h("td", { class: "cpu" }, "–"),
+        h("td", { class: "mem" }, "–"),
+        containerActions(c)));
+    const table = h("table", {},
+      h("thead", {}, h("tr", {}, ["Name", "State", "Image", "Ports", "CPU", "Memory", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows));
+    box.append(h("div", { class: "group", "data-project": project || "-" },
+      h("h2", {}, project ? `Compose project: ${project}` : "Containers"), table));
+  }
+  updateStats();
+};
+
+// ---------------------------------------------------------------- drawer: logs, terminal, inspect
+
+let logStream = null, termStream = null, term = null, fit = null, logText = "";
+
+function closeDrawer() {
+  logStream?.close(); logStream = null;
+  termStream?.close(); termStream = null;
+  term?.dispose(); term = null;
+  state.selected = null;
+  $("#drawer").hidden = true;
+}
+
+function renderLogs() {
+  const q = $("#log-search").value;
+  const pre = $("#logs");
+  if (!q) {
+    pre.textContent = logText;
+    $("#log-count").textContent = "";
+  } else {
+    const lines = logText.split("\n").filter((l) => l.toLowerCase().includes(q.toLowerCase()));
+    pre.replaceChildren(...lines.flatMap((l) => {
+      const i = l.toLowerCase().indexOf(q.toLowerCase());
+      return [l.slice(0, i), h("mark", {}, l.slice(i, i + q.length)), l.slice(i + q.length) + "\n"];
+    }));
+    $("#log-count").textContent = `${lines.length} matching lines`;
+  }
+  if ($("#log-follow").checked) pre.scrollTop = pre.scrollHeight;
+}
+
+function selectTab(tab) {
+  $$("#drawer .tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
+  $$("#drawer .tab").forEach((t) => t.classList.toggle("active", t.dataset.tab === tab));
+  const c = state.containers.find((x) => x.Id === state.selected);
+  if (tab === "terminal" && c && !termStream) openTerminal(c);
+  if (tab === "terminal") setTimeout(() => { fit?.fit(); term?.focus(); }, 50);
+  if (tab === "inspect" && c) {
+    call("container_inspect", { id: c.Id }).then((j) => { $("#inspect").textContent = JSON.stringify(j, null, 2); })
+      .catch((e) => { $("#inspect").textContent = e.message; });
+  }
+}
+
+function openDrawer(c, tab) {
+  closeDrawer();
+  state.selected = c.Id;
+  $("#drawer-title").textContent = `${containerName(c)} · ${c.Image}`;
+  $("#drawer").hidden = false;
+  logText = "";
+  $("#logs").textContent = "";
+  const dec = new TextDecoder();
+  logStream = stream("logs", { id: c.Id, follow: true, tail: "1000" }, (m) => {
+    if (m.bytes) { logText += dec.decode(decodeBytes(m.bytes), { stream: true }); renderLogs(); }
+    if (m.end) toast(`Logs: ${m.end}`, true);
+  });
+  $$("#container-list tr.row").forEach((r) => r.classList.toggle("selected", r.dataset.id === c.Id));
+  selectTab(tab);
+}
+
+function openTerminal(c) {
+  if (c.State !== "running") {
+    $("#terminal").replaceChildren(empty("The container is not running", "Start it to open a terminal."));
+    return;
+  }
+  $("#terminal").replaceChildren();
+  term = new window.Terminal({ cursorBlink: true, fontSize: 13, convertEol: false,
+    fontFamily: 'ui-monospace, "DejaVu Sans Mono", monospace' });
+  fit = new window.FitAddon.FitAddon();
+  term.loadAddon(fit);
+  term.open($("#terminal"));
+  fit.fit();
+  termStream = stream("exec", { id: c.Id, cmd: ["/bin/sh"], cols: term.cols, rows: term.rows }, (m) => {
+    if (m.bytes) term?.write(decodeBytes(m.bytes));
+    if (m.end !== undefined) term?.write(`\r\n[session ended${m.end ? `: ${m.end}` : ""}]\r\n`);
+  });
+  term.onData((d) => termStream?.input(d));
+  term.onResize(({ cols, rows }) => termStream?.resize(cols, rows));
+}
+
+new ResizeObserver(() => { if (!$("#drawer").hidden) fit?.fit(); }).observe(document.body);
+
+// ---------------------------------------------------------------- images
+
+let runImage = null;
+
+refreshers.images = async () => {
+  if (!state.engineUp) return;
+  const list = await call("images").catch((e) => { toast(e.message, true); return null; });
+  if (!list) return;
+  const box = $("#image-list");
+  box.replaceChildren();
+  if (!list.length) { box.append(empty("No images", "Pull one above, or `docker load` / `docker build` in a terminal.")); return; }
+  const rows = list.sort((a, b) => b.Created - a.Created).flatMap((img) => {
+    const tags = img.RepoTags?.length ? img.RepoTags : ["<none>:<none>"];
+    return tags.map((tag) => h("tr", { class: "row", "data-tag": tag },
+      h("td", {}, h("div", { class: "name" }, tag), h("div", { class: "muted small" }, img.Id.replace("sha256:", "").slice(0, 12))),
+      h("td", {}, bytes(img.Size)),
+      h("td", {}, ago(img.Created)),
+      h("td", { class: "actions" },
+        h("button", { class: "primary", "data-action": "run", onclick: () => openRun(tag === "<none>:<none>" ? img.Id : tag) }, "Run"),
+        h("button", { class: "danger", "data-action": "delete", onclick: async (e) => {
+          if (!(await confirmDialog(`Delete image ${tag}?`))) return;
+          await act(e.currentTarget, () => call("image_remove", { id: tag === "<none>:<none>" ? img.Id : tag }), `Deleted ${tag}`);
+        } }, "Delete"))));
+  });
+  box.append(h("div", { class: "group" }, h("table", {},
+    h("thead", {}, h("tr", {}, ["Image", "Size", "Created", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows))));
+};
+
+function openRun(image) {
+  runImage = image;
+  $("#run-image").textContent = image;
+  for (const f of ["name", "ports", "env", "volumes", "command"]) $(`#run-${f}`).value = "";
+  $("#run-error").textContent = "";
+  $("#run-dialog").showModal();
+  $("#run-name").focus();
+}
+
+const list = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
+
+$("#run-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const submit = $("#run-submit");
+  submit.disabled = true;
+  $("#run-error").textContent = "";
+  try {
+    await call("run", {
+      image: runImage, name: $("#run-name").value.trim(), ports: list($("#run-ports").value),
+      env: list($("#run-env").value), volumes: list($("#run-volumes").value), command: $("#run-command").value,
+    });
+    $("#run-dialog").close();
+    toast(`Started ${$("#run-name").value.trim() || runImage}`);
+    show("containers");
+  } catch (err) {
+    $("#run-error").textContent = err.message;
+  } finally {
+    submit.disabled = false;
+  }
+});
+$("#run-cancel").addEventListener("click", () => $("#run-dialog").close());
+
+$("#pull-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const ref = $("#pull-ref").value.trim();
+  const button = $("#pull-button");
+  button.disabled = true;
+  $("#pull-progress").hidden = false;
+  $("#pull-bar").style.width = "0";
+  const log = $("#pull-log");
+  log.textContent = `Pulling ${ref}…\n`;
+  const layers = new Map();
+  stream("pull", { image: ref }, (m) => {
+    if (m.progress) {
+      const p = m.progress;
+      if (p.id && p.total) layers.set(p.id, [p.current || 0, p.total]);
+      if (p.id && p.status && /complete|already exists/i.test(p.status) && layers.has(p.id)) layers.set(p.id, [layers.get(p.id)[1], layers.get(p.id)[1]]);
+      const [cur, tot] = [...layers.values()].reduce((a, [c, t]) => [a[0] + c, a[1] + t], [0, 0]);
+      if (tot) $("#pull-bar").style.width = `${Math.min(100, (100 * cur) / tot).toFixed(1)}%`;
+      if (p.status && !/^(Downloading|Extracting)$/.test(p.status)) log.textContent += `${p.id ? p.id + ": " : ""}${p.status}\n`;
+      log.scrollTop = log.scrollHeight;
+    }
+    if (m.end !== undefined) {
+      button.disabled = false;
+      if (m.end) { log.textContent += `Error: ${m.end}\n`; toast(`Pull failed: ${m.end}`, true); }
+      else { $("#pull-bar").style.width = "100%"; log.textContent += "Done.\n"; toast(`Pulled ${ref}`); refresh("images"); }
+    }
+  });
+});
+
+$("#prune-images").addEventListener("click", (e) => act(e.currentTarget, async () => {
+  const r = await call("images_prune");
+  toast(`Pruned ${r.ImagesDeleted?.length || 0} images, ${bytes(r.SpaceReclaimed || 0)} reclaimed`);
+}));
+
+// ---------------------------------------------------------------- volumes
+
+refreshers.volumes = async () => {
+  if (!state.engineUp) return;
+  const vols = await call("volumes").catch((e) => { toast(e.message, true); return null; });
+  if (!vols) return;
+  const box = $("#volume-list");
+  box.replaceChildren();
+  if (!vols.length) { box.append(empty("No volumes", "Create one above; containers keep data in volumes across restarts.")); return; }
+  const rows = vols.sort((a, b) => a.name.localeCompare(b.name)).map((v) => h("tr", { class: "row", "data-name": v.name },
+    h("td", {}, h("div", { class: "name" }, v.name.length > 40 ? `${v.name.slice(0, 12)}…` : v.name), h("div", { class: "muted small" }, v.driver)),
+    h("td", {}, v.size === null || v.size === undefined ? "–" : bytes(v.size)),
+    h("td", {}, v.usedBy.length ? v.usedBy.join(", ") : h("span", { class: "muted" }, "unused")),
+    h("td", { class: "actions" }, h("button", { class: "danger", "data-action": "delete", disabled: v.usedBy.length > 0,
+      title: v.usedBy.length ? "In use by a container" : `Delete ${v.name}`,
+      onclick: async (e) => {
+        if (!(await confirmDialog(`Delete volume ${v.name} and its data?`))) return;
+        await act(e.currentTarget, () => call("volume_remove", { name: v.name }), `Deleted volume ${v.name}`);
+      } }, "Delete"))));
+  box.append(h("div", { class: "group" }, h("table", {},
+    h("thead", {}, h("tr", {}, ["Volume", "Size", "Used by", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows))));
+};
+
+$("#volume-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = $("#volume-name").value.trim();
+  const ok = await act($("#volume-create"), () => call("volume_create", { name }), `Created volume ${name}`);
+  if (ok !== undefined) $("#volume-name").value = "";
+});
+
+// ---------------------------------------------------------------- VM
+
+refreshers.vm = async () => {
+  const facts = $("#vm-facts");
+  if (state.vm === null) {
+    $("#vm-state").textContent = "native engine";
+    facts.replaceChildren(h("dt", {}, "Engine"), h("dd", {}, "this window drives an engine on this machine directly"));
+    for (const b of ["#vm-start", "#vm-stop", "#vm-restart", "#vm-reset"]) $(b).disabled = true;
+    return;
+  }
+  const s = await call("vm_status").catch((e) => ({ state: "unknown", error: e.message }));
+  state.vm = s;
+  $("#vm-state").textContent = s.state;
+  $("#vm-state").className = `badge ${s.state}`;
+  $("#vm-start").disabled = s.state !== "stopped";
+  $("#vm-stop").disabled = !["running", "paused"].includes(s.state);
+  $("#vm-restart").disabled = s.state !== "running";
+  const g = s.guest || {};
+  const rows = [
+    ["State", s.state + (s.paused_reason ? ` (${s.paused_reason})` : "")],
+    ["Accelerator", s.accel ? `${s.accel}${s.accel_notice ? ` — ${s.accel_notice}` : ""}` : "–"],
+    ["CPUs / memory", s.cpus ? `${s.cpus} · ${s.memory_mib} MiB` : "–"],
+    ["Guest memory used", g.mem_total ? `${bytes(g.mem_used)} of ${bytes(g.mem_total)}` : "–"],
+    ["Disk used", g.disk_total ? `${bytes(g.disk_used)} of ${bytes(g.disk_total)}` : "–"],
+    ["Docker socket", s.docker_socket || "–"],
+    ["Shared folders", (s.shares || []).join(", ") || "–"],
+  ];
+  facts.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  const cfg = await call("vm_settings").catch(() => null);
+  if (cfg && document.activeElement?.closest("#vm-settings") === null) {
+    $("#vm-cpus").value = cfg.cpus; $("#vm-memory").value = cfg.memory_mib; $("#vm-disk").value = cfg.disk_gib;
+  }
+  loadConsole();
+};
+
+async function loadConsole() {
+  if (state.vm === null) return;
+  const c = await call("vm_console").catch((e) => ({ text: e.message }));
+  const pre = $("#vm-console");
+  pre.textContent = c.text || "(empty)";
+  pre.scrollTop = pre.scrollHeight;
+}
+
+async function vmAction(button, cmd, label) {
+  $("#vm-state").textContent = `${label}…`;
+  await act(button, () => call(cmd), `${label}: done`);
+  await checkEngine();
+  refresh("vm");
+}
+
+$("#vm-start").addEventListener("click", (e) => vmAction(e.currentTarget, "vm_start", "Starting"));
+$("#vm-stop").addEventListener("click", (e) => vmAction(e.currentTarget, "vm_stop", "Stopping"));
+$("#vm-restart").addEventListener("click", (e) => vmAction(e.currentTarget, "vm_restart", "Restarting"));
+$("#vm-console-refresh").addEventListener("click", loadConsole);
+$("#vm-reset").addEventListener("click", async (e) => {
+  if (!(await confirmDialog("Reset Skiff to factory? This stops the VM and deletes every image, container and volume in it."))) return;
+  await vmAction(e.currentTarget, "vm_reset", "Resetting");
+});
+$("#vm-settings").addEventListener("submit", (e) => {
+  e.preventDefault();
+  act(e.submitter, () => call("vm_save_settings", {
+    cpus: Number($("#vm-cpus").value), memory_mib: Number($("#vm-memory").value), disk_gib: Number($("#vm-disk").value),
+  }), "Saved: the VM uses them from its next start");
+});
+$("#first-start").addEventListener("click", async (e) => {
+  $("#first-status").textContent = "Starting the VM… (the first start formats its disk)";
+  await act(e.currentTarget, () => call("vm_start"));
+  $("#first-status").textContent = "";
+  await checkEngine();
+});
+
+// ---------------------------------------------------------------- chrome: nav, theme, keys
+
+$$(".nav-item").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
+$("#drawer-close").addEventListener("click", closeDrawer);
+$$("#drawer .tabs button").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
+$("#log-search").addEventListener("input", renderLogs);
+$("#container-filter").addEventListener("input", () => refreshers.containers());
+$("#show-stopped").addEventListener("change", () => refreshers.containers());
+
+function applyTheme(t) {
+  document.documentElement.dataset.theme = t;
+  localStorage.setItem("skiff-theme", t);
+  if (term) term.options.theme = t === "dark" ? {} : { background: "#000000" };
+}
+applyTheme(localStorage.getItem("skiff-theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
+$("#theme").addEventListener("click", () => applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark"));
+
+document.addEventListener("keydown", (e) => {
+  const inField = e.target.closest?.("input, textarea, .terminal");
+  if ((e.ctrlKey || e.metaKey) && ["1", "2", "3", "4"].includes(e.key)) {
+    e.preventDefault();
+    show(views[Number(e.key) - 1]);
+  } else if (e.key === "Escape" && !$("#drawer").hidden && !e.target.closest?.(".terminal")) {
+    closeDrawer();
+  } else if (e.key === "/" && !inField) {
+    e.preventDefault();
+    ({ containers: "#container-filter", images: "#pull-ref", volumes: "#volume-name" })[state.view] &&
+      $(({ containers: "#container-filter", images: "#pull-ref", volumes: "#volume-name" })[state.view]).focus();
+  }
+});
+
+listen("vm-state", () => { checkEngine(); if (state.view === "vm") refresh("vm"); });
+listen("vm-error", (msg) => toast(msg, true));
+window.addEventListener("hashchange", () => { const v = location.hash.slice(1); if (v !== state.view) show(v); });
+
+document.documentElement.dataset.shell = inApp ? "app" : "browser";
+state.view = location.hash.slice(1) || "containers";
+checkEngine();
