@@ -217,6 +217,10 @@ refreshers.containers = async () => {
       h("h2", {}, project ? `Compose project: ${project}` : "Containers"), table));
   }
   updateStats();
+  if (!state.rendered) {
+    state.rendered = true;
+    requestAnimationFrame(() => call("ui_rendered", { containers: list.length }).catch(() => {}));
+  }
 };
 
 // ---------------------------------------------------------------- drawer: logs, terminal, inspect

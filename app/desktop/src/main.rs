@@ -27,7 +27,11 @@ struct Cli {
     view: Option<String>,
 }
 
+/// When the process started (for the first-render measurement).
+pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 fn main() -> anyhow::Result<()> {
+    let _ = STARTED.set(std::time::Instant::now());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
