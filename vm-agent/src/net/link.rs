@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -240,12 +239,4 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
             })
         })
         .map_err(|e| NetError::Internal(format!("entering the container's network: {e}")))?
-}
-
-/// The name of a link attribute list's interface, if any.
-pub fn link_name(attrs: &[LinkAttribute]) -> Option<String> {
-    attrs.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.clone()),
-        _ => None,
-    })
 }
