@@ -184,10 +184,9 @@ impl Backend {
             "ui_rendered" => {
                 let ms = crate::STARTED.get().map(|t| t.elapsed().as_millis()).unwrap_or(0);
                 if std::env::var_os("SKIFF_DESKTOP_BENCH").is_some() {
-                    println!(
-                        "first-render-ms {ms} containers {}",
-                        args.get("containers").and_then(Value::as_u64).unwrap_or(0)
-                    );
+                    use std::io::Write;
+                    let n = args.get("containers").and_then(Value::as_u64).unwrap_or(0);
+                    let _ = writeln!(std::io::stdout(), "first-render-ms {ms} containers {n}");
                 }
                 Ok(json!({"ms": ms}))
             }
