@@ -58,6 +58,20 @@ fn main() -> anyhow::Result<()> {
             let ui = PathBuf::from(env!("SKIFF_UI_DIST"));
             tokio::runtime::Runtime::new()?.block_on(web::serve(backend, addr, ui))
         }
-        None => window::run(backend, cli.view),
+        None => {
+            // Accelerated compositing buys this UI nothing and costs WebKit's web process ~80 MiB
+            // under software GL (bench/desktop.sh); the user's own setting wins.
+            if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+                set_env("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+            }
+            window::run(backend, cli.view)
+        }
     }
+}
+
+/// Sets a variable for the WebKit processes the window spawns (before any thread of ours exists).
+#[allow(unused_unsafe)]
+fn set_env(key: &str, value: &str) {
+    // SAFETY: called from `main` before the runtime or any other thread starts.
+    unsafe { std::env::set_var(key, value) };
 }
