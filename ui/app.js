@@ -433,6 +433,9 @@ refreshers.vm = async () => {
     $("#vm-state").textContent = "native engine";
     facts.replaceChildren(h("dt", {}, "Engine"), h("dd", {}, "this window drives an engine on this machine directly"));
     for (const b of ["#vm-start", "#vm-stop", "#vm-restart", "#vm-reset"]) $(b).disabled = true;
+    // Nothing to size or reset: the engine runs on this machine, not in a Skiff VM.
+    $$("#vm-settings input, #vm-settings button").forEach((e) => { e.disabled = true; });
+    $("#vm-console").textContent = "(no VM: the engine runs natively)";
     return;
   }
   const s = await call("vm_status").catch((e) => ({ state: "unknown", error: e.message }));
