@@ -234,3 +234,17 @@ impl Drop for Registry {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
+
+/// A server on the host (`addr`, port 0) that sends `greeting` to its first client: what a
+/// container reaching `host.docker.internal` should read. Returns its port and thread.
+pub fn greet_once(addr: &str, greeting: &'static [u8]) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind((addr, 0)).expect("host listener");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            let _ = c.write_all(greeting);
+        }
+    });
+    (port, thread)
+}

@@ -273,13 +273,7 @@ fn containers_reach_other_networks_through_nat_and_the_host_by_name() {
     let _ = server.wait();
 
     // host.docker.internal is the host.
-    let listener = TcpListener::bind("0.0.0.0:0").expect("host listener");
-    let port = listener.local_addr().expect("addr").port();
-    let greeter = std::thread::spawn(move || {
-        if let Ok((mut c, _)) = listener.accept() {
-            let _ = c.write_all(b"hello from the host\n");
-        }
-    });
+    let (port, greeter) = skiff_tests::greet_once("0.0.0.0", b"hello from the host\n");
     let got = a.ok(&["run", "--rm", "busybox", "nc", "-w", "3", "host.docker.internal", &port.to_string()]);
     assert_eq!(got, "hello from the host\n");
     let _ = greeter.join();

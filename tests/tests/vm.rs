@@ -377,13 +377,7 @@ fn vm_published_ports_user_networks_and_the_host() {
     assert_eq!(got.trim(), host.trim());
 
     // host.docker.internal is the host's loopback, reached through NAT and the user-mode network.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
-    let port = listener.local_addr().expect("addr").port();
-    let greeter = std::thread::spawn(move || {
-        if let Ok((mut c, _)) = listener.accept() {
-            let _ = c.write_all(b"hello from the host\n");
-        }
-    });
+    let (port, greeter) = skiff_tests::greet_once("127.0.0.1", b"hello from the host\n");
     let got = s.docker_ok(&["run", "--rm", "busybox", "nc", "-w", "5", "host.docker.internal", &port.to_string()]);
     assert_eq!(got, "hello from the host\n");
     let _ = greeter.join();
