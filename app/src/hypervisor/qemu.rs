@@ -146,22 +146,47 @@ async fn spawn_helper(
     die_with_parent(&mut cmd);
     let mut child =
         cmd.spawn().map_err(|e| VmError::Missing(program.display().to_string(), format!("{e} ({hint})")))?;
-    wait_for_path(socket, Duration::from_secs(5), &mut child, &name).await?;
+    wait_for_listener(socket, Duration::from_secs(5), &mut child, &name).await?;
     Ok(child)
 }
 
-async fn wait_for_path(path: &Path, patience: Duration, child: &mut Child, what: &str) -> Result<(), VmError> {
+/// Waits until `path` is a listening socket. Its file appears at `bind()`, a moment before
+/// `listen()`: connecting in between is refused, which made QEMU (or our QMP client) fail a
+/// start now and then on a loaded host.
+async fn wait_for_listener(path: &Path, patience: Duration, child: &mut Child, what: &str) -> Result<(), VmError> {
     let deadline = tokio::time::Instant::now() + patience;
-    while !path.exists() {
+    while !is_listening(path) {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(VmError::Failed(format!("{what} exited at start ({status}); see the daemon log")));
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(VmError::Failed(format!("{what} did not create {} in time", path.display())));
+            return Err(VmError::Failed(format!("{what} did not listen on {} in time", path.display())));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Whether a Unix socket bound at `path` is listening, read from `/proc/net/unix` so that
+/// checking does not take the one connection a vhost-user back end accepts. Where there is no
+/// such table, the file's existence is all there is to go on.
+fn is_listening(path: &Path) -> bool {
+    match std::fs::read_to_string("/proc/net/unix") {
+        Ok(table) => listening_in(&table, path),
+        Err(_) => path.exists(),
+    }
+}
+
+/// `__SO_ACCEPTCON` in the Flags column marks a listening socket.
+fn listening_in(table: &str, path: &Path) -> bool {
+    const ACCEPTING: u32 = 0x0001_0000;
+    let wanted = path.to_string_lossy();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7..].join(" ") == wanted
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & ACCEPTING != 0)
+    })
 }
 
 #[async_trait::async_trait]
@@ -238,7 +263,7 @@ impl Hypervisor for Qemu {
         die_with_parent(&mut cmd);
         tracing::info!(qemu = %self.qemu.display(), accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
         let mut child = cmd.spawn().map_err(|e| VmError::Missing(self.qemu.display().to_string(), e.to_string()))?;
-        wait_for_path(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await?;
+        wait_for_listener(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await?;
         let qmp = connect_qmp(&qmp_path).await?;
         Ok(Box::new(QemuVm {
             vsock,
@@ -397,6 +422,21 @@ fn vsock_tx_buffer() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_listening_socket_counts_as_ready() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000034346ef6: 00000002 00000000 00010000 0001 01 1072 /run/a/qmp.sock\n\
+            0000000034346ef7: 00000002 00000000 00000000 0001 01 1073 /run/b/qmp.sock\n";
+        assert!(listening_in(table, Path::new("/run/a/qmp.sock")));
+        assert!(!listening_in(table, Path::new("/run/b/qmp.sock")), "bound, not yet listening");
+        assert!(!listening_in(table, Path::new("/run/c/qmp.sock")));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        assert!(is_listening(&path));
+    }
 
     #[test]
     fn tcg_gets_multithreading_and_vhost_user_gets_shared_memory() {
