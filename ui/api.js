@@ -65,6 +65,13 @@ export function stream(kind, args, onMessage) {
   };
 }
 
+// Opens `url` (a published port on localhost) in the user's browser: through Tauri's opener
+// plugin in the app window (a webview does not open new windows itself), as a new tab otherwise.
+export async function openExternal(url) {
+  if (tauri) return tauri.core.invoke("plugin:opener|open_url", { url });
+  window.open(url, "_blank", "noopener");
+}
+
 // App-wide events from the window's backend (VM state); nothing in browser mode.
 export function listen(name, cb) {
   if (tauri) tauri.event.listen(name, (e) => cb(e.payload));

@@ -1,6 +1,6 @@
 // The Skiff desktop app's front end: plain ES module, no framework. Views render from the
 // backend's lists; they refresh when the engine's /events stream says something changed.
-import { call, stream, listen, decodeBytes, inApp } from "./api.js";
+import { call, stream, listen, decodeBytes, inApp, openExternal } from "./api.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -134,6 +134,10 @@ function stopStreams() {
 
 // ---------------------------------------------------------------- containers
 
+function openLink(url) {
+  openExternal(url).catch((e) => toast(`Could not open ${url}: ${e}`, true));
+}
+
 function containerName(c) { return (c.Names?.[0] || c.Id.slice(0, 12)).replace(/^\//, ""); }
 
 function portLinks(c) {
@@ -143,7 +147,10 @@ function portLinks(c) {
     if (seen.has(k)) return false;
     seen.add(k); return true;
   }).map((p) => p.Type === "tcp"
-    ? h("a", { href: `http://localhost:${p.PublicPort}`, target: "_blank", rel: "noopener", title: `→ ${p.PrivatePort}/tcp` }, `localhost:${p.PublicPort}`)
+    ? h("a", {
+      href: `http://localhost:${p.PublicPort}`, title: `Open in your browser (→ ${p.PrivatePort}/tcp)`,
+      onclick: (e) => { e.preventDefault(); e.stopPropagation(); openLink(e.currentTarget.href); },
+    }, `localhost:${p.PublicPort}`)
     : h("span", { class: "muted" }, `${p.PublicPort}/${p.Type}`));
 }
 
@@ -280,11 +287,43 @@ function openDrawer(c, tab) {
   selectTab(tab);
 }
 
-function openTerminal(c) {
+// xterm.js (~300 KB of script) is loaded the first time a terminal opens, not at start-up.
+let xtermLoaded = null;
+function loadXterm() {
+  const load = (src) => new Promise((resolve, reject) => {
+    const el = document.createElement("script");
+    el.src = src;
+    el.onload = resolve;
+    el.onerror = () => reject(new Error(`could not load ${src}`));
+    document.head.append(el);
+  });
+  xtermLoaded ??= load("vendor/xterm.js").then(() => load("vendor/addon-fit.js"));
+  xtermLoaded.catch(() => { xtermLoaded = null; });
+  return xtermLoaded;
+}
+
+async function openTerminal(c) {
   if (c.State !== "running") {
     $("#terminal").replaceChildren(empty("The container is not running", "Start it to open a terminal."));
     return;
   }
+  // Claimed before the first await, so a second tab click does not open a second session.
+  let stream_ = null, closed = false;
+  const pending = [];
+  termStream = {
+    input: (d) => (stream_ ? stream_.input(d) : pending.push(d)),
+    resize: (cols, rows) => stream_?.resize(cols, rows),
+    close: async () => { closed = true; stream_?.close(); },
+  };
+  const mine = termStream;
+  try {
+    await loadXterm();
+  } catch (e) {
+    $("#terminal").replaceChildren(empty("The terminal could not start", e.message));
+    if (termStream === mine) termStream = null;
+    return;
+  }
+  if (closed || termStream !== mine) return;
   $("#terminal").replaceChildren();
   term = new window.Terminal({ cursorBlink: true, fontSize: 13, convertEol: false,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", monospace' });
@@ -292,12 +331,14 @@ function openTerminal(c) {
   term.loadAddon(fit);
   term.open($("#terminal"));
   fit.fit();
-  termStream = stream("exec", { id: c.Id, cmd: ["/bin/sh"], cols: term.cols, rows: term.rows }, (m) => {
+  stream_ = stream("exec", { id: c.Id, cmd: ["/bin/sh"], cols: term.cols, rows: term.rows }, (m) => {
     if (m.bytes) term?.write(decodeBytes(m.bytes));
     if (m.end !== undefined) term?.write(`\r\n[session ended${m.end ? `: ${m.end}` : ""}]\r\n`);
   });
+  pending.splice(0).forEach((d) => stream_.input(d));
   term.onData((d) => termStream?.input(d));
   term.onResize(({ cols, rows }) => termStream?.resize(cols, rows));
+  term.focus();
 }
 
 new ResizeObserver(() => { if (!$("#drawer").hidden) fit?.fit(); }).observe(document.body);

@@ -3,7 +3,9 @@
 #  1. browser mode: `skiff-desktop --serve` + Debian's Chromium driven by Playwright
 #     (tests/ui/e2e.mjs): run dialog, container list, logs, terminal, stop/delete, pull with
 #     progress from a local registry, volumes.
-#  2. the real Tauri window under Xvfb, once per view; a screenshot of each is saved to
+#  2. the real Tauri window under Xvfb, driven over WebDriver (tests/ui/window.mjs): the same
+#     flow through Tauri's IPC, and a port link handed to the (stand-in) browser;
+#  3. the real Tauri window under Xvfb, once per view; a screenshot of each is saved to
 #     target/ui-screenshots/ (and, with --update-screenshots, to docs/screenshots/).
 # Needs: a built skiff-agent + skiff-desktop (debug), fixtures, ui/node_modules, chromium, xvfb.
 set -euo pipefail
@@ -41,7 +43,28 @@ SKIFF_UI_URL=http://127.0.0.1:$UI_PORT REGISTRY=127.0.0.1:$REG_PORT SCREENSHOTS=
   node --test --test-reporter=spec tests/ui/e2e.mjs || { echo "--- ui log"; cat "$WORK/ui.log"; exit 1; }
 kill "$UI_PID"; UI_PID=
 
-echo "== the real window (Tauri, Xvfb)"
+echo "== the real window, driven (Tauri under Xvfb, WebKitWebDriver)"
+# A stand-in browser: the desktop's default handler for http:// records what it was asked to open.
+OPENED=$WORK/opened.txt
+mkdir -p "$WORK/xdg-data/applications" "$WORK/xdg-config"
+printf '#!/bin/sh\necho "$@" >>%s\n' "$OPENED" >"$WORK/browser.sh"
+chmod +x "$WORK/browser.sh"
+printf '[Desktop Entry]\nType=Application\nName=Test browser\nExec=%s %%u\nMimeType=x-scheme-handler/http;\n' \
+  "$WORK/browser.sh" >"$WORK/xdg-data/applications/skiff-test-browser.desktop"
+printf '[Default Applications]\nx-scheme-handler/http=skiff-test-browser.desktop\n' |
+  tee "$WORK/xdg-config/mimeapps.list" >"$WORK/xdg-data/applications/mimeapps.list"
+WD_PORT=$(free_port)
+XDG_DATA_HOME=$WORK/xdg-data XDG_CONFIG_HOME=$WORK/xdg-config BROWSER=$WORK/browser.sh TAURI_WEBVIEW_AUTOMATION=true \
+  WEBDRIVER=http://127.0.0.1:$WD_PORT SKIFF_DESKTOP=$PWD/target/debug/skiff-desktop OPENED=$OPENED \
+  WEB_PORT=$(free_port) SCREENSHOTS=$OUT \
+  xvfb-run -a -s "-screen 0 1280x800x24" bash -c '
+    WebKitWebDriver --port="$1" >"$2" 2>&1 & driver=$!
+    for _ in $(seq 100); do curl -sf "$WEBDRIVER/status" >/dev/null && break; sleep 0.05; done
+    node --test --test-reporter=spec tests/ui/window.mjs; rc=$?
+    kill $driver; wait $driver 2>/dev/null
+    exit $rc' _ "$WD_PORT" "$WORK/webdriver.log" || { echo "--- webdriver log"; cat "$WORK/webdriver.log"; exit 1; }
+
+echo "== the real window (Tauri, Xvfb), one screenshot per view"
 # Something to show: a compose-labelled pair, a volume, the images already loaded.
 docker volume create e2e-data >/dev/null
 docker run -d --name shot-web -l com.docker.compose.project=shop -l com.docker.compose.service=web \

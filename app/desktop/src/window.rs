@@ -162,16 +162,18 @@ pub fn run(backend: Backend, view: Option<String>) -> anyhow::Result<()> {
     .iter()
     .any(|p| std::path::Path::new(p).exists());
     tauri::Builder::default()
+        .plugin(tauri_plugin_opener::init())
         .manage(backend)
         .manage(Streams { next: AtomicU32::new(1), open: Mutex::new(HashMap::new()) })
         .invoke_handler(tauri::generate_handler![call, stream_open, stream_input, stream_resize, stream_close])
         .setup(move |app| {
             let url = format!("index.html#{}", view.as_deref().unwrap_or("containers"));
-            WebviewWindowBuilder::new(app, "main", WebviewUrl::App(url.into()))
+            let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::App(url.into()))
                 .title("Skiff")
                 .inner_size(1200.0, 780.0)
                 .min_inner_size(820.0, 520.0)
                 .build()?;
+            lean_webview(&window);
             // The tray needs libayatana-appindicator at run time; without it the app still works.
             if tray_lib {
                 build_tray(app)?;
@@ -191,4 +193,23 @@ pub fn run(backend: Backend, view: Option<String>) -> anyhow::Result<()> {
         })
         .run(tauri::generate_context!())?;
     Ok(())
+}
+
+/// An app's web view needs no browser caches: the document-viewer cache model turns off the
+/// memory cache of decoded resources and the back/forward page cache (bench/desktop.sh).
+fn lean_webview(window: &tauri::WebviewWindow) {
+    #[cfg(target_os = "linux")]
+    {
+        let tuned = window.with_webview(|webview| {
+            use webkit2gtk::{CacheModel, WebContextExt, WebViewExt};
+            if let Some(context) = webview.inner().context() {
+                context.set_cache_model(CacheModel::DocumentViewer);
+            }
+        });
+        if let Err(e) = tuned {
+            tracing::warn!(error = %e, "could not tune the web view");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = window;
 }
