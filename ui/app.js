@@ -81,7 +81,7 @@ function show(view) {
   $$(".nav-item").forEach((b) => b.setAttribute("aria-current", b.dataset.view === view ? "page" : "false"));
   const firstRun = !state.engineUp && state.vm !== null && view !== "vm";
   $$(".view").forEach((s) => { s.hidden = firstRun ? s.id !== "first-run" : s.id !== view; });
-  refresh(view);
+  refreshers[view]?.(); // at once: the coalescing delay is for bursts of events, not for a click
 }
 
 const refreshers = {};
@@ -122,6 +122,13 @@ function startStreams() {
       setTimeout(checkEngine, 1000);
     }
   });
+  // Stats cost the engine a cgroup read per container: they start once the list is on screen
+  // (or shortly, when another view opened first), so they do not delay the first paint.
+  setTimeout(startStats, 1500);
+}
+
+function startStats() {
+  if (statsStream || !state.engineUp) return;
   statsStream = stream("stats", {}, (m) => {
     if (m.stats) { state.stats = m.stats; updateStats(); }
   });
@@ -226,7 +233,10 @@ refreshers.containers = async () => {
   updateStats();
   if (!state.rendered) {
     state.rendered = true;
-    requestAnimationFrame(() => call("ui_rendered", { containers: list.length }).catch(() => {}));
+    requestAnimationFrame(() => {
+      call("ui_rendered", { containers: list.length, page_ms: performance.now() }).catch(() => {});
+      startStats();
+    });
   }
 };
 

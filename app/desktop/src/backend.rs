@@ -133,6 +133,13 @@ impl Backend {
 
     /// One request/response command.
     pub async fn call(&self, cmd: &str, args: &Value) -> Result<Value, String> {
+        let started = std::time::Instant::now();
+        let answer = self.dispatch(cmd, args).await;
+        tracing::debug!(cmd, ms = started.elapsed().as_secs_f64() * 1000.0, ok = answer.is_ok(), "call");
+        answer
+    }
+
+    async fn dispatch(&self, cmd: &str, args: &Value) -> Result<Value, String> {
         match cmd {
             "engine" => self.engine().await,
             "containers" => {
@@ -186,7 +193,13 @@ impl Backend {
                 if std::env::var_os("SKIFF_DESKTOP_BENCH").is_some() {
                     use std::io::Write;
                     let n = args.get("containers").and_then(Value::as_u64).unwrap_or(0);
-                    let _ = writeln!(std::io::stdout(), "first-render-ms {ms} containers {n}");
+                    // Where the time went: process start → the page's navigation start → render.
+                    let page_ms = args.get("page_ms").and_then(Value::as_f64).unwrap_or(0.0);
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0}",
+                        ms as f64 - page_ms
+                    );
                 }
                 Ok(json!({"ms": ms}))
             }
