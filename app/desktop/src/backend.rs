@@ -197,8 +197,12 @@ impl Backend {
                     let page_ms = args.get("page_ms").and_then(Value::as_f64).unwrap_or(0.0);
                     let _ = writeln!(
                         std::io::stdout(),
-                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0}",
-                        ms as f64 - page_ms
+                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0} rendered-epoch-ms {}",
+                        ms as f64 - page_ms,
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis())
+                            .unwrap_or(0)
                     );
                 }
                 Ok(json!({"ms": ms}))
