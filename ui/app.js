@@ -190,21 +190,27 @@ function updateStats() {
   }
 }
 
+// Fetches list `cmd` into `box`: null (after a toast) on an error; an empty box shows `emptyState`.
+async function loadList(cmd, box, emptyState) {
+  const list = await call(cmd).catch((e) => { toast(e.message, true); return null; });
+  if (!list) return null;
+  box.replaceChildren();
+  if (!list.length) box.append(empty(...emptyState));
+  return list;
+}
+
 refreshers.containers = async () => {
   if (!state.engineUp) return;
-  const list = await call("containers").catch((e) => { toast(e.message, true); return null; });
+  const box = $("#container-list");
+  const list = await loadList("containers", box,
+    ["No containers yet", "Run one from the Images view, or with `docker run` in a terminal."]);
   if (!list) return;
   state.containers = list;
+  if (!list.length) return;
   const filter = $("#container-filter").value.trim().toLowerCase();
   const showStopped = $("#show-stopped").checked;
   const shown = list.filter((c) => (showStopped || ["running", "paused", "restarting"].includes(c.State))
     && (!filter || containerName(c).toLowerCase().includes(filter) || (c.Image || "").toLowerCase().includes(filter)));
-  const box = $("#container-list");
-  box.replaceChildren();
-  if (!list.length) {
-    box.append(empty("No containers yet", "Run one from the Images view, or with `docker run` in a terminal."));
-    return;
-  }
   if (!shown.length) { box.append(empty("Nothing matches", "Clear the filter or show stopped containers.")); return; }
   const groups = new Map();
   for (const c of shown) {
@@ -359,11 +365,9 @@ let runImage = null;
 
 refreshers.images = async () => {
   if (!state.engineUp) return;
-  const list = await call("images").catch((e) => { toast(e.message, true); return null; });
-  if (!list) return;
   const box = $("#image-list");
-  box.replaceChildren();
-  if (!list.length) { box.append(empty("No images", "Pull one above, or `docker load` / `docker build` in a terminal.")); return; }
+  const list = await loadList("images", box, ["No images", "Pull one above, or `docker load` / `docker build` in a terminal."]);
+  if (!list?.length) return;
   const rows = list.sort((a, b) => b.Created - a.Created).flatMap((img) => {
     const tags = img.RepoTags?.length ? img.RepoTags : ["<none>:<none>"];
     return tags.map((tag) => h("tr", { class: "row", "data-tag": tag },
@@ -450,11 +454,9 @@ $("#prune-images").addEventListener("click", (e) => act(e.currentTarget, async (
 
 refreshers.volumes = async () => {
   if (!state.engineUp) return;
-  const vols = await call("volumes").catch((e) => { toast(e.message, true); return null; });
-  if (!vols) return;
   const box = $("#volume-list");
-  box.replaceChildren();
-  if (!vols.length) { box.append(empty("No volumes", "Create one above; containers keep data in volumes across restarts.")); return; }
+  const vols = await loadList("volumes", box, ["No volumes", "Create one above; containers keep data in volumes across restarts."]);
+  if (!vols?.length) return;
   const rows = vols.sort((a, b) => a.name.localeCompare(b.name)).map((v) => h("tr", { class: "row", "data-name": v.name },
     h("td", {}, h("div", { class: "name" }, v.name.length > 40 ? `${v.name.slice(0, 12)}…` : v.name), h("div", { class: "muted small" }, v.driver)),
     h("td", {}, v.size === null || v.size === undefined ? "–" : bytes(v.size)),
