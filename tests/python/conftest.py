@@ -66,7 +66,7 @@ class Agent:
             pytest.fail(f"agent binary {binary} not found (set SKIFF_AGENT_BIN)")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(binary), "serve", "--socket", str(self.socket), "--root", str(self.root),
+                [str(binary), "serve", "--shutdown-timeout", "2", "--socket", str(self.socket), "--root", str(self.root),
                  # A bridge of its own: parallel test agents must not share one.
                  "--bridge", f"skiffP{os.getpid() % 10000}x{next(_BRIDGES)}"],
                 stdin=subprocess.DEVNULL,

@@ -32,15 +32,33 @@ pub fn fixture(name: &str) -> PathBuf {
 pub struct Agent {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Whether `--bridge` is passed (else the engine picks its default bridge itself).
+    own_bridge: bool,
 }
 
 impl Agent {
     /// Starts an agent with a fresh state directory.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts an agent without `--bridge`: it names its default bridge itself.
+    pub fn start_default_bridge() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(own_bridge: bool) -> Self {
         let dir = tempfile::Builder::new().prefix("skiff-test-").tempdir().expect("temp dir for agent");
-        let mut a = Self { child: None, dir };
+        let mut a = Self { child: None, dir, own_bridge };
         a.spawn();
         a
+    }
+
+    fn serve_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(agent_bin());
+        // Tests leave containers running at the end: a short grace keeps engine stops quick.
+        c.args(["serve", "--shutdown-timeout", "2", "--socket"]).arg(self.socket()).arg("--root").arg(self.root()).args(args);
+        c
     }
 
     fn spawn(&mut self) {
@@ -49,13 +67,10 @@ impl Agent {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log");
-        let child = Command::new(agent_bin())
-            .args(["serve", "--socket"])
-            .arg(self.socket())
-            .arg("--root")
-            .arg(self.root())
-            .arg("--bridge")
-            .arg(self.bridge())
+        let bridge = self.bridge();
+        let args: &[&str] = if self.own_bridge { &["--bridge", &bridge] } else { &[] };
+        let child = self
+            .serve_command(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

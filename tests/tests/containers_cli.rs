@@ -126,7 +126,7 @@ fn ps_filters_and_inspect_fields() {
 #[test]
 fn isolation_matches_dockers_defaults() {
     let a = agent_with_busybox();
-    let script = "echo pid=$$; hostname; ps -o pid | wc -l; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+    let script = "echo pid=$$; echo env=$HOSTNAME; hostname; ps -o pid | wc -l; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
                   cat /proc/sys/kernel/hostname >/dev/null; echo x > /proc/sys/kernel/hostname 2>/dev/null && echo sysrw || echo sysro; \
                   unshare -n true 2>/dev/null && echo unshare-ok || echo unshare-blocked; \
                   mount -t tmpfs none /mnt 2>/dev/null && echo mount-ok || echo mount-blocked; \
@@ -135,7 +135,11 @@ fn isolation_matches_dockers_defaults() {
     assert!(out.contains("pid=1\n"), "{out}");
     assert!(out.contains("box1\n"), "{out}");
     assert!(out.contains("CapEff:\t00000000a80425fb"), "Docker's default capability set: {out}");
-    assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+    // Like dockerd: no NoNewPrivs unless asked for (setuid programs work), seccomp on.
+    assert!(out.contains("NoNewPrivs:\t0") && out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("env=box1\n"), "HOSTNAME is in the environment: {out}");
+    let nnp = a.ok(&["run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(nnp.contains("NoNewPrivs:\t1"), "{nnp}");
     assert!(out.contains("sysro"), "/proc/sys must be read-only: {out}");
     assert!(out.contains("unshare-blocked") && out.contains("mount-blocked"), "{out}");
     for dev in ["null", "zero", "random", "urandom", "tty", "pts", "shm", "mqueue"] {
@@ -572,4 +576,123 @@ fn log_rotation_follows_log_opts() {
     assert!(err.contains("does not support reading"), "{err}");
     a.ok(&["rm", "quiet"]);
     a.ok(&["rm", "chatty"]);
+}
+
+/// CVE-2019-5736 class: whatever of the engine runs inside a container (here the `--init`
+/// reaper, PID 1 for the container's life) is a sealed in-memory copy, never the host's binary.
+#[test]
+fn nothing_in_a_container_can_reach_or_change_the_engine_binary() {
+    let a = agent_with_busybox();
+    let agent = skiff_tests::agent_bin();
+    let before = std::fs::read(&agent).expect("agent binary");
+    // Default capabilities: the reaper is not dumpable, so its exe cannot even be opened.
+    a.ok(&["run", "-d", "--name", "plain", "--init", "busybox", "sleep", "1000"]);
+    let probe = "readlink /proc/1/exe || echo NOLINK; cat /proc/1/exe >/dev/null 2>&1 && echo READABLE; \
+                 echo x >> /proc/1/exe && echo WRITTEN; true";
+    let out = a.ok(&["exec", "plain", "sh", "-c", probe]);
+    assert!(out.contains("NOLINK") && !out.contains("READABLE") && !out.contains("WRITTEN"), "{out}");
+    // With CAP_SYS_PTRACE the handle opens, but it is an anonymous sealed copy: writes fail.
+    a.ok(&["run", "-d", "--name", "ptrace", "--cap-add", "SYS_PTRACE", "--init", "busybox", "sleep", "1000"]);
+    let out = a.ok(&["exec", "ptrace", "sh", "-c", probe]);
+    assert!(out.contains("memfd:skiff-agent"), "PID 1 must run the sealed copy: {out}");
+    assert!(!out.contains(&agent.display().to_string()), "{out}");
+    assert!(!out.contains("WRITTEN"), "{out}");
+    let wrote = a.docker(&["exec", "ptrace", "sh", "-c", "printf '#!/bin/sh\\n' | dd of=/proc/1/exe conv=notrunc"]);
+    assert!(!wrote.status.success(), "{wrote:?}");
+    // The same through `docker exec` helpers: the exec'd process's parent chain never shows
+    // the host binary either.
+    let chain = a.ok(&["exec", "ptrace", "sh", "-c", "for p in /proc/[0-9]*; do readlink $p/exe; done"]);
+    assert!(!chain.contains(&agent.display().to_string()), "{chain}");
+    a.ok(&["rm", "-f", "plain", "ptrace"]);
+    drop(a);
+    assert!(std::fs::read(&agent).expect("agent binary") == before, "the engine binary changed");
+}
+
+/// `--init` is no more privileged than the container's own process (docker-init after execve).
+#[test]
+fn init_reaper_has_the_users_privileges() {
+    let a = agent_with_busybox();
+    let caps = "grep -E '^(Uid|CapPrm|CapEff)' /proc/1/status; echo --; grep -E '^(Uid|CapPrm|CapEff)' /proc/self/status";
+    let out = a.ok(&["run", "--rm", "--init", "--user", "1000", "busybox", "sh", "-c", caps]);
+    let (reaper, command) = out.split_once("--").expect("two reports");
+    assert_eq!(reaper.trim(), command.trim(), "the reaper must hold what the command holds:\n{out}");
+    assert!(reaper.contains("CapEff:\t0000000000000000") && reaper.contains("CapPrm:\t0000000000000000"), "{out}");
+    assert!(reaper.lines().any(|l| l.starts_with("Uid:") && l.contains("1000")), "{out}");
+    // As root, both hold the container's default set (not the engine's full one).
+    let out = a.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", caps]);
+    let (reaper, command) = out.split_once("--").expect("two reports");
+    assert_eq!(reaper.trim(), command.trim(), "{out}");
+    assert!(reaper.contains("CapEff:\t00000000a80425fb"), "{out}");
+    // Seccomp applies to the reaper too.
+    let out = a.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "grep Seccomp: /proc/1/status"]);
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+}
+
+#[test]
+fn health_checks_time_out_and_show_in_ps_and_events() {
+    let a = agent_with_busybox();
+    let since = chrono_now_secs();
+    a.ok(&[
+        "run", "-d", "--name", "slow", "--health-cmd", "sleep 5", "--health-timeout", "300ms",
+        "--health-interval", "300ms", "--health-retries", "1", "busybox", "sleep", "600",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.ok(&["inspect", "-f", "{{.State.Health.Status}}", "slow"]).trim() != "unhealthy" {
+        assert!(Instant::now() < deadline, "never unhealthy: {}", a.ok(&["inspect", "-f", "{{json .State.Health}}", "slow"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let health = a.ok(&["inspect", "-f", "{{json .State.Health}}", "slow"]);
+    assert!(health.contains("Health check exceeded timeout") && health.contains("\"ExitCode\":-1"), "{health}");
+    assert!(a.ok(&["ps", "--format", "{{.Status}}"]).contains("(unhealthy)"));
+    assert_eq!(a.ok(&["ps", "-q", "--filter", "health=unhealthy"]).lines().count(), 1);
+    assert_eq!(a.ok(&["ps", "-q", "--filter", "health=none"]).lines().count(), 0);
+    let until = (chrono_now_secs() + 1).to_string();
+    let events = a.ok(&["events", "--since", &since.to_string(), "--until", &until, "--filter", "event=health_status"]);
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+    // The probe processes do not pile up: each timed-out one was killed.
+    let procs = a.ok(&["top", "slow"]);
+    assert!(procs.matches("sleep 5").count() <= 1, "{procs}");
+    // Stopped: no longer healthy; bad settings are refused.
+    a.ok(&["stop", "-t", "1", "slow"]);
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Health.Status}}", "slow"]).trim(), "unhealthy");
+    let (status, body) = a.raw(
+        "POST",
+        "/containers/create",
+        br#"{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"Interval":10}}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Interval in Healthcheck cannot be less than 1ms"), "{body}");
+    // No health check: no Health.
+    a.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "600"]);
+    assert_eq!(a.ok(&["inspect", "-f", "{{json .State.Health}}", "plain"]).trim(), "null");
+    a.ok(&["rm", "-f", "slow", "plain"]);
+}
+
+fn chrono_now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[test]
+fn engine_stop_stops_containers_and_thaws_paused_ones() {
+    let mut a = agent_with_busybox();
+    a.ok(&["run", "-d", "--name", "polite", "busybox", "sh", "-c", "trap 'echo bye; exit 3' TERM; while :; do sleep 0.1; done"]);
+    a.ok(&["run", "-d", "--name", "frozen", "busybox", "sleep", "600"]);
+    a.ok(&["pause", "frozen"]);
+    let pids: Vec<i32> = ["polite", "frozen"]
+        .iter()
+        .map(|n| a.ok(&["inspect", "-f", "{{.State.Pid}}", n]).trim().parse().expect("pid"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    a.stop();
+    assert!(started.elapsed() < Duration::from_secs(8), "the engine must stop within its grace");
+    for pid in &pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "container process {pid} outlived the engine");
+    }
+    a.restart();
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "polite"]).trim(), "exited 3");
+    assert!(a.ok(&["logs", "polite"]).contains("bye"));
+    // The paused one was thawed, asked, then killed: nothing stays frozen.
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "frozen"]).trim(), "exited 137");
+    a.ok(&["rm", "polite", "frozen"]);
 }

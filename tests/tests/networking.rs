@@ -340,3 +340,135 @@ fn network_modes_hostname_dns_and_a_clean_stop() {
     assert!(a.ok(&["network", "ls", "--format", "{{.Name}}"]).contains("kept"));
     a.ok(&["rm", "-f", "base", "second"]);
 }
+
+/// Compose v2 starts services in parallel: every container gets its own address, and every
+/// name resolves to its own container.
+#[test]
+fn parallel_starts_on_one_network_get_unique_addresses_and_names() {
+    let a = agent_with(&["busybox.tar"]);
+    a.ok(&["network", "create", "par"]);
+    let names: Vec<String> = (0..20).map(|i| format!("par{i}")).collect();
+    std::thread::scope(|s| {
+        for n in &names {
+            let a = &a;
+            s.spawn(move || a.ok(&["run", "-d", "--name", n, "--network", "par", "busybox", "sleep", "600"]));
+        }
+    });
+    let ips: Vec<String> = names
+        .iter()
+        .map(|n| a.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.par.IPAddress}}", n]).trim().to_string())
+        .collect();
+    let unique: std::collections::HashSet<&String> = ips.iter().collect();
+    assert_eq!(unique.len(), names.len(), "duplicate addresses: {ips:?}");
+    let inspected = a.ok(&["network", "inspect", "-f", "{{range .Containers}}{{.IPv4Address}} {{end}}", "par"]);
+    assert_eq!(inspected.split_whitespace().count(), names.len(), "{inspected}");
+    let script: String = names.iter().map(|n| format!("echo '== {n}'; nslookup {n};")).collect();
+    let answers = a.ok(&["exec", "par0", "sh", "-c", &script]);
+    for (section, (name, ip)) in answers.split("== ").skip(1).zip(names.iter().zip(&ips)) {
+        assert!(section.starts_with(name.as_str()), "{answers}");
+        let addrs: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("Address:").or_else(|| l.strip_prefix("Address 1:")))
+            .map(str::trim)
+            .filter(|addr| !addr.starts_with("127.0.0.11"))
+            .collect();
+        assert_eq!(addrs, [ip.as_str()], "{name} must resolve to its own address only: {section}");
+    }
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    a.ok(&[&["rm", "-f"], all.as_slice()].concat());
+}
+
+/// What dockerd does to the host when it starts: `FORWARD` policy `DROP`, bridge netfilter on.
+/// Restored on drop.
+struct ForwardDropped {
+    nf_call: Option<String>,
+}
+
+const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+impl ForwardDropped {
+    fn set() -> Self {
+        let nf_call = std::fs::read_to_string(BRIDGE_NF).ok();
+        if nf_call.is_some() {
+            std::fs::write(BRIDGE_NF, "1").expect("bridge netfilter on");
+        }
+        assert!(Command::new("iptables").args(["-w", "-P", "FORWARD", "DROP"]).status().expect("iptables").success());
+        Self { nf_call }
+    }
+}
+
+impl Drop for ForwardDropped {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables").args(["-w", "-P", "FORWARD", "ACCEPT"]).status();
+        if let Some(v) = &self.nf_call {
+            let _ = std::fs::write(BRIDGE_NF, v.trim());
+        }
+    }
+}
+
+fn forward_rules() -> String {
+    let out = Command::new("iptables").args(["-w", "-S", "FORWARD"]).output().expect("iptables");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn containers_talk_when_another_engine_sets_forward_to_drop() {
+    let mut a = agent_with(&["busybox.tar"]);
+    let dropped = ForwardDropped::set();
+    a.ok(&["network", "create", "fwd"]);
+    let user_bridge = format!("skiff-{}", &a.ok(&["network", "inspect", "-f", "{{.Id}}", "fwd"]).trim()[..9]);
+    for net in ["fwd", "bridge"] {
+        let name = format!("srv-{net}");
+        a.ok(&["run", "-d", "--name", &name, "--network", net, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+        let ip = a
+            .ok(&["inspect", "-f", &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"), &name])
+            .trim()
+            .to_string();
+        let hostname = a.ok(&["inspect", "-f", "{{.Config.Hostname}}", &name]).trim().to_string();
+        let got = a.ok(&["run", "--rm", "--network", net, "busybox", "wget", "-T", "5", "-qO-", &format!("http://{ip}/hostname")]);
+        assert_eq!(got.trim(), hostname, "container to container on {net} with FORWARD DROP");
+    }
+    let rules = forward_rules();
+    assert!(rules.contains(&format!("skiff:{}", a.bridge())) && rules.contains(&format!("skiff:{user_bridge}")), "{rules}");
+    a.ok(&["rm", "-f", "srv-fwd", "srv-bridge"]);
+    a.ok(&["network", "rm", "fwd"]);
+    assert!(!forward_rules().contains(&format!("skiff:{user_bridge}")), "a removed network's rules go with it");
+    a.stop();
+    assert!(!forward_rules().contains(&format!("skiff:{}", a.bridge())), "the engine removes its rules on exit");
+    drop(dropped);
+}
+
+#[test]
+fn engines_with_different_roots_keep_their_own_bridges() {
+    let one = Agent::start_default_bridge();
+    let two = Agent::start_default_bridge();
+    let device = |a: &Agent| {
+        a.ok(&["network", "inspect", "-f", "{{index .Options \"com.docker.network.bridge.name\"}}", "bridge"])
+            .trim()
+            .to_string()
+    };
+    let (b1, b2) = (device(&one), device(&two));
+    assert!(b1.starts_with("skiff") && b2.starts_with("skiff") && b1 != b2 && b1 != "skiff0", "{b1} {b2}");
+    one.load("busybox.tar");
+    two.load("busybox.tar");
+    two.ok(&["run", "-d", "--name", "keep", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let ip = two.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "keep"]).trim().to_string();
+    one.ok(&["run", "--rm", "busybox", "true"]);
+    drop(one);
+    assert!(link_exists(&b2), "stopping one engine must not remove the other's bridge");
+    let got = two.ok(&["run", "--rm", "busybox", "wget", "-T", "5", "-qO-", &format!("http://{ip}/hostname")]);
+    assert!(!got.trim().is_empty());
+    // A second engine asking for a bridge in use is refused, with a reason.
+    let spare = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(skiff_tests::agent_bin())
+        .args(["serve", "--socket"])
+        .arg(spare.path().join("docker.sock"))
+        .arg("--root")
+        .arg(spare.path().join("root"))
+        .args(["--bridge", &b2])
+        .output()
+        .expect("second engine");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another Skiff engine"), "{out:?}");
+    two.ok(&["rm", "-f", "keep"]);
+}

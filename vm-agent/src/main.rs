@@ -7,6 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use skiff_agent::engine::{Engine, EngineConfig};
 
+/// Where the engine keeps its state unless told otherwise.
+const STANDARD_ROOT: &str = "/var/lib/skiff";
+
 #[derive(Debug, Parser)]
 #[command(name = "skiff-agent", version, about = "Skiff's container engine (Docker Engine API)")]
 struct Cli {
@@ -22,17 +25,21 @@ enum Command {
         #[arg(long, default_value = "/run/skiff/docker.sock")]
         socket: PathBuf,
         /// Where to keep all state.
-        #[arg(long, default_value = "/var/lib/skiff")]
+        #[arg(long, default_value = STANDARD_ROOT)]
         root: PathBuf,
         /// A registry (host[:port]) to reach over plain HTTP; repeatable. Loopback is always allowed.
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
-        /// The default bridge network's device (its name must start with "skiff").
-        #[arg(long, default_value = "skiff0")]
-        bridge: String,
+        /// The default bridge network's device (its name must start with "skiff"; default: skiff0
+        /// for the standard --root, otherwise a name derived from --root).
+        #[arg(long)]
+        bridge: Option<String>,
         /// The default bridge network's subnet (default: the first free one of Docker's pools).
         #[arg(long)]
         bridge_subnet: Option<ipnet::Ipv4Net>,
+        /// On SIGTERM, how long running containers get to stop (their stop signal, then SIGKILL).
+        #[arg(long, default_value_t = 15)]
+        shutdown_timeout: u64,
     },
     /// Internal: start the container described by BUNDLE/config.json (run by the engine itself).
     #[command(hide = true)]
@@ -62,18 +69,23 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { socket, root, insecure_registries, bridge, bridge_subnet } => {
+        Command::Serve { socket, root, insecure_registries, bridge, bridge_subnet, shutdown_timeout } => {
+            let bridge = bridge.unwrap_or_else(|| {
+                skiff_agent::net::default_bridge(&root, std::path::Path::new(STANDARD_ROOT))
+            });
             if !bridge.starts_with(skiff_agent::net::firewall::BRIDGE_PREFIX) || bridge.len() > 15 {
                 anyhow::bail!("--bridge {bridge:?}: the name must start with \"skiff\" and have at most 15 characters");
             }
+            let _claim = skiff_agent::net::claim_bridge(&bridge)?;
             let net = skiff_agent::net::NetConfig { bridge, bridge_subnet, ..Default::default() };
-            serve(socket, EngineConfig { root, insecure_registries, net })
+            let grace = std::time::Duration::from_secs(shutdown_timeout);
+            serve(socket, EngineConfig { root, insecure_registries, net }, grace)
         }
         Command::Init { bundle } => skiff_agent::runtime::init::main(&bundle),
     }
 }
 
-fn serve(socket: PathBuf, config: EngineConfig) -> anyhow::Result<()> {
+fn serve(socket: PathBuf, config: EngineConfig, grace: std::time::Duration) -> anyhow::Result<()> {
     let root = config.root.clone();
     skiff_agent::runtime::limit_malloc_arenas();
     let runtime =
@@ -81,7 +93,12 @@ fn serve(socket: PathBuf, config: EngineConfig) -> anyhow::Result<()> {
     runtime.block_on(async move {
         skiff_agent::runtime::reaper::start().context("becoming the containers' reaper")?;
         let engine = Engine::open(config).with_context(|| format!("opening engine state at {}", root.display()))?;
-        let shutdown = async {
+        let engine = Arc::new(engine);
+        // On SIGTERM: containers stop first (thawed, stop signal, SIGKILL after the grace; their
+        // restart policies apply at the next start), so attached clients see them exit and the
+        // server's graceful shutdown does not wait on them.
+        let stopping = engine.clone();
+        let shutdown = async move {
             let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -93,8 +110,8 @@ fn serve(socket: PathBuf, config: EngineConfig) -> anyhow::Result<()> {
                 _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             }
+            skiff_agent::engine::containers::stop_all_for_shutdown(&stopping, grace).await;
         };
-        let engine = Arc::new(engine);
         skiff_agent::engine::containers::recover(&engine).await;
         let served = skiff_agent::api::serve(engine.clone(), &socket, shutdown)
             .await

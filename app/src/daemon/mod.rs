@@ -185,46 +185,59 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     let mut decision = decision;
     let (vm, mut control) = loop {
         let spec = VmSpec { accel: decision.accel, ..spec.clone() };
-        let vm: Arc<dyn RunningVm> =
-            Arc::from(hypervisor.launch(&spec).await.map_err(|e| DaemonError::Setup(e.to_string()))?);
-        shared.status.lock().await.vm_pids = vm.pids();
-        // A hardware accelerator can pass every probe and still hang a real guest: watch it.
-        let patience = if decision.accel == Accel::Tcg { boot_timeout() } else { ACCEL_WATCHDOG };
-        // The agent dials the host once it is up (probing guest ports during boot can wedge
-        // vhost-device-vsock); listen for that call.
-        let listener = match HostListener::bind(&vm.vsock(), host_control_port()) {
-            Ok(l) => l,
-            Err(e) => {
-                return fail(vm.as_ref(), home, DaemonError::Setup(format!("listening for the guest: {e}"))).await
+        let failed = match hypervisor.launch(&spec).await {
+            Err(e) if decision.fallback_allowed => AttemptFailure::Launch(e.to_string()),
+            Err(e) => return Err(DaemonError::Setup(e.to_string())),
+            Ok(vm) => {
+                let vm: Arc<dyn RunningVm> = Arc::from(vm);
+                shared.status.lock().await.vm_pids = vm.pids();
+                // A hardware accelerator can pass every probe and still hang a real guest: watch it.
+                let patience = if decision.accel == Accel::Tcg { boot_timeout() } else { ACCEL_WATCHDOG };
+                // The agent dials the host once it is up (probing guest ports during boot can
+                // wedge vhost-device-vsock); listen for that call.
+                let listener = match HostListener::bind(&vm.vsock(), host_control_port()) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let e = DaemonError::Setup(format!("listening for the guest: {e}"));
+                        return fail(vm.as_ref(), home, e).await;
+                    }
+                };
+                let dialed = async {
+                    match tokio::time::timeout(patience, listener.accept()).await {
+                        Ok(Ok(stream)) => Ok(ControlClient::from_stream(stream)),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("the guest did not call the host within {} s", patience.as_secs())),
+                    }
+                };
+                let failed = tokio::select! {
+                    connected = dialed => match connected {
+                        Ok(control) => break (vm, control),
+                        Err(_) if decision.fallback_allowed => AttemptFailure::Hang,
+                        Err(e) => return fail(vm.as_ref(), home, DaemonError::Boot(format!("no control channel: {e}"))).await,
+                    },
+                    exit = vm.wait() => {
+                        if !decision.fallback_allowed {
+                            return Err(DaemonError::VmDied(describe_exit(&exit, home)));
+                        }
+                        AttemptFailure::Exited(describe_exit(&exit, home))
+                    }
+                };
+                vm.kill().await;
+                let _ = vm.wait().await;
+                failed
             }
         };
-        let dialed = async {
-            match tokio::time::timeout(patience, listener.accept()).await {
-                Ok(Ok(stream)) => Ok(ControlClient::from_stream(stream)),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("the guest did not call the host within {} s", patience.as_secs())),
-            }
-        };
-        tokio::select! {
-            connected = dialed => match connected {
-                Ok(control) => break (vm, control),
-                Err(_) if decision.fallback_allowed => {
-                    vm.kill().await;
-                    let _ = vm.wait().await;
-                    let why = format!("hangs: the guest did not start within {} s", ACCEL_WATCHDOG.as_secs());
-                    crate::accel::record_kvm_failure(&home.accel_cache(), &why);
-                    decision = crate::accel::Decision::tcg_because(decision.accel, &why);
-                    tracing::warn!("{}", decision.notice.clone().unwrap_or_default());
-                    let mut s = shared.status.lock().await;
-                    s.accel = Some(decision.accel);
-                    s.accel_notice = decision.notice.clone();
-                    drop(s);
-                    rotate(&home.console_log());
-                }
-                Err(e) => return fail(vm.as_ref(), home, DaemonError::Boot(format!("no control channel: {e}"))).await,
-            },
-            exit = vm.wait() => return Err(DaemonError::VmDied(describe_exit(&exit, home))),
-        }
+        // Any failure of a hardware accelerator before the engine is up: say why, once, and boot
+        // again with TCG (QEMU aborting at launch under nested KVM, a dead QMP socket, a hang).
+        let why = failed.reason();
+        crate::accel::record_kvm_failure(&home.accel_cache(), &why);
+        decision = crate::accel::Decision::tcg_because(decision.accel, &why);
+        tracing::warn!("{}", decision.notice.clone().unwrap_or_default());
+        let mut s = shared.status.lock().await;
+        s.accel = Some(decision.accel);
+        s.accel_notice = decision.notice.clone();
+        drop(s);
+        rotate(&home.console_log());
     };
     let vsock = Arc::new(vm.vsock());
     // Published ports: the agent asks on this port once a container publishes one.
@@ -309,6 +322,29 @@ async fn fail(vm: &dyn RunningVm, home: &Home, e: DaemonError) -> Result<(), Dae
         DaemonError::Boot(msg) if !tail.is_empty() => DaemonError::Boot(format!("{msg}\nlast console lines:\n{tail}")),
         other => other,
     })
+}
+
+/// How a boot with a hardware accelerator failed before the engine was up.
+#[derive(Debug, PartialEq, Eq)]
+enum AttemptFailure {
+    /// The hypervisor could not be launched (QEMU aborted, its QMP socket reset).
+    Launch(String),
+    /// The guest never called the host.
+    Hang,
+    /// The VM process ended during boot.
+    Exited(String),
+}
+
+impl AttemptFailure {
+    /// The clause after "KVM …" in the fallback notice.
+    fn reason(&self) -> String {
+        let first_line = |s: &str| s.lines().next().unwrap_or_default().to_owned();
+        match self {
+            Self::Launch(e) => format!("failed at launch: {}", first_line(e)),
+            Self::Hang => format!("hangs: the guest did not start within {} s", ACCEL_WATCHDOG.as_secs()),
+            Self::Exited(how) => format!("failed during boot: {}", first_line(how)),
+        }
+    }
 }
 
 fn describe_exit(exit: &Exit, home: &Home) -> String {

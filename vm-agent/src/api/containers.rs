@@ -34,8 +34,7 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
             "publish", "expose", "is-task",
         ],
     )?;
-    let limit =
-        p.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
+    let limit = p.int::<i64>("limit")?.filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
     Ok(Json(view::list(&engine, p.bool("all"), limit, &filters, p.bool("size"))?).into_response())
 }
 
@@ -54,7 +53,7 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>) ->
 /// `POST /containers/{id}/stop`.
 pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let c = engine.containers.get(&id)?;
-    let t = p.get("t").and_then(|t| t.parse().ok());
+    let t = p.int("t")?;
     Ok(if containers::stop(&engine, &c, p.get("signal"), t).await? {
         StatusCode::NO_CONTENT
     } else {
@@ -65,7 +64,7 @@ pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
 /// `POST /containers/{id}/restart`.
 pub async fn restart(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
     let c = engine.containers.get(&id)?;
-    let t = p.get("t").and_then(|t| t.parse().ok());
+    let t = p.int("t")?;
     containers::stop(&engine, &c, p.get("signal"), t).await?;
     containers::start(&engine, &c).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -102,15 +101,10 @@ pub async fn wait(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
 }
 
 /// `POST /containers/prune`.
-pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
-    let mut deleted = Vec::new();
-    for c in engine.containers.all() {
-        if !c.is_running() {
-            containers::remove(&engine, &c, false, false).await?;
-            deleted.push(c.id.clone());
-        }
-    }
-    Ok(Json(serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0})).into_response())
+pub async fn prune(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
+    let filters = Filters::parse(p.get("filters"), &["label", "label!", "until"])?;
+    let (deleted, reclaimed) = containers::prune(&engine, &filters).await?;
+    Ok(Json(serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})).into_response())
 }
 
 /// `POST /containers/{id}/resize`.

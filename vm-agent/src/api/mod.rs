@@ -66,13 +66,65 @@ async fn strip_version(mut req: Request) -> Result<Request, Response> {
     Ok(req)
 }
 
+/// Swarm-mode endpoints: Skiff is a single engine, like a dockerd that never joined a swarm.
+const SWARM_ROUTES: [&str; 16] = [
+    "/swarm",
+    "/swarm/{*rest}",
+    "/nodes",
+    "/nodes/{*rest}",
+    "/services",
+    "/services/{*rest}",
+    "/tasks",
+    "/tasks/{*rest}",
+    "/secrets",
+    "/secrets/{*rest}",
+    "/configs",
+    "/configs/{*rest}",
+    "/plugins",
+    "/plugins/{*rest}",
+    "/distribution/{*rest}",
+    "/session",
+];
+
+async fn not_a_swarm_manager(uri: Uri) -> Response {
+    let path = uri.path();
+    if path == "/session" {
+        return ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "BuildKit sessions are not supported by Skiff yet: use the classic builder (DOCKER_BUILDKIT=0)".into(),
+        }
+        .into_response();
+    }
+    if path.starts_with("/plugins") {
+        // No plugins are installed (and none can be): an empty list, or a 404 for one.
+        return if path == "/plugins" {
+            axum::Json(serde_json::json!([])).into_response()
+        } else {
+            ApiError { status: StatusCode::NOT_FOUND, message: "plugin not found".into() }.into_response()
+        };
+    }
+    if path.starts_with("/distribution") {
+        return ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "distribution inspection is not supported by Skiff yet".into(),
+        }
+        .into_response();
+    }
+    let message = if path == "/swarm/leave" {
+        "This node is not part of a swarm"
+    } else {
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."
+    };
+    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }.into_response()
+}
+
 async fn not_found() -> Response {
     ApiError { status: StatusCode::NOT_FOUND, message: "page not found".into() }.into_response()
 }
 
 /// The route table.
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/_ping", get(system::ping).head(system::ping_head))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
@@ -123,7 +175,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
-        .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named))
+        .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named));
+    let router = SWARM_ROUTES.iter().fold(router, |r, path| r.route(path, axum::routing::any(not_a_swarm_manager)));
+    router
         .fallback(not_found)
         .with_state(engine)
 }

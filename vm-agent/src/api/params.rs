@@ -49,6 +49,18 @@ impl Params {
         self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
     }
 
+    /// An integer parameter: absent or empty is `None`; anything else that is not a number is a
+    /// 400, as dockerd answers (`t=AAA`).
+    pub fn int<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: strconv.Atoi: parsing {v:?}: invalid syntax"))),
+        }
+    }
+
     /// Docker's boolean: absent, empty, `0`, `false`, `no`, `none` are false.
     pub fn bool(&self, key: &str) -> bool {
         match self.get(key) {

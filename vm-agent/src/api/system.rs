@@ -128,8 +128,50 @@ pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
         logging_driver: Some("json-file".into()),
         index_server_address: Some("https://index.docker.io/v1/".into()),
         experimental_build: Some(false),
+        debug: Some(tracing::enabled!(tracing::Level::DEBUG)),
+        nfd: Some(open_fds()),
+        n_goroutines: Some(0),
+        system_time: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+        plugins: Some(bollard_stubs::models::PluginsInfo {
+            volume: Some(vec!["local".into()]),
+            network: Some(vec!["bridge".into(), "host".into(), "null".into()]),
+            authorization: None,
+            log: Some(vec!["json-file".into(), "local".into(), "none".into()]),
+        }),
+        memory_limit: Some(true),
+        swap_limit: Some(true),
+        cpu_cfs_period: Some(true),
+        cpu_cfs_quota: Some(true),
+        cpu_shares: Some(true),
+        cpu_set: Some(true),
+        pids_limit: Some(true),
+        oom_kill_disable: Some(false),
+        ipv4_forwarding: Some(true),
+        runtimes: Some(
+            [("runc".to_string(), bollard_stubs::models::Runtime { path: Some("skiff-agent".into()), ..Default::default() })]
+                .into_iter()
+                .collect(),
+        ),
+        default_runtime: Some("runc".into()),
+        swarm: Some(bollard_stubs::models::SwarmInfo {
+            local_node_state: Some(bollard_stubs::models::LocalNodeState::INACTIVE),
+            control_available: Some(false),
+            node_id: Some(String::new()),
+            node_addr: Some(String::new()),
+            ..Default::default()
+        }),
+        live_restore_enabled: Some(false),
+        init_binary: Some("skiff-agent".into()),
+        security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
+        labels: Some(Vec::new()),
+        warnings: Some(Vec::new()),
         ..Default::default()
     })
+}
+
+/// Descriptors the engine holds (dockerd's `NFd`).
+fn open_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| i64::try_from(d.count()).unwrap_or(0))
 }
 
 fn parse_time_nanos(s: &str) -> Option<i64> {

@@ -16,7 +16,7 @@ use super::filters::Filters;
 use super::EngineError;
 use crate::net::ipam::{default_pools, overlaps, Ipam};
 use crate::net::link::Links;
-use crate::net::{firewall, NetConfig};
+use crate::net::{firewall, host_forward, NetConfig};
 use crate::store::atomic;
 
 /// Docker's drivers, as far as we have them.
@@ -200,10 +200,34 @@ impl Networks {
     }
 
     fn save(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
-        atomic::write_json(&self.dir.join(format!("{}.json", rec.id)), rec)
-            .map_err(|e| EngineError::Internal(format!("saving network {}: {e}", rec.name)))?;
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.id.clone(), rec.clone());
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.persist(rec)?;
+        records.insert(rec.id.clone(), rec.clone());
         Ok(())
+    }
+
+    fn persist(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
+        atomic::write_json(&self.dir.join(format!("{}.json", rec.id)), rec)
+            .map_err(|e| EngineError::Internal(format!("saving network {}: {e}", rec.name)))
+    }
+
+    /// Read-modify-write of one record as a single step: the records lock is held from the read
+    /// until the change is on disk, so concurrent changes (parallel starts taking addresses)
+    /// never work from the same stale copy. `change` returns `None` when it changed nothing.
+    fn update<T>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut NetworkRecord) -> Result<Option<T>, EngineError>,
+    ) -> Result<Option<T>, EngineError> {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(current) = records.get(id) else {
+            return Err(EngineError::NotFound(format!("network {id} not found")));
+        };
+        let mut rec = current.clone();
+        let Some(out) = change(&mut rec)? else { return Ok(None) };
+        self.persist(&rec)?;
+        records.insert(rec.id.clone(), rec);
+        Ok(Some(out))
     }
 
     async fn links(&self) -> Result<&Links, EngineError> {
@@ -268,8 +292,12 @@ impl Networks {
                 Some(s) => s,
                 None => self.pick_subnet(Some(&rec.id)).await?,
             };
-            rec.ipam = Some(Ipam::new(subnet, None, None)?);
-            self.save(&rec)?;
+            let ipam = Ipam::new(subnet, None, None)?;
+            self.update(&rec.id, |r| {
+                r.ipam.get_or_insert(ipam);
+                Ok(Some(()))
+            })?;
+            rec = self.get(&rec.id)?;
         }
         self.realize(&rec).await?;
         self.up.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.id.clone());
@@ -291,7 +319,11 @@ impl Networks {
         let result = async {
             links.ensure_bridge(bridge, ipam.gateway, ipam.subnet.prefix_len()).await?;
             let rules = firewall::BridgeRules { bridge: bridge.clone(), subnet: ipam.subnet, internal: rec.internal };
-            tokio::task::spawn_blocking(move || firewall::apply(&rules)).await??;
+            tokio::task::spawn_blocking(move || {
+                firewall::apply(&rules)?;
+                host_forward::allow(&rules.bridge)
+            })
+            .await??;
             Ok::<_, EngineError>(())
         }
         .await;
@@ -309,7 +341,12 @@ impl Networks {
             }
         }
         let b = bridge.clone();
-        match tokio::task::spawn_blocking(move || firewall::remove(&b)).await {
+        match tokio::task::spawn_blocking(move || {
+            host_forward::revoke(&b);
+            firewall::remove(&b)
+        })
+        .await
+        {
             Ok(Err(e)) => tracing::warn!(bridge = %bridge, error = %e, "removing a network's rules"),
             Err(e) => tracing::warn!(error = %e, "removing a network's rules"),
             Ok(Ok(())) => {}
@@ -429,26 +466,28 @@ impl Networks {
         owner: &str,
         wanted: Option<Ipv4Addr>,
     ) -> Result<(Ipv4Addr, Ipv4Net, Ipv4Addr), EngineError> {
-        let mut rec = self.get(id)?;
-        let ipam =
-            rec.ipam.as_mut().ok_or_else(|| EngineError::Internal(format!("network {} has no addresses", rec.name)))?;
-        let ip = ipam.allocate(owner, wanted)?;
-        let (subnet, gw) = (ipam.subnet, ipam.gateway);
-        self.save(&rec)?;
-        Ok((ip, subnet, gw))
+        let id = self.get(id)?.id;
+        let taken = self.update(&id, |rec| {
+            let name = rec.name.clone();
+            let ipam =
+                rec.ipam.as_mut().ok_or_else(|| EngineError::Internal(format!("network {name} has no addresses")))?;
+            let ip = ipam.allocate(owner, wanted)?;
+            Ok(Some((ip, ipam.subnet, ipam.gateway)))
+        })?;
+        taken.ok_or_else(|| EngineError::Internal("address allocation changed nothing".into()))
     }
 
     /// Gives back what `owner` holds on network `id`.
     pub fn release(&self, id: &str, owner: &str) {
-        let Some(mut rec) = self.find(id) else { return };
-        if let Some(ipam) = rec.ipam.as_mut() {
+        let Some(rec) = self.find(id) else { return };
+        let released = self.update(&rec.id, |rec| {
+            let Some(ipam) = rec.ipam.as_mut() else { return Ok(None) };
             let before = ipam.allocated.len();
             ipam.release_owner(owner);
-            if ipam.allocated.len() != before {
-                if let Err(e) = self.save(&rec) {
-                    tracing::warn!(error = %e, "saving released addresses");
-                }
-            }
+            Ok((ipam.allocated.len() != before).then_some(()))
+        });
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "saving released addresses");
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod host_forward;
 pub mod ipam;
 pub mod link;
 pub mod netns;
@@ -49,6 +50,41 @@ pub struct NetConfig {
     pub host_gateway: Option<Ipv4Addr>,
     /// In the VM: becomes `Some` once the kernel modules networking needs are loaded (or failed).
     pub kernel_ready: Option<tokio::sync::watch::Receiver<Option<Result<(), String>>>>,
+}
+
+/// The default bridge device for an engine whose state is under `root`: `skiff0` for the
+/// standard root, otherwise one derived from the root's path, so two engines with different
+/// roots on one host never share (and delete) each other's bridge.
+pub fn default_bridge(root: &std::path::Path, standard_root: &std::path::Path) -> String {
+    use sha2::Digest;
+    if root == standard_root {
+        return "skiff0".into();
+    }
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!("{}{}", firewall::BRIDGE_PREFIX, &hex::encode(digest)[..10])
+}
+
+/// Holds the host-wide claim on a bridge name for the engine's life (an flock on
+/// `/run/skiff/bridge-NAME.lock`): a second engine asking for the same bridge is refused
+/// instead of taking it over.
+pub fn claim_bridge(name: &str) -> Result<std::fs::File, NetError> {
+    use std::os::fd::AsRawFd;
+    let dir = std::path::Path::new("/run/skiff");
+    std::fs::create_dir_all(dir).map_err(|e| NetError::Internal(format!("creating {}: {e}", dir.display())))?;
+    let path = dir.join(format!("bridge-{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| NetError::Internal(format!("opening {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(NetError::Conflict(format!(
+            "the bridge {name} is in use by another Skiff engine on this host; give this one its own with --bridge"
+        )));
+    }
+    Ok(file)
 }
 
 impl Default for NetConfig {

@@ -89,3 +89,19 @@ pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), InitError> {
     }
     Ok(())
 }
+
+/// What `execve` of a binary without file capabilities does to this process's sets, applied in
+/// place (for the `--init` reaper, which forks the command instead of exec'ing): a non-root user
+/// keeps only its ambient capabilities as permitted and effective; root keeps its sets.
+pub fn as_after_exec(uid: u32) -> Result<(), InitError> {
+    if uid == 0 {
+        return Ok(());
+    }
+    fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> InitError {
+        move |e| InitError::other(format!("dropping {what} capabilities: {e}"))
+    }
+    let ambient = caps::read(None, CapSet::Ambient).map_err(err("ambient"))?;
+    caps::set(None, CapSet::Effective, &ambient).map_err(err("effective"))?;
+    caps::set(None, CapSet::Permitted, &ambient).map_err(err("permitted"))?;
+    Ok(())
+}

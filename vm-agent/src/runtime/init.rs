@@ -44,6 +44,7 @@ pub struct Report {
 /// Entry point of `skiff-agent init`; never returns.
 pub fn main(bundle: &Path) -> ! {
     protect_report_pipe();
+    make_undumpable();
     report_and_exit(match start(bundle) {
         Ok((pid, warnings)) => Report { pid: Some(pid), error: None, warnings },
         Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
@@ -75,6 +76,7 @@ pub struct ExecRequest {
 /// Entry point of `skiff-agent exec-init BUNDLE REQUEST`; never returns.
 pub fn exec_main(bundle: &Path, request: &Path) -> ! {
     protect_report_pipe();
+    make_undumpable();
     report_and_exit(match start_exec(bundle, request) {
         Ok(pid) => Report { pid: Some(pid), error: None, warnings: Vec::new() },
         Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
@@ -234,6 +236,14 @@ fn protect_report_pipe() {
     unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
+/// Before anything joins a container: the container's processes may not open this process's
+/// `/proc/PID/exe`, memory or descriptors (ptrace access checks fail for a non-dumpable process).
+/// The command's `execve` makes it dumpable again; the `--init` reaper stays so.
+fn make_undumpable() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
 /// Runs in the container's PID 1 until `execve`; returns only on failure.
 fn container_main(spec: &Spec, bundle: &Path) -> InitError {
     match prepare_and_exec(spec, bundle) {
@@ -328,7 +338,7 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
     let c_env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
     let with_init = spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true");
     if with_init {
-        return run_as_reaper(&c_exe, &c_args, &c_env, program);
+        return run_as_reaper(&c_exe, &c_args, &c_env, program, id.uid);
     }
     Err(exec_error(&c_exe, &c_args, &c_env, program))
 }
@@ -348,13 +358,22 @@ fn exec_error(c_exe: &CString, c_args: &[CString], c_env: &[CString], program: &
 
 /// `--init`: stays as the container's PID 1, runs the command as its child, forwards signals to
 /// it, reaps every orphan, and exits with the command's status (what tini does, in our binary).
-fn run_as_reaper(c_exe: &CString, c_args: &[CString], c_env: &[CString], program: &str) -> Result<Never, InitError> {
+fn run_as_reaper(
+    c_exe: &CString,
+    c_args: &[CString],
+    c_env: &[CString],
+    program: &str,
+    uid: u32,
+) -> Result<Never, InitError> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     let all = SigSet::all();
     // Named before the fork: the command may look at PID 1 (`ps`) the moment it runs.
     let _ = nix::sys::prctl::set_name(c"skiff-init");
+    // No more privilege than the command will have after its execve (a non-root user keeps only
+    // ambient capabilities), as docker-init has after its own execve.
+    super::capabilities::as_after_exec(uid)?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
         .map_err(|e| InitError::sys("sigprocmask", e))?;
     // SAFETY: single-threaded process.

@@ -12,6 +12,7 @@ pub mod init;
 pub mod pty;
 pub mod reaper;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod syscall;
 pub mod user;
@@ -106,8 +107,8 @@ fn launch(
     stderr: OwnedFd,
     terminal: bool,
 ) -> Result<Started, InitError> {
-    // /proc/self/exe stays valid even when the binary on disk is replaced by an upgrade.
-    let exe = std::path::PathBuf::from("/proc/self/exe");
+    // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
+    let exe = sealed_exe::exec_path()?;
     let (report_r, report_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     let report_fd = report_w.as_raw_fd();
@@ -122,7 +123,7 @@ fn launch(
     };
     let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).env_clear();
+    cmd.arg0("skiff-agent").args(args).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).env_clear();
     // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -56,6 +56,11 @@ impl Execs {
             .cloned()
             .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
     }
+
+    /// Drops a finished exec the engine ran for itself (health probes).
+    pub fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
 }
 
 /// `POST /containers/{id}/exec`.
@@ -101,7 +106,8 @@ pub async fn start(
     let cfg = &exec.config;
     let tty = tty_override.unwrap_or(false) || cfg.tty.unwrap_or(false);
     let open_stdin = cfg.attach_stdin.unwrap_or(false);
-    let mut env = rec.config.env.clone().unwrap_or_default();
+    let hostname = rec.config.hostname.clone().unwrap_or_default();
+    let mut env = super::spec::runtime_env(rec.config.env.clone().unwrap_or_default(), &hostname, tty);
     for e in cfg.env.iter().flatten() {
         let key = e.split('=').next().unwrap_or(e);
         env.retain(|x| x.split('=').next() != Some(key));
@@ -147,11 +153,9 @@ pub async fn start(
     let mut started = match started {
         Ok(s) => s,
         Err(e) => {
-            let code = match e.kind {
-                runtime::ErrorKind::NotFound => 127,
-                runtime::ErrorKind::Permission => 126,
-                runtime::ErrorKind::Other => 126,
-            };
+            // dockerd records 126 for any exec that could not start, a missing binary included
+            // (unlike `run`, where a missing command is 127).
+            let code = 126;
             *exec.state.lock().unwrap_or_else(|p| p.into_inner()) = (false, 0, Some(code));
             exec.exited.send_replace(true);
             return Err(EngineError::InvalidArgument(format!(

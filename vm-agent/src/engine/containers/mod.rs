@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod exec;
+pub mod health;
 pub mod io;
 pub mod mounts;
 pub mod names;
@@ -315,6 +316,7 @@ pub async fn create(
     };
     let host = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host)?;
+    health::validate(body.healthcheck.as_ref())?;
     mounts::validate(&host)?;
     let (config, args) = effective_config(&body, &image);
     if args.is_empty() {
@@ -477,10 +479,14 @@ fn log_limits(h: &HostConfig) -> io::LogLimits {
 }
 
 fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
+    // Skiff's runtime answers to dockerd's default runtime name.
+    if let Some(r) = h.runtime.as_deref().filter(|r| !["", "runc", "io.containerd.runc.v2"].contains(r)) {
+        return Err(EngineError::InvalidArgument(format!("unknown or invalid runtime name: {r}")));
+    }
     if let Some(lc) = &h.log_config {
         if let Some(t) = lc.typ.as_deref().filter(|t| !["", "json-file", "local", "none"].contains(t)) {
             return Err(EngineError::InvalidArgument(format!(
-                "logging driver {t:?} is not supported (json-file and none are)"
+                "logging driver {t:?} is not supported by Skiff (json-file, local and none are)"
             )));
         }
         if let Some(opts) = &lc.config {
@@ -691,6 +697,7 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
                 r.state.oom_killed = false;
             })?;
             event(engine, "start", &c.record(), &[]);
+            health::watch(engine, c);
             let exit = reaper::wait_for(s.pid);
             let hub = hub.ok_or_else(|| EngineError::Internal("no output hub".into()))?;
             tokio::spawn(monitor(engine.clone(), c.clone(), exit, hub));
@@ -719,6 +726,10 @@ async fn monitor(engine: Arc<Engine>, c: Arc<Container>, exit: tokio::sync::ones
         r.state.exit_code = code;
         r.state.pid = 0;
         r.state.finished_at = now_rfc3339();
+        // As dockerd: a stopped container is not healthy.
+        if let Some(h) = r.state.health.as_mut() {
+            h.status = health::HealthStatus::Unhealthy;
+        }
     });
     c.io.send_replace(None);
     drop(hub);
@@ -939,6 +950,12 @@ pub async fn wait(c: Arc<Container>, cond: WaitCondition) -> i32 {
 /// `DELETE /containers/{id}` (`volumes`: also its anonymous volumes, as `docker rm -v` and
 /// `--rm` do).
 pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volumes: bool) -> Result<(), EngineError> {
+    if !force && c.record().state.status == Status::Restarting {
+        return Err(EngineError::Conflict(format!(
+            "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+            c.record().name
+        )));
+    }
     if c.is_running() {
         if !force {
             return Err(EngineError::Conflict(format!(
@@ -970,6 +987,46 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
     event(engine, "destroy", &c.record(), &[]);
     c.removed.send_replace(true);
     Ok(())
+}
+
+/// `POST /containers/prune`: removes stopped containers (filters `label`, `label!`, `until`);
+/// returns their ids and the bytes their writable layers held.
+pub async fn prune(engine: &Arc<Engine>, filters: &crate::engine::filters::Filters) -> Result<(Vec<String>, u64), EngineError> {
+    let until = match filters.get("until").first() {
+        Some(u) => Some(
+            view::parse_time(u).ok_or_else(|| EngineError::InvalidArgument(format!("invalid until filter: {u}")))?,
+        ),
+        None => None,
+    };
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in engine.containers.all() {
+        let rec = c.record();
+        if c.is_running() || matches!(rec.state.status, Status::Restarting | Status::Paused) {
+            continue;
+        }
+        let old_enough = until.is_none_or(|u| {
+            chrono::DateTime::parse_from_rfc3339(&rec.created).map(|t| (t.timestamp() as f64) < u).unwrap_or(true)
+        });
+        if !old_enough
+            || !filters.labels_match("label", rec.config.labels.as_ref())
+            || (!filters.get("label!").is_empty() && filters.labels_match("label!", rec.config.labels.as_ref()))
+        {
+            continue;
+        }
+        let dir = engine.containers.dir_of(&c.id);
+        let size = blocking(move || Ok(archive::upper_size(&dir))).await?;
+        match remove(engine, &c, false, false).await {
+            Ok(()) => {
+                deleted.push(c.id.clone());
+                reclaimed += u64::try_from(size).unwrap_or(0);
+            }
+            // Started or removed meanwhile: not ours to prune.
+            Err(EngineError::Conflict(_) | EngineError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((deleted, reclaimed))
 }
 
 /// `POST /containers/{id}/pause` and `/unpause`.

@@ -59,6 +59,9 @@ pub struct State {
     pub finished_at: String,
     /// Whether the kernel's OOM killer ended it.
     pub oom_killed: bool,
+    /// Health-check state, for containers with a health check once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 /// Docker's zero time.
@@ -74,6 +77,7 @@ impl Default for State {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
+            health: None,
         }
     }
 }

@@ -228,7 +228,7 @@ pub fn build(
         rlimits.retain(|r| r["type"] != typ.as_str());
         rlimits.push(json!({"type": typ, "hard": hard, "soft": soft}));
     }
-    let env: Vec<String> = config.env.clone().unwrap_or_default();
+    let env = runtime_env(config.env.clone().unwrap_or_default(), &inputs.hostname, config.tty.unwrap_or(false));
     let cwd = config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     let privileged = host.privileged.unwrap_or(false);
     let mut annotations = serde_json::Map::new();
@@ -261,7 +261,7 @@ pub fn build(
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps},
             "rlimits": rlimits,
-            "noNewPrivileges": !privileged && !host.security_opt.iter().flatten().any(|o| o == "no-new-privileges=false"),
+            "noNewPrivileges": no_new_privileges(host.security_opt.as_deref().unwrap_or_default()),
         },
         "root": {"path": b.join("rootfs"), "readonly": host.readonly_rootfs.unwrap_or(false)},
         "hostname": inputs.hostname,
@@ -270,4 +270,54 @@ pub fn build(
         "linux": linux,
     });
     serde_json::from_value(spec).map_err(|e| EngineError::Internal(format!("building runtime spec: {e}")))
+}
+
+/// The process environment as dockerd builds it: the container's own variables, plus
+/// `HOSTNAME` and, with a terminal, `TERM=xterm`, unless the container sets them.
+pub(crate) fn runtime_env(mut env: Vec<String>, hostname: &str, tty: bool) -> Vec<String> {
+    let has = |env: &[String], key: &str| env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key);
+    if tty && !has(&env, "TERM") {
+        env.insert(0, "TERM=xterm".into());
+    }
+    if !hostname.is_empty() && !has(&env, "HOSTNAME") {
+        env.insert(0, format!("HOSTNAME={hostname}"));
+    }
+    env
+}
+
+/// `--security-opt no-new-privileges[=true|:true]` sets it; like dockerd, containers start
+/// without it otherwise (setuid programs such as `sudo` and `ping` work).
+fn no_new_privileges(opts: &[String]) -> bool {
+    let mut on = false;
+    for o in opts {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => on = true,
+            "no-new-privileges=false" | "no-new-privileges:false" => on = false,
+            _ => {}
+        }
+    }
+    on
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn hostname_and_term_are_added_unless_set() {
+        let env = runtime_env(vec!["PATH=/bin".into()], "abc123", true);
+        assert_eq!(env, ["HOSTNAME=abc123", "TERM=xterm", "PATH=/bin"]);
+        let env = runtime_env(vec!["HOSTNAME=mine".into(), "TERM=vt100".into()], "abc123", true);
+        assert_eq!(env, ["HOSTNAME=mine", "TERM=vt100"]);
+        assert_eq!(runtime_env(vec![], "h", false), ["HOSTNAME=h"]);
+    }
+
+    #[test]
+    fn no_new_privileges_only_when_asked() {
+        assert!(!no_new_privileges(&[]));
+        assert!(no_new_privileges(&["no-new-privileges".into()]));
+        assert!(no_new_privileges(&["no-new-privileges:true".into()]));
+        assert!(!no_new_privileges(&["no-new-privileges=true".into(), "no-new-privileges=false".into()]));
+        assert!(!no_new_privileges(&["seccomp=unconfined".into()]));
+    }
 }

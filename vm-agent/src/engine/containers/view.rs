@@ -32,7 +32,15 @@ fn human_since(ts: &str) -> String {
 
 fn status_text(r: &ContainerRecord) -> String {
     match r.state.status {
-        Status::Running => format!("Up {}", human_since(&r.state.started_at)),
+        Status::Running => {
+            let health = match r.state.health.as_ref().map(|h| h.status) {
+                Some(super::health::HealthStatus::Starting) => " (health: starting)",
+                Some(super::health::HealthStatus::Healthy) => " (healthy)",
+                Some(super::health::HealthStatus::Unhealthy) => " (unhealthy)",
+                None => "",
+            };
+            format!("Up {}{health}", human_since(&r.state.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", human_since(&r.state.started_at)),
         Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_since(&r.state.finished_at)),
         Status::Created => "Created".into(),
@@ -98,7 +106,7 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
     let mounts = &r.mounts;
     Ok(in_window
         && any("status", &|v| v == r.state.status.as_str())
-        && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
+        && any("name", &|v| name_matches(v, &r.name))
         && any("id", &|v| r.id.starts_with(v))
         && any("exited", &|v| r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code))
         && ancestor_ok
@@ -106,8 +114,7 @@ fn matches(engine: &Engine, f: &Filters, r: &ContainerRecord) -> Result<bool, En
         && any("volume", &|v| mounts.iter().any(|m| m.name.as_deref() == Some(v) || m.destination == v))
         && any("publish", &|v| port_ok(v, true))
         && any("expose", &|v| port_ok(v, false))
-        // No container runs health checks or is a swarm task yet.
-        && any("health", &|v| v == "none")
+        && any("health", &|v| v == health_name(r))
         && any("is-task", &|v| v == "false")
         && f.labels_match("label", r.config.labels.as_ref()))
 }
@@ -229,7 +236,7 @@ pub fn inspect(engine: &Engine, c: &Arc<Container>) -> ContainerInspectResponse 
             error: Some(r.state.error.clone()),
             started_at: Some(r.state.started_at.clone()),
             finished_at: Some(r.state.finished_at.clone()),
-            health: None,
+            health: r.state.health.as_ref().and_then(|h| h.to_api()),
         }),
         image: Some(r.image_id.to_string()),
         resolv_conf_path: Some(c.dir.join("resolv.conf").display().to_string()),
@@ -323,4 +330,30 @@ impl LogOptions {
             c.data.clone()
         }
     }
+}
+
+/// dockerd's `name` filter: a regular expression matched against `/name` or `name`; an invalid
+/// expression matches nothing.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(&format!("/{name}")) || re.is_match(name))
+}
+
+#[cfg(test)]
+mod name_filter_tests {
+    use super::name_matches;
+
+    #[test]
+    fn names_match_as_regular_expressions() {
+        assert!(name_matches("web", "my-web-1"));
+        assert!(name_matches("^web$", "web"));
+        assert!(name_matches("^/web$", "web"));
+        assert!(!name_matches("^web$", "web2"));
+        assert!(name_matches("web-[0-9]+", "app_web-12"));
+        assert!(!name_matches("(", "web"));
+    }
+}
+
+/// The `health` filter's view: `none`, `starting`, `healthy` or `unhealthy`.
+fn health_name(r: &ContainerRecord) -> &'static str {
+    r.state.health.as_ref().map_or("none", |h| h.status.as_str())
 }
