@@ -57,7 +57,11 @@ impl Agent {
     fn serve_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(agent_bin());
         // Tests leave containers running at the end: a short grace keeps engine stops quick.
-        c.args(["serve", "--shutdown-timeout", "2", "--socket"]).arg(self.socket()).arg("--root").arg(self.root()).args(args);
+        c.args(["serve", "--shutdown-timeout", "2", "--socket"])
+            .arg(self.socket())
+            .arg("--root")
+            .arg(self.root())
+            .args(args);
         c
     }
 

@@ -138,7 +138,16 @@ fn isolation_matches_dockers_defaults() {
     // Like dockerd: no NoNewPrivs unless asked for (setuid programs work), seccomp on.
     assert!(out.contains("NoNewPrivs:\t0") && out.contains("Seccomp:\t2"), "{out}");
     assert!(out.contains("env=box1\n"), "HOSTNAME is in the environment: {out}");
-    let nnp = a.ok(&["run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"]);
+    let nnp = a.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
     assert!(nnp.contains("NoNewPrivs:\t1"), "{nnp}");
     assert!(out.contains("sysro"), "/proc/sys must be read-only: {out}");
     assert!(out.contains("unshare-blocked") && out.contains("mount-blocked"), "{out}");
@@ -286,8 +295,9 @@ fn exec_runs_in_the_container_with_and_without_tty() {
         .expect("script");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/") && text.contains("25 90"), "{text}");
+    // As dockerd: an exec that cannot start exits 126, a missing binary included.
     let out = a.docker(&["exec", "host1", "nosuchcmd"]);
-    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(out.status.code(), Some(126));
     assert!(String::from_utf8_lossy(&out.stdout).contains("executable file not found"));
     a.ok(&["stop", "-t", "0", "host1"]);
     let err = a.fails(&["exec", "host1", "true"]);
@@ -612,7 +622,8 @@ fn nothing_in_a_container_can_reach_or_change_the_engine_binary() {
 #[test]
 fn init_reaper_has_the_users_privileges() {
     let a = agent_with_busybox();
-    let caps = "grep -E '^(Uid|CapPrm|CapEff)' /proc/1/status; echo --; grep -E '^(Uid|CapPrm|CapEff)' /proc/self/status";
+    let caps =
+        "grep -E '^(Uid|CapPrm|CapEff)' /proc/1/status; echo --; grep -E '^(Uid|CapPrm|CapEff)' /proc/self/status";
     let out = a.ok(&["run", "--rm", "--init", "--user", "1000", "busybox", "sh", "-c", caps]);
     let (reaper, command) = out.split_once("--").expect("two reports");
     assert_eq!(reaper.trim(), command.trim(), "the reaper must hold what the command holds:\n{out}");
@@ -633,12 +644,29 @@ fn health_checks_time_out_and_show_in_ps_and_events() {
     let a = agent_with_busybox();
     let since = chrono_now_secs();
     a.ok(&[
-        "run", "-d", "--name", "slow", "--health-cmd", "sleep 5", "--health-timeout", "300ms",
-        "--health-interval", "300ms", "--health-retries", "1", "busybox", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-timeout",
+        "300ms",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while a.ok(&["inspect", "-f", "{{.State.Health.Status}}", "slow"]).trim() != "unhealthy" {
-        assert!(Instant::now() < deadline, "never unhealthy: {}", a.ok(&["inspect", "-f", "{{json .State.Health}}", "slow"]));
+        assert!(
+            Instant::now() < deadline,
+            "never unhealthy: {}",
+            a.ok(&["inspect", "-f", "{{json .State.Health}}", "slow"])
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let health = a.ok(&["inspect", "-f", "{{json .State.Health}}", "slow"]);
@@ -675,7 +703,16 @@ fn chrono_now_secs() -> u64 {
 #[test]
 fn engine_stop_stops_containers_and_thaws_paused_ones() {
     let mut a = agent_with_busybox();
-    a.ok(&["run", "-d", "--name", "polite", "busybox", "sh", "-c", "trap 'echo bye; exit 3' TERM; while :; do sleep 0.1; done"]);
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 3' TERM; while :; do sleep 0.1; done",
+    ]);
     a.ok(&["run", "-d", "--name", "frozen", "busybox", "sleep", "600"]);
     a.ok(&["pause", "frozen"]);
     let pids: Vec<i32> = ["polite", "frozen"]
@@ -695,4 +732,54 @@ fn engine_stop_stops_containers_and_thaws_paused_ones() {
     // The paused one was thawed, asked, then killed: nothing stays frozen.
     assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "frozen"]).trim(), "exited 137");
     a.ok(&["rm", "polite", "frozen"]);
+}
+
+#[test]
+fn cp_sees_volumes_and_binds_of_running_and_stopped_containers() {
+    let a = agent_with_busybox();
+    let host = tempfile::tempdir().expect("host dir");
+    std::fs::write(host.path().join("hello.txt"), "from host\n").expect("host file");
+    let bind = format!("{}:/hostdir:ro", host.path().display());
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "vc",
+        "-v",
+        "cpvol:/data",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo in-volume > /data/v.txt; sleep 600",
+    ]);
+    let out = tempfile::tempdir().expect("out dir");
+    let read = |src: &str, name: &str| -> String {
+        let dest = out.path().join(name);
+        a.ok(&["cp", src, &dest.display().to_string()]);
+        std::fs::read_to_string(dest).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.docker(&["cp", "vc:/data/v.txt", "-"]).status.success() {
+        assert!(Instant::now() < deadline, "the volume file never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read("vc:/data/v.txt", "r1"), "in-volume\n");
+    assert_eq!(read("vc:/hostdir/hello.txt", "r2"), "from host\n");
+    a.ok(&["stop", "-t", "1", "vc"]);
+    // Stopped: the same paths, through the container's own mounts.
+    assert_eq!(read("vc:/data/v.txt", "r3"), "in-volume\n");
+    assert_eq!(read("vc:/hostdir/hello.txt", "r4"), "from host\n");
+    let put = out.path().join("put.txt");
+    std::fs::write(&put, "copied in\n").expect("file");
+    a.ok(&["cp", &put.display().to_string(), "vc:/data/put.txt"]);
+    assert_eq!(a.ok(&["run", "--rm", "-v", "cpvol:/v", "busybox", "cat", "/v/put.txt"]), "copied in\n");
+    // A read-only bind stays read-only for cp too.
+    assert!(!a.docker(&["cp", &put.display().to_string(), "vc:/hostdir/put.txt"]).status.success());
+    assert!(!host.path().join("put.txt").exists());
+    // Nothing stays mounted on the host afterwards.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(!mounts.contains(&a.root().display().to_string()), "{mounts}");
+    a.ok(&["rm", "-f", "vc"]);
 }

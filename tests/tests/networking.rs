@@ -425,11 +425,25 @@ fn containers_talk_when_another_engine_sets_forward_to_drop() {
             .trim()
             .to_string();
         let hostname = a.ok(&["inspect", "-f", "{{.Config.Hostname}}", &name]).trim().to_string();
-        let got = a.ok(&["run", "--rm", "--network", net, "busybox", "wget", "-T", "5", "-qO-", &format!("http://{ip}/hostname")]);
+        let got = a.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "timeout",
+            "10",
+            "wget",
+            "-qO-",
+            &format!("http://{ip}/hostname"),
+        ]);
         assert_eq!(got.trim(), hostname, "container to container on {net} with FORWARD DROP");
     }
     let rules = forward_rules();
-    assert!(rules.contains(&format!("skiff:{}", a.bridge())) && rules.contains(&format!("skiff:{user_bridge}")), "{rules}");
+    assert!(
+        rules.contains(&format!("skiff:{}", a.bridge())) && rules.contains(&format!("skiff:{user_bridge}")),
+        "{rules}"
+    );
     a.ok(&["rm", "-f", "srv-fwd", "srv-bridge"]);
     a.ok(&["network", "rm", "fwd"]);
     assert!(!forward_rules().contains(&format!("skiff:{user_bridge}")), "a removed network's rules go with it");
@@ -456,7 +470,7 @@ fn engines_with_different_roots_keep_their_own_bridges() {
     one.ok(&["run", "--rm", "busybox", "true"]);
     drop(one);
     assert!(link_exists(&b2), "stopping one engine must not remove the other's bridge");
-    let got = two.ok(&["run", "--rm", "busybox", "wget", "-T", "5", "-qO-", &format!("http://{ip}/hostname")]);
+    let got = two.ok(&["run", "--rm", "busybox", "timeout", "10", "wget", "-qO-", &format!("http://{ip}/hostname")]);
     assert!(!got.trim().is_empty());
     // A second engine asking for a bridge in use is refused, with a reason.
     let spare = tempfile::tempdir().expect("temp dir");

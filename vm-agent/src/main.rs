@@ -70,9 +70,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { socket, root, insecure_registries, bridge, bridge_subnet, shutdown_timeout } => {
-            let bridge = bridge.unwrap_or_else(|| {
-                skiff_agent::net::default_bridge(&root, std::path::Path::new(STANDARD_ROOT))
-            });
+            let bridge =
+                bridge.unwrap_or_else(|| skiff_agent::net::default_bridge(&root, std::path::Path::new(STANDARD_ROOT)));
             if !bridge.starts_with(skiff_agent::net::firewall::BRIDGE_PREFIX) || bridge.len() > 15 {
                 anyhow::bail!("--bridge {bridge:?}: the name must start with \"skiff\" and have at most 15 characters");
             }

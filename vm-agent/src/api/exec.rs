@@ -20,6 +20,7 @@ use crate::engine::Engine;
 pub async fn create(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
     let cfg: ExecConfig = json_body(&body)?;
+    detach_keys(&cfg)?;
     let exec_id = exec::create(&engine, &c, cfg)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": exec_id}))).into_response())
 }
@@ -42,10 +43,13 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let body: StartBody = json_body(&bytes)?;
     if body.detach {
-        exec::start(&engine, &e, body.tty).await?;
+        exec::start(&engine, &e).await?;
         return Ok(StatusCode::OK.into_response());
     }
-    let tty = body.tty.unwrap_or(false) || e.config.tty.unwrap_or(false);
+    // As dockerd: the start's `Tty` decides the framing of the stream (raw or multiplexed); the
+    // exec's own `Tty` (at create) decides whether the process gets a terminal.
+    let tty = body.tty.unwrap_or(false);
+    let detach_keys = detach_keys(&e.config)?;
     let opts = LogOptions {
         stdout: e.config.attach_stdout.unwrap_or(true),
         stderr: e.config.attach_stderr.unwrap_or(true),
@@ -56,7 +60,7 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
     // the client reads the exit code from the exec's inspect.
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
-        match exec::start(&engine, &e, body.tty).await {
+        match exec::start(&engine, &e).await {
             Ok(hub) => {
                 let (early, rx) = hub.from_start();
                 let session = super::session::Session {
@@ -68,7 +72,7 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
                     close_stdin_on_eof: true,
                     done: Some(e.exited()),
                     settle_before_replay: false,
-                    detach_keys: Vec::new(),
+                    detach_keys,
                 };
                 super::session::run(upgraded, session).await;
             }
@@ -76,6 +80,16 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
         }
     });
     Ok(super::session::upgrade_response(tty))
+}
+
+/// The exec's detach sequence: its `DetachKeys`, else ctrl-p ctrl-q for an interactive terminal.
+fn detach_keys(cfg: &ExecConfig) -> Result<Vec<u8>, ApiError> {
+    match cfg.detach_keys.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => super::session::parse_detach_keys(k)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid detach keys ({k}) provided"))),
+        None if cfg.tty.unwrap_or(false) && cfg.attach_stdin.unwrap_or(false) => Ok(vec![0x10, 0x11]),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// `GET /exec/{id}/json`.
@@ -93,7 +107,7 @@ pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) 
         "OpenStdout": c.attach_stdout.unwrap_or(false),
         "OpenStderr": c.attach_stderr.unwrap_or(false),
         "CanRemove": false,
-        "DetachKeys": "",
+        "DetachKeys": c.detach_keys.clone().unwrap_or_default(),
         "ProcessConfig": {
             "tty": c.tty.unwrap_or(false),
             "entrypoint": c.cmd.as_ref().and_then(|v| v.first()).cloned().unwrap_or_default(),

@@ -91,7 +91,8 @@ async fn not_a_swarm_manager(uri: Uri) -> Response {
     if path == "/session" {
         return ApiError {
             status: StatusCode::NOT_IMPLEMENTED,
-            message: "BuildKit sessions are not supported by Skiff yet: use the classic builder (DOCKER_BUILDKIT=0)".into(),
+            message: "BuildKit sessions are not supported by Skiff yet: use the classic builder (DOCKER_BUILDKIT=0)"
+                .into(),
         }
         .into_response();
     }
@@ -177,9 +178,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named));
     let router = SWARM_ROUTES.iter().fold(router, |r, path| r.route(path, axum::routing::any(not_a_swarm_manager)));
-    router
-        .fallback(not_found)
-        .with_state(engine)
+    router.fallback(not_found).with_state(engine)
 }
 
 /// Serves the API on `socket` until `shutdown` resolves; removes the socket afterwards.

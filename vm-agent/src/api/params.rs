@@ -54,10 +54,9 @@ impl Params {
     pub fn int<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
         match self.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: strconv.Atoi: parsing {v:?}: invalid syntax"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value for {key}: strconv.Atoi: parsing {v:?}: invalid syntax"))
+            }),
         }
     }
 

@@ -148,9 +148,12 @@ pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
         oom_kill_disable: Some(false),
         ipv4_forwarding: Some(true),
         runtimes: Some(
-            [("runc".to_string(), bollard_stubs::models::Runtime { path: Some("skiff-agent".into()), ..Default::default() })]
-                .into_iter()
-                .collect(),
+            [(
+                "runc".to_string(),
+                bollard_stubs::models::Runtime { path: Some("skiff-agent".into()), ..Default::default() },
+            )]
+            .into_iter()
+            .collect(),
         ),
         default_runtime: Some("runc".into()),
         swarm: Some(bollard_stubs::models::SwarmInfo {

@@ -25,23 +25,31 @@ fn rules(bridge: &str) -> [Vec<String>; 2] {
     let t = tag(bridge);
     [
         s(&["-i", bridge, "-m", "comment", "--comment", &t, "-j", "ACCEPT"]),
-        s(&["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", &t, "-j", "ACCEPT"]),
+        s(&[
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-m",
+            "comment",
+            "--comment",
+            &t,
+            "-j",
+            "ACCEPT",
+        ]),
     ]
 }
 
 fn iptables() -> Option<&'static str> {
-    ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
+    ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"].into_iter().find(|p| std::path::Path::new(p).exists())
 }
 
 fn run(bin: &str, op: &str, rule: &[String]) -> Result<bool, NetError> {
-    let out = Command::new(bin)
-        .args(["-w", op, "FORWARD"])
-        .args(rule)
-        .output()
+    let (code, _, _) = crate::runtime::reaper::output(Command::new(bin).args(["-w", op, "FORWARD"]).args(rule))
         .map_err(|e| NetError::Internal(format!("running {bin}: {e}")))?;
-    Ok(out.status.success())
+    Ok(code == 0)
 }
 
 /// Inserts the accept rules for `bridge` unless they are there already. Blocking.

@@ -313,6 +313,12 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let exe = find_executable(program, path_var)?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if !no_new_privs {
+        // While still privileged: a filter installed without no-new-privileges needs
+        // CAP_SYS_ADMIN. What follows (identity, capabilities, execve) is allowed by it.
+        super::seccomp::apply(spec, false)?;
+    }
     let gids: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&gids).map_err(|e| InitError::sys("setgroups", e))?;
     nix::unistd::setresgid(Gid::from_raw(id.gid), Gid::from_raw(id.gid), Gid::from_raw(id.gid))
@@ -321,7 +327,7 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
     nix::unistd::setresuid(Uid::from_raw(id.uid), Uid::from_raw(id.uid), Uid::from_raw(id.uid))
         .map_err(|e| InitError::sys("setuid", e))?;
     super::capabilities::apply(process.capabilities().as_ref())?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(InitError::sys("no_new_privs", nix::errno::Errno::last()));
@@ -331,7 +337,9 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
     // pipe included, which is how the parent learns that exec happened).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors; no memory involved.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    super::seccomp::apply(spec)?;
+    if no_new_privs {
+        super::seccomp::apply(spec, true)?;
+    }
     let c_exe =
         CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| InitError::other("NUL in executable path"))?;
     let c_args: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();

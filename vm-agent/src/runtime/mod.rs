@@ -123,7 +123,12 @@ fn launch(
     };
     let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
     let mut cmd = Command::new(exe);
-    cmd.arg0("skiff-agent").args(args).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).env_clear();
+    cmd.arg0("skiff-agent")
+        .args(args)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .env_clear();
     // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -24,8 +24,11 @@ fn lock() -> std::sync::MutexGuard<'static, Table> {
     table().lock().unwrap_or_else(|p| p.into_inner())
 }
 
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Becomes a child subreaper and starts reaping on SIGCHLD. Call once, inside the runtime.
 pub fn start() -> std::io::Result<()> {
+    STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -96,4 +99,33 @@ pub fn forget(pid: i32) {
     if t.exited.remove(&pid).is_none() {
         t.ignored.insert(pid);
     }
+}
+
+/// Runs a helper command to completion and returns its exit code and output: `Command::output`
+/// cannot be used once the reaper runs (it would reap the child first: ECHILD). Blocking: call
+/// from a blocking thread.
+pub fn output(cmd: &mut std::process::Command) -> std::io::Result<(i32, Vec<u8>, Vec<u8>)> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let exit =
+        STARTED.load(std::sync::atomic::Ordering::SeqCst).then(|| wait_for(i32::try_from(child.id()).unwrap_or(0)));
+    let mut err_pipe = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = err_pipe.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut out = Vec::new();
+    if let Some(o) = child.stdout.as_mut() {
+        o.read_to_end(&mut out)?;
+    }
+    let err = errors.join().unwrap_or_default();
+    let code = match exit {
+        Some(rx) => rx.blocking_recv().unwrap_or(255),
+        None => child.wait()?.code().unwrap_or(255),
+    };
+    Ok((code, out, err))
 }

@@ -75,7 +75,10 @@ mod tests {
         // SAFETY: fcntl on a descriptor we own.
         let got = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
         assert_eq!(got, SEALS);
-        assert_eq!(std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))?.len(), std::fs::metadata("/proc/self/exe")?.len());
+        assert_eq!(
+            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))?.len(),
+            std::fs::metadata("/proc/self/exe")?.len()
+        );
         // Writing through a fresh handle (what a container would try via /proc/PID/exe) fails.
         let mut reopened = std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
         let err = reopened.write_all(b"\x7fELF overwritten").err().map(|e| e.raw_os_error());

@@ -86,8 +86,11 @@ fn lookup(sys: &str) -> Option<i64> {
     )
 }
 
-/// Installs the spec's seccomp filters (no-op without a seccomp section).
-pub fn apply(spec: &Spec) -> Result<(), InitError> {
+/// Installs the spec's seccomp filters (no-op without a seccomp section). With `no_new_privs`
+/// the kernel's no-new-privileges bit is set first (any process may then install a filter);
+/// without it the caller must still hold CAP_SYS_ADMIN, i.e. call this before dropping
+/// privileges, as runc does, so setuid programs keep working in the container.
+pub fn apply(spec: &Spec, no_new_privs: bool) -> Result<(), InitError> {
     let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else { return Ok(()) };
     if sc.default_action() != LinuxSeccompAction::ScmpActAllow {
         return Err(InitError::other("only deny-list seccomp profiles (defaultAction SCMP_ACT_ALLOW) are supported"));
@@ -134,7 +137,25 @@ pub fn apply(spec: &Spec) -> Result<(), InitError> {
         let prog: seccompiler::BpfProgram = filter
             .try_into()
             .map_err(|e: seccompiler::BackendError| InitError::other(format!("seccomp compile: {e}")))?;
-        seccompiler::apply_filter(&prog).map_err(|e| InitError::other(format!("installing seccomp filter: {e}")))?;
+        if no_new_privs {
+            seccompiler::apply_filter(&prog)
+                .map_err(|e| InitError::other(format!("installing seccomp filter: {e}")))?;
+        } else {
+            install_privileged(&prog)?;
+        }
+    }
+    Ok(())
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER)` without setting no-new-privileges (needs CAP_SYS_ADMIN).
+fn install_privileged(prog: &seccompiler::BpfProgram) -> Result<(), InitError> {
+    let len = u16::try_from(prog.len()).map_err(|_| InitError::other("seccomp filter too long"))?;
+    // `seccompiler::sock_filter` is `#[repr(C)]` with the kernel's layout, as `libc::sock_filter`.
+    let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast::<libc::sock_filter>().cast_mut() };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the program.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, std::ptr::addr_of!(fprog)) };
+    if rc != 0 {
+        return Err(InitError::sys("installing seccomp filter", nix::errno::Errno::last()));
     }
     Ok(())
 }

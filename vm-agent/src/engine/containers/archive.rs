@@ -69,7 +69,45 @@ pub async fn access(engine: &Engine, c: &Arc<Container>) -> Result<RootAccess, E
     let target = dir.join("rootfs");
     nix::mount::mount(Some("overlay"), &target, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
         .map_err(|e| EngineError::Internal(format!("mounting the container's filesystem: {e}")))?;
-    Ok(RootAccess { path: target, mounted: true, _guard: Some(guard) })
+    // The access unmounts the whole tree (lazily) when dropped, its volumes included.
+    let access = RootAccess { path: target, mounted: true, _guard: Some(guard) };
+    mount_volumes(access.path(), &rec.mounts)?;
+    Ok(access)
+}
+
+/// A stopped container's volumes and bind mounts, bind-mounted onto its mounted root (parents
+/// before children), so `docker cp` sees what the container sees. Each mount point is resolved
+/// inside the root by the kernel; a mount point the container never had is skipped.
+fn mount_volumes(root: &Path, mounts: &[super::mounts::MountRecord]) -> Result<(), EngineError> {
+    use nix::mount::MsFlags;
+    let mut binds: Vec<&super::mounts::MountRecord> =
+        mounts.iter().filter(|m| m.kind != super::mounts::Kind::Tmpfs && Path::new(&m.source).exists()).collect();
+    binds.sort_by_key(|m| Path::new(&m.destination).components().count());
+    let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| EngineError::Internal(format!("opening container root: {e}")))?;
+    for m in binds {
+        let rel = Path::new(m.destination.trim_start_matches('/'));
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let Ok(point) = openat2(&root_fd, rel, how) else { continue };
+        let at = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&point)));
+        let fail =
+            |e: nix::errno::Errno| EngineError::Internal(format!("mounting {} for the copy: {e}", m.destination));
+        nix::mount::mount(Some(m.source.as_str()), &at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(fail)?;
+        if m.read_only {
+            // Opened again: now the bind mount is what the path reaches.
+            let top = openat2(&root_fd, rel, how).map_err(fail)?;
+            let at = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&top)));
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            nix::mount::mount(None::<&str>, &at, None::<&str>, flags, None::<&str>).map_err(fail)?;
+        }
+    }
+    Ok(())
 }
 
 fn bad_path(p: &str) -> EngineError {

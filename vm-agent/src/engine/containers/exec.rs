@@ -85,11 +85,7 @@ pub fn create(engine: &Engine, c: &Arc<Container>, config: ExecConfig) -> Result
 }
 
 /// `POST /exec/{id}/start`: starts the process; output goes to the returned hub.
-pub async fn start(
-    engine: &Arc<Engine>,
-    exec: &Arc<Exec>,
-    tty_override: Option<bool>,
-) -> Result<Arc<IoHub>, EngineError> {
+pub async fn start(engine: &Arc<Engine>, exec: &Arc<Exec>) -> Result<Arc<IoHub>, EngineError> {
     {
         let mut st = exec.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.0 || st.2.is_some() {
@@ -104,7 +100,7 @@ pub async fn start(
         return Err(EngineError::Conflict(format!("container {} is not running", c.id)));
     }
     let cfg = &exec.config;
-    let tty = tty_override.unwrap_or(false) || cfg.tty.unwrap_or(false);
+    let tty = cfg.tty.unwrap_or(false);
     let open_stdin = cfg.attach_stdin.unwrap_or(false);
     let hostname = rec.config.hostname.clone().unwrap_or_default();
     let mut env = super::spec::runtime_env(rec.config.env.clone().unwrap_or_default(), &hostname, tty);

@@ -77,9 +77,7 @@ impl Health {
         let log: Vec<serde_json::Value> = self
             .log
             .iter()
-            .map(|p| {
-                serde_json::json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output})
-            })
+            .map(|p| serde_json::json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output}))
             .collect();
         let v = serde_json::json!({"Status": self.status.as_str(), "FailingStreak": self.failing_streak, "Log": log});
         serde_json::from_value(v).ok()
@@ -157,9 +155,12 @@ pub fn settings(config: &ContainerConfig) -> Option<Settings> {
 pub fn validate(hc: Option<&HealthConfig>) -> Result<(), EngineError> {
     let Some(hc) = hc else { return Ok(()) };
     let min = 1_000_000; // 1 ms
-    for (name, v) in
-        [("Interval", hc.interval), ("Timeout", hc.timeout), ("StartPeriod", hc.start_period), ("StartInterval", hc.start_interval)]
-    {
+    for (name, v) in [
+        ("Interval", hc.interval),
+        ("Timeout", hc.timeout),
+        ("StartPeriod", hc.start_period),
+        ("StartInterval", hc.start_interval),
+    ] {
         if let Some(v) = v.filter(|v| *v != 0) {
             if v < min {
                 return Err(EngineError::InvalidArgument(format!("{name} in Healthcheck cannot be less than 1ms")));
@@ -235,7 +236,7 @@ async fn probe(engine: &Arc<Engine>, c: &Arc<Container>, settings: &Settings) ->
         Err(e) => return failed(e.to_string()),
     };
     let outcome = tokio::time::timeout(settings.timeout, async {
-        let hub = exec::start(engine, &ex, None).await?;
+        let hub = exec::start(engine, &ex).await?;
         let (early, mut rx) = hub.from_start();
         let mut out: Vec<u8> = early.iter().flat_map(|ch| ch.data.iter().copied()).collect();
         let mut exited = ex.exited();
@@ -259,7 +260,12 @@ async fn probe(engine: &Arc<Engine>, c: &Arc<Container>, settings: &Settings) ->
         Ok(Ok(mut out)) => {
             out.truncate(MAX_OUTPUT);
             let code = ex.state().2.unwrap_or(-1);
-            Probe { start: start.clone(), end: now_rfc3339(), exit_code: i64::from(code), output: String::from_utf8_lossy(&out).into_owned() }
+            Probe {
+                start: start.clone(),
+                end: now_rfc3339(),
+                exit_code: i64::from(code),
+                output: String::from_utf8_lossy(&out).into_owned(),
+            }
         }
         Ok(Err(e)) => failed(e.to_string()),
         Err(_) => {

@@ -991,7 +991,10 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
 
 /// `POST /containers/prune`: removes stopped containers (filters `label`, `label!`, `until`);
 /// returns their ids and the bytes their writable layers held.
-pub async fn prune(engine: &Arc<Engine>, filters: &crate::engine::filters::Filters) -> Result<(Vec<String>, u64), EngineError> {
+pub async fn prune(
+    engine: &Arc<Engine>,
+    filters: &crate::engine::filters::Filters,
+) -> Result<(Vec<String>, u64), EngineError> {
     let until = match filters.get("until").first() {
         Some(u) => Some(
             view::parse_time(u).ok_or_else(|| EngineError::InvalidArgument(format!("invalid until filter: {u}")))?,
