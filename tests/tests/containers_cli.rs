@@ -783,3 +783,37 @@ fn cp_sees_volumes_and_binds_of_running_and_stopped_containers() {
     assert!(!mounts.contains(&a.root().display().to_string()), "{mounts}");
     a.ok(&["rm", "-f", "vc"]);
 }
+
+#[test]
+fn group_add_mac_address_and_kill_waits_for_the_exit() {
+    let a = agent_with_busybox();
+    let out = a.ok(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000",
+        "--group-add",
+        "nogroup",
+        "--group-add",
+        "4242",
+        "busybox",
+        "id",
+        "-G",
+    ]);
+    let groups: Vec<&str> = out.split_whitespace().collect();
+    assert!(groups.contains(&"65534") && groups.contains(&"4242"), "{out}");
+    let err = a.fails(&["run", "--rm", "--group-add", "nosuchgroup", "busybox", "true"]);
+    assert!(err.contains("Unable to find group nosuchgroup"), "{err}");
+    let out =
+        a.ok(&["run", "--rm", "--mac-address", "02:42:ac:11:99:01", "busybox", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(out.trim(), "02:42:ac:11:99:01");
+    a.ok(&["run", "-d", "--name", "macd", "--mac-address", "02:42:ac:11:99:02", "busybox", "sleep", "600"]);
+    assert_eq!(a.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "macd"]).trim(), "02:42:ac:11:99:02");
+    let err = a.fails(&["run", "--rm", "--mac-address", "01:00:5e:00:00:01", "busybox", "true"]);
+    assert!(err.contains("invalid MAC address"), "{err}");
+    // `docker kill` returns once the process has exited, paused or not.
+    a.ok(&["pause", "macd"]);
+    a.ok(&["kill", "macd"]);
+    assert_eq!(a.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "macd"]).trim(), "exited 137");
+    a.ok(&["rm", "macd"]);
+}

@@ -18,9 +18,33 @@ use crate::engine::containers::{self, WaitCondition};
 use crate::engine::filters::Filters;
 use crate::engine::Engine;
 
+/// API < 1.44 (docker-py, compose 1.29) sends `--mac-address` as the container-wide
+/// `MacAddress`; newer clients put it in the primary network's endpoint settings: move it there.
+fn legacy_mac_address(raw: &[u8], req: &mut ContainerCreateBody) {
+    let Some(mac) = serde_json::from_slice::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v.get("MacAddress").and_then(|m| m.as_str()).map(str::to_string))
+        .filter(|m| !m.is_empty())
+    else {
+        return;
+    };
+    let mode = req.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default();
+    let primary = if mode.is_empty() || mode == "default" { "bridge".to_string() } else { mode };
+    if primary.starts_with("container:") {
+        return;
+    }
+    let networking = req.networking_config.get_or_insert_with(Default::default);
+    let endpoints = networking.endpoints_config.get_or_insert_with(Default::default);
+    let ep = endpoints.entry(primary).or_default();
+    if ep.mac_address.as_deref().is_none_or(str::is_empty) {
+        ep.mac_address = Some(mac);
+    }
+}
+
 /// `POST /containers/create`.
 pub async fn create(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -> ApiResult<Response> {
-    let req: ContainerCreateBody = json_body(&body)?;
+    let mut req: ContainerCreateBody = json_body(&body)?;
+    legacy_mac_address(&body, &mut req);
     let (id, warnings) = containers::create(&engine, p.get("name"), req).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": id, "Warnings": warnings}))).into_response())
 }

@@ -178,6 +178,8 @@ pub struct InsideLink {
     pub address: Ipv4Net,
     /// Default route through this gateway (the first network only).
     pub gateway: Option<Ipv4Addr>,
+    /// Its MAC address.
+    pub mac: [u8; 6],
 }
 
 /// Inside `netns`: brings `lo` up (when asked) and configures `link`.
@@ -210,12 +212,7 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
                     .ok_or_else(|| NetError::Internal("veth missing in the container".into()))?;
                 handle
                     .link()
-                    .set(
-                        LinkUnspec::new_with_index(i)
-                            .name(l.name.clone())
-                            .address(mac_for(l.address.addr()).to_vec())
-                            .build(),
-                    )
+                    .set(LinkUnspec::new_with_index(i).name(l.name.clone()).address(l.mac.to_vec()).build())
                     .execute()
                     .await
                     .map_err(|e| nl(&format!("naming {}", l.name), e))?;

@@ -24,6 +24,8 @@ use super::{rootfs, user, ErrorKind, InitError};
 pub const USER_ANNOTATION: &str = "org.skiff.user";
 /// Annotation listing `cgroup.procs` files (`:`-separated) the container joins before it starts.
 pub const CGROUP_ANNOTATION: &str = "org.skiff.cgroup.procs";
+/// Annotation listing `--group-add` groups (`,`-separated names or ids).
+pub const GROUPS_ANNOTATION: &str = "org.skiff.groups";
 /// Annotation asking for our reaper as the container's PID 1 (`docker run --init`).
 pub const INIT_ANNOTATION: &str = "org.skiff.init";
 
@@ -295,7 +297,13 @@ fn exec_process(spec: &Spec) -> Result<Never, InitError> {
     let user_spec = spec.annotations().as_ref().and_then(|a| a.get(USER_ANNOTATION)).cloned().unwrap_or_default();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = user::resolve(&user_spec, &passwd, &group).map_err(InitError::other)?;
+    let mut id = user::resolve(&user_spec, &passwd, &group).map_err(InitError::other)?;
+    let added = spec.annotations().as_ref().and_then(|a| a.get(GROUPS_ANNOTATION)).cloned().unwrap_or_default();
+    for gid in user::extra_groups(&added.split(',').collect::<Vec<_>>(), &group).map_err(InitError::other)? {
+        if !id.groups.contains(&gid) {
+            id.groups.push(gid);
+        }
+    }
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", id.home));

@@ -56,9 +56,30 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, String
     Ok(Identity { uid, gid, groups, home: if home.is_empty() { "/".into() } else { home } })
 }
 
+/// `--group-add`: names (looked up in the container's `/etc/group`) or numeric ids.
+pub fn extra_groups(specs: &[&str], group: &str) -> Result<Vec<u32>, String> {
+    let gr: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 3).collect();
+    specs
+        .iter()
+        .filter(|g| !g.is_empty())
+        .map(|g| match (gr.iter().find(|f| f[0] == *g), g.parse::<u32>()) {
+            (Some(f), _) => f[2].parse().map_err(|_| format!("bad gid for {g} in /etc/group")),
+            (None, Ok(n)) => Ok(n),
+            (None, Err(_)) => Err(format!("Unable to find group {g}: no matching entries in group file")),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_groups_by_name_or_number() {
+        let group = "root:x:0:\naudio:x:29:\nstaff:x:50:bob\n";
+        assert_eq!(extra_groups(&["audio", "1234", ""], group), Ok(vec![29, 1234]));
+        assert!(extra_groups(&["nosuch"], group).is_err());
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\napp:x:1000:\nextra:x:2000:app\n";

@@ -848,9 +848,19 @@ pub async fn kill(engine: &Arc<Engine>, c: &Arc<Container>, signal: Option<&str>
         )));
     }
     c.update(|r| r.stopped_by_user = true)?;
+    let before = c.exits.borrow().0;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig)
         .map_err(|e| EngineError::Internal(format!("kill: {e}")))?;
     event(engine, "kill", &rec, &[("signal", (sig as i32).to_string())]);
+    if sig == nix::sys::signal::Signal::SIGKILL {
+        // A frozen process cannot die: thaw it. Then, as dockerd, return once it has exited.
+        if rec.state.status == Status::Paused {
+            let _ = c.cgroup(engine).freeze(false);
+        }
+        if tokio::time::timeout(Duration::from_secs(30), wait_exit_count(c, before)).await.is_err() {
+            return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", c.id)));
+        }
+    }
     Ok(())
 }
 

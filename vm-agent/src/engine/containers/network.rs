@@ -47,6 +47,23 @@ pub struct EndpointRecord {
     /// While running: the MAC address.
     #[serde(default)]
     pub mac: Option<String>,
+    /// A fixed MAC address asked for (`--mac-address`), else one derived from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<[u8; 6]>,
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (a unicast address).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], EngineError> {
+    let bad = || EngineError::InvalidArgument(format!("invalid MAC address: {s}"));
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| if p.len() == 2 { u8::from_str_radix(p, 16).map_err(|_| bad()) } else { Err(bad()) })
+        .collect::<Result<_, _>>()?;
+    let mac: [u8; 6] = parts.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 == 1 {
+        return Err(EngineError::InvalidArgument(format!("invalid MAC address: {s} is a multicast address")));
+    }
+    Ok(mac)
 }
 
 /// How a container's network mode reads.
@@ -150,7 +167,13 @@ pub fn endpoints_at_create(
                     .find(&key)
                     .ok_or_else(|| EngineError::InvalidArgument(format!("network {key} not found")))?;
                 check_joinable(&net, name)?;
-                let cfg = configs.get(&key).or_else(|| configs.get(&net.name)).cloned().unwrap_or_default();
+                // The CLI names the default network "default" in EndpointsConfig.
+                let cfg = configs
+                    .get(&key)
+                    .or_else(|| configs.get(&net.name))
+                    .or_else(|| if key == primary { configs.get("default") } else { None })
+                    .cloned()
+                    .unwrap_or_default();
                 let aliases = cfg.aliases.clone().unwrap_or_default();
                 if !net.has_dns() && !aliases.is_empty() {
                     return Err(EngineError::InvalidArgument(
@@ -158,10 +181,12 @@ pub fn endpoints_at_create(
                     ));
                 }
                 check_aliases(&aliases)?;
+                let mac = cfg.mac_address.as_deref().filter(|m| !m.is_empty());
                 let ep = EndpointRecord {
                     network_id: net.id.clone(),
                     aliases,
                     ipv4_address: ipv4_of(&cfg)?,
+                    mac_address: mac.map(parse_mac).transpose()?,
                     ..Default::default()
                 };
                 out.insert(net.name.clone(), ep);
@@ -356,7 +381,8 @@ async fn attach(
     let index = sandbox.interfaces;
     sandbox.interfaces += 1;
     let address = Ipv4Net::new(ip, subnet.prefix_len()).unwrap_or(subnet);
-    let inside = InsideLink { peer, name: format!("eth{index}"), address, gateway: (index == 0).then_some(gw) };
+    let mac = ep.mac_address.unwrap_or_else(|| crate::net::link::mac_for(ip));
+    let inside = InsideLink { peer, name: format!("eth{index}"), address, gateway: (index == 0).then_some(gw), mac };
     let ns = ns.path();
     tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
         let ns = Netns::at(&ns).map_err(|e| EngineError::Internal(format!("opening the container's network: {e}")))?;
@@ -370,7 +396,7 @@ async fn attach(
             e.endpoint_id = hex::encode(rand::random::<[u8; 32]>());
             e.ip = Some(address);
             e.gateway = Some(gw);
-            e.mac = Some(mac_string(crate::net::link::mac_for(ip)));
+            e.mac = Some(mac_string(mac));
         }
     })?;
     Ok((ip, gw))

@@ -7,7 +7,7 @@ use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde_json::{json, Value};
 
 use crate::runtime::capabilities::{self, DOCKER_DEFAULT};
-use crate::runtime::init::{CGROUP_ANNOTATION, INIT_ANNOTATION, USER_ANNOTATION};
+use crate::runtime::init::{CGROUP_ANNOTATION, GROUPS_ANNOTATION, INIT_ANNOTATION, USER_ANNOTATION};
 
 use super::super::EngineError;
 
@@ -235,6 +235,12 @@ pub fn build(
     annotations.insert(USER_ANNOTATION.into(), json!(config.user.clone().unwrap_or_default()));
     if host.init.unwrap_or(false) {
         annotations.insert(INIT_ANNOTATION.into(), json!("true"));
+    }
+    if let Some(groups) = host.group_add.as_ref().filter(|g| !g.is_empty()) {
+        if groups.iter().any(|g| g.contains(',') || g.contains(':')) {
+            return Err(EngineError::InvalidArgument(format!("invalid --group-add value: {}", groups.join(","))));
+        }
+        annotations.insert(GROUPS_ANNOTATION.into(), json!(groups.join(",")));
     }
     if !inputs.cgroup_procs.is_empty() {
         annotations.insert(CGROUP_ANNOTATION.into(), json!(inputs.cgroup_procs.join(":")));
