@@ -55,6 +55,8 @@ class Agent:
         self.log_path = self.dir / "agent.log"
         self.proc = None
         self.client = None
+        # A bridge of its own: parallel test agents must not share one.
+        self.bridge = f"skiffP{os.getpid() % 10000}x{next(_BRIDGES)}"
 
     @property
     def base_url(self) -> str:
@@ -67,8 +69,7 @@ class Agent:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(binary), "serve", "--shutdown-timeout", "2", "--socket", str(self.socket), "--root", str(self.root),
-                 # A bridge of its own: parallel test agents must not share one.
-                 "--bridge", f"skiffP{os.getpid() % 10000}x{next(_BRIDGES)}"],
+                 "--bridge", self.bridge],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -114,6 +115,19 @@ class Agent:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def kill9(self):
+        """Kills the engine with SIGKILL (no cleanup), as a crash would."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def pid(self) -> int:
+        return self.proc.pid
 
     def restart(self):
         """Stops the engine and starts it again on the same state."""

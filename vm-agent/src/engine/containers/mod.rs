@@ -153,6 +153,9 @@ impl Containers {
                 rec.state.error = "the engine restarted while the container ran".into();
                 rec.state.finished_at = now_rfc3339();
                 rec.state.pid = 0;
+                if let Some(h) = rec.state.health.as_mut() {
+                    h.status = health::HealthStatus::Unhealthy;
+                }
                 rec.was_running = true;
                 let _ = atomic::write_json(&cdir.join("container.json"), &rec);
             }
@@ -798,14 +801,23 @@ pub async fn recover(engine: &Arc<Engine>) {
     for c in engine.containers.all() {
         let rec = c.record();
         let cg = c.cgroup(engine);
+        // Thawed first: a frozen process cannot die.
+        let _ = cg.freeze(false);
         let leftovers = cg.pids();
         for pid in &leftovers {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
         }
         if !leftovers.is_empty() {
             tracing::info!(container.id = %c.id, processes = leftovers.len(), "ended processes left by the previous engine");
+            // They are not our children (the previous engine was their reaper): wait for the
+            // kernel to empty the cgroup before removing it.
+            for _ in 0..100 {
+                if cg.pids().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        let _ = cg.freeze(false);
         tokio::task::spawn_blocking(move || cg.remove()).await.ok();
         if rec.was_running {
             let _ = c.update(|r| r.was_running = false);
