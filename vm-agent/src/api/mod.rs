@@ -178,7 +178,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named));
     let router = SWARM_ROUTES.iter().fold(router, |r, path| r.route(path, axum::routing::any(not_a_swarm_manager)));
-    router.fallback(not_found).with_state(engine)
+    router
+        .fallback(not_found)
+        // A known path with another method: dockerd answers "page not found" too.
+        .method_not_allowed_fallback(not_found)
+        .with_state(engine)
 }
 
 /// Serves the API on `socket` until `shutdown` resolves; removes the socket afterwards.

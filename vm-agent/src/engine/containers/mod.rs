@@ -908,6 +908,10 @@ pub async fn stop(
     let pid = nix::unistd::Pid::from_raw(rec.state.pid);
     c.update(|r| r.stopped_by_user = true)?;
     let _ = nix::sys::signal::kill(pid, sig);
+    // A paused container is thawed to receive it (and, later, SIGKILL).
+    if rec.state.status == Status::Paused {
+        let _ = c.cgroup(engine).freeze(false);
+    }
     if tokio::time::timeout(Duration::from_secs(u64::try_from(t).unwrap_or(0)), wait_exit_count(c, before))
         .await
         .is_err()
@@ -988,6 +992,10 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
         let before = c.exits.borrow().0;
         let _ =
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.record().state.pid), nix::sys::signal::Signal::SIGKILL);
+        // A frozen process cannot die: thaw a paused one.
+        if c.record().state.status == Status::Paused {
+            let _ = c.cgroup(engine).freeze(false);
+        }
         wait_exit_count(c, before).await;
     }
     // Its anonymous volumes go first, so nobody sees the container gone and its volumes still there.
