@@ -321,7 +321,11 @@ impl Networks {
             let rules = firewall::BridgeRules { bridge: bridge.clone(), subnet: ipam.subnet, internal: rec.internal };
             tokio::task::spawn_blocking(move || {
                 firewall::apply(&rules)?;
-                host_forward::allow(&rules.bridge)
+                // Best effort: without them only a host whose FORWARD policy drops is affected.
+                if let Err(e) = host_forward::allow(&rules.bridge) {
+                    tracing::warn!(bridge = %rules.bridge, error = %e, "no FORWARD accept rules: a host firewall may drop containers' traffic");
+                }
+                Ok::<_, crate::net::NetError>(())
             })
             .await??;
             Ok::<_, EngineError>(())

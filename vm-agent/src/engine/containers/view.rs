@@ -338,6 +338,11 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     regex::Regex::new(pattern).is_ok_and(|re| re.is_match(&format!("/{name}")) || re.is_match(name))
 }
 
+/// The `health` filter's view: `none`, `starting`, `healthy` or `unhealthy`.
+fn health_name(r: &ContainerRecord) -> &'static str {
+    r.state.health.as_ref().map_or("none", |h| h.status.as_str())
+}
+
 #[cfg(test)]
 mod name_filter_tests {
     use super::name_matches;
@@ -351,9 +356,4 @@ mod name_filter_tests {
         assert!(name_matches("web-[0-9]+", "app_web-12"));
         assert!(!name_matches("(", "web"));
     }
-}
-
-/// The `health` filter's view: `none`, `starting`, `healthy` or `unhealthy`.
-fn health_name(r: &ContainerRecord) -> &'static str {
-    r.state.health.as_ref().map_or("none", |h| h.status.as_str())
 }
