@@ -15,6 +15,7 @@ else passed (xpasses included).
 """
 
 import ast
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -92,6 +93,19 @@ def first_line(text):
     return ""
 
 
+def cause(msg):
+    """A message with its ids, names, temp paths and query strings elided, to group tests by."""
+    def url(m):
+        path = re.sub(r"/(containers|images|networks|volumes|exec|services|nodes|secrets|configs|"
+                      r"plugins|tasks|distribution)/[^/?: ]+", r"/\1/X", m.group(2))
+        return f"{path}{'?..' if m.group(3) else ''}"
+    msg = re.sub(r"http\+docker://localhost(/v[0-9.]+)?([^?: ]*)(\?[^: ]*)?", url, msg)
+    msg = re.sub(r"\b[0-9a-f]{12,64}\b", "<id>", msg)
+    msg = re.sub(r"/tmp/[\w./-]+", "<tmp>", msg)
+    msg = re.sub(r"\bdockerpytest_\w+", "<name>", msg)
+    return msg[:160]
+
+
 def read_junit(path):
     """{node id: (outcome, first line of the message)}; None when the file is missing or broken."""
     try:
@@ -141,11 +155,18 @@ def cmd_report(skiff_xml, dockerd_xml, out_tsv):
             f.write(f"{t}\t{s[0]}\t{d[0]}\t{s[1]}\t{d[1]}\n")
 
     def differ(a, b, a_name, b_name):
-        rows = [(t, b.get(t, missing)) for t in ids
-                if a.get(t, missing)[0] == "passed" and b.get(t, missing)[0] != "passed"]
-        print(f"\npass on {a_name}, not on {b_name} ({len(rows)}):")
-        for t, (outcome, msg) in rows:
-            print(f"  {t}  [{b_name}: {outcome}] {msg}")
+        """The tests passing on a but not on b, grouped by b's (normalized) first error line."""
+        groups = {}
+        for t in ids:
+            if a.get(t, missing)[0] == "passed" and b.get(t, missing)[0] != "passed":
+                outcome, msg = b.get(t, missing)
+                groups.setdefault(f"{outcome}: {cause(msg)}", []).append(t)
+        print(f"\npass on {a_name}, not on {b_name} ({sum(map(len, groups.values()))}), "
+              f"by {b_name}'s first error line:")
+        for key, tests in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            print(f"  [{len(tests)}] {key}")
+            for t in tests:
+                print(f"      {t}")
 
     differ(dockerd, skiff, "dockerd", "skiff")
     differ(skiff, dockerd, "skiff", "dockerd")

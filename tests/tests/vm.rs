@@ -385,3 +385,45 @@ fn vm_published_ports_user_networks_and_the_host() {
     s.docker_ok(&["network", "rm", "app"]);
     s.skiff_ok(&["stop"]);
 }
+
+/// Where KVM passes the probe but QEMU aborts at launch under it (nested virtualisation: "failed
+/// to set MSR", an assertion in kvm.c), `skiff start` falls back to TCG with one clear line, and
+/// `skiff status` shows the accelerator in use and why.
+#[test]
+fn kvm_that_aborts_qemu_at_launch_falls_back_to_tcg_with_the_reason() {
+    let mut s = SkiffHome::new();
+    // The probe's verdict for this boot: KVM works (the test guest passed)…
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    std::fs::create_dir_all(s.home().join("run")).expect("run dir");
+    let cached = serde_json::json!({"boot_id": boot_id.trim(), "kvm": {"Ok": null}});
+    std::fs::write(s.home().join("run/accel.json"), cached.to_string()).expect("accel cache");
+    // …but the real QEMU aborts as soon as it is asked for KVM, as on these machines.
+    let bin = tempfile::tempdir().expect("bin dir");
+    let qemu = bin.path().join("qemu-system-x86_64");
+    let real = String::from_utf8_lossy(
+        &std::process::Command::new("sh").args(["-c", "command -v qemu-system-x86_64"]).output().expect("which").stdout,
+    )
+    .trim()
+    .to_string();
+    std::fs::write(
+        &qemu,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" kvm \"*)\n  echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x0' >&2\n  kill -ABRT $$ ;;\nesac\nexec {real} \"$@\"\n"
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    s.set_env("SKIFF_QEMU", &qemu.display().to_string());
+    let out = s.skiff(&["start", "--accel", "auto", "--memory", "512"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}\n--- daemon log ---\n{}", s.daemon_log());
+    let notices: Vec<&str> = err.lines().filter(|l| l.contains("no hardware acceleration")).collect();
+    assert_eq!(notices.len(), 1, "one clear line: {err}");
+    assert!(notices[0].contains("KVM failed at launch") && notices[0].contains("TCG"), "{err}");
+    let status = s.status();
+    assert_eq!(status["accel"], "tcg", "{status}");
+    assert!(status["accel_notice"].as_str().is_some_and(|n| n.contains("failed at launch")), "{status}");
+    assert_eq!(s.docker_ok(&["version", "--format", "{{.Server.Os}}"]).trim(), "linux");
+    s.skiff_ok(&["stop"]);
+    assert!(s.processes().is_empty(), "{:?}", s.processes());
+}

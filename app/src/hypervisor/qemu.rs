@@ -142,7 +142,9 @@ async fn spawn_helper(
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io)?)
         .stderr(log.try_clone().map_err(io)?)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: what it forks (virtiofsd's sandbox) is stopped with it.
+        .process_group(0);
     die_with_parent(&mut cmd);
     let mut child =
         cmd.spawn().map_err(|e| VmError::Missing(program.display().to_string(), format!("{e} ({hint})")))?;
@@ -398,8 +400,12 @@ impl RunningVm for QemuVm {
                 }
                 if let Ok(Some(status)) = p.qemu.try_wait() {
                     for h in p.helpers.iter_mut() {
+                        let group = h.id().and_then(|id| i32::try_from(id).ok());
                         let _ = h.start_kill();
                         let _ = h.wait().await;
+                        if let Some(group) = group {
+                            stop_group(group).await;
+                        }
                     }
                     let exit =
                         if status.success() { Exit::PoweredOff } else { Exit::Crashed(format!("QEMU {status}")) };
@@ -410,6 +416,19 @@ impl RunningVm for QemuVm {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Kills what is left of a helper's process group and waits until it is gone (at most 5 s), so
+/// nothing of the VM outlives the daemon.
+async fn stop_group(group: i32) {
+    for _ in 0..100 {
+        // SAFETY: kill(2) on a process group we created; no memory involved.
+        if unsafe { libc::kill(-group, libc::SIGKILL) } != 0 {
+            return; // ESRCH: the group is empty.
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(group, "a helper's processes did not exit");
 }
 
 /// vhost-device-vsock's per-stream buffer (`SKIFF_VSOCK_TX_BUFFER`, bytes). 256 KiB: published-port
