@@ -4,9 +4,10 @@
 # Usage:
 #   scripts/dockerd.sh start DIR   # returns once `docker version` answers on DIR/docker.sock (60 s timeout)
 #   scripts/dockerd.sh stop DIR    # kill containers, SIGTERM dockerd by pidfile, wait, then remove leftovers:
-#                                  # shims/mounts under DIR, docker0 + br-<id> bridges, Docker's iptables
-#                                  # rules and chains, and restore the FORWARD policy (dockerd sets DROP,
-#                                  # which would also drop Skiff's forwarded container traffic)
+#                                  # shims/mounts under DIR, the docker0, br-<id> and docker_gwbridge (swarm)
+#                                  # bridges, Docker's iptables rules and chains, and restore the FORWARD
+#                                  # policy (dockerd sets DROP, which would also drop Skiff's forwarded
+#                                  # container traffic)
 # Then: DOCKER_HOST=unix://DIR/docker.sock docker ...
 set -euo pipefail
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" >&2; exit 2; }
@@ -24,7 +25,7 @@ iptables_cleanup() {
   for t in filter nat; do
     while read -r rule; do
       eval "iptables -t $t -D ${rule#-A }" 2>/dev/null && n=$((n + 1))
-    done < <(iptables-save -t "$t" | grep -E '^-A ' | grep -E 'DOCKER|docker0|br-[0-9a-f]{12}')
+    done < <(iptables-save -t "$t" | grep -E '^-A ' | grep -E 'DOCKER|docker0|docker_gwbridge|br-[0-9a-f]{12}')
     for chain in $(iptables-save -t "$t" | sed -n 's/^:\(DOCKER[^ ]*\) .*/\1/p'); do
       iptables -t "$t" -F "$chain" && iptables -t "$t" -X "$chain"
     done
@@ -65,7 +66,7 @@ stop)
     echo "dockerd not running"
   fi
   rm -f "$pidfile"
-  # Leftovers: containerd / shims started for this DIR, mounts under DIR, the docker0 bridge.
+  # Leftovers: containerd / shims started for this DIR, mounts under DIR, the bridges (docker_gwbridge: swarm).
   for p in $(pgrep -f "containerd.*$dir/" || true); do
     echo "killing leftover $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-70) (pid $p)"
     kill -9 "$p" 2>/dev/null || true
@@ -73,7 +74,7 @@ stop)
   awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount -l "$m" && echo "unmounted $m"
   done
-  for br in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep -xE 'docker0|br-[0-9a-f]{12}'); do
+  for br in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep -xE 'docker0|docker_gwbridge|br-[0-9a-f]{12}'); do
     ip link del "$br" && echo "removed bridge $br"
   done
   iptables_cleanup ;;

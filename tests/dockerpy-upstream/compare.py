@@ -3,11 +3,13 @@
 
   compare.py args DESELECT_TXT
       Checks deselect.txt (every entry has a reason, every node id names a file, class and test
-      of the vendored suite) and prints the pytest arguments it stands for, one a line.
+      of the vendored suite) and prints the -k arguments of its -k entries, one a line (its node
+      ids are deselected by deselect_plugin.py).
   compare.py report SKIFF_XML DOCKERD_XML OUT_TSV
       Reads both engines' junit XML, prints engine | passed | failed | errors | skipped, the tests
-      that pass on one engine but not the other (with the other's first error line), writes every
-      test's outcomes to OUT_TSV; exits 0 when Skiff passes at least as many tests as dockerd.
+      that pass on one engine but not the other (grouped by the other's first error line), writes
+      every test's outcomes to OUT_TSV; exits 0 when Skiff passes at least as many tests as
+      dockerd, 1 when it passes fewer, 2 when a report is missing.
 
 One outcome a test: a junit testcase with <error> (a setup or teardown error, also after a passing
 call) counts as an error, else <failure> as failed, else <skipped> (skips and xfails) as skipped,
@@ -65,12 +67,7 @@ def cmd_args(deselect):
     entries, problems = parse_deselect(deselect)
     if problems:
         sys.exit("deselect.txt:\n  " + "\n  ".join(problems))
-    keywords = []
-    for kind, value, _, _ in entries:
-        if kind == "node":
-            print(f"--deselect={value}")
-        else:
-            keywords.append(f"not ({value})")
+    keywords = [f"not ({value})" for kind, value, _, _ in entries if kind == "k"]
     if keywords:
         print("-k")
         print(" and ".join(keywords))
@@ -89,7 +86,7 @@ def node_id(classname, name):
 def first_line(text):
     for line in (text or "").splitlines():
         if line.strip():
-            return line.strip()[:200]
+            return line.strip()
     return ""
 
 
@@ -140,7 +137,7 @@ def cmd_report(skiff_xml, dockerd_xml, out_tsv):
     skiff, dockerd = read_junit(skiff_xml), read_junit(dockerd_xml)
     if skiff is None or dockerd is None:
         print("FAIL: a junit report is missing (see the pytest output above)")
-        return 1
+        return 2
     cs, cd = counts(skiff), counts(dockerd)
     print(f"{'engine':<14}|{'passed':>8} |{'failed':>8} |{'errors':>8} |{'skipped':>8} |{'total':>7}")
     for name, c in (("skiff", cs), ("dockerd 20.10", cd)):
@@ -152,7 +149,7 @@ def cmd_report(skiff_xml, dockerd_xml, out_tsv):
         f.write("test\tskiff\tdockerd\tskiff_message\tdockerd_message\n")
         for t in ids:
             s, d = skiff.get(t, missing), dockerd.get(t, missing)
-            f.write(f"{t}\t{s[0]}\t{d[0]}\t{s[1]}\t{d[1]}\n")
+            f.write(f"{t}\t{s[0]}\t{d[0]}\t{s[1][:300]}\t{d[1][:300]}\n")
 
     def differ(a, b, a_name, b_name):
         """The tests passing on a but not on b, grouped by b's (normalized) first error line."""

@@ -13,7 +13,8 @@
 #   SKIFF_AGENT_BIN           the agent, default target/debug/skiff-agent
 #   SKIFF_FIXTURES            offline images, default target/fixtures (busybox.tar)
 #   PYTEST_ADDOPTS            extra pytest options for both runs (e.g. a file to run only it)
-# Exit status: 0 when Skiff passes at least as many tests as dockerd, 1 otherwise.
+# Exit status: 0 when Skiff passes at least as many tests as dockerd, 1 when it passes fewer, 2 when
+# the comparison could not run (prerequisites missing, an engine did not start, pytest did not finish).
 # Skiff runs first and is stopped before dockerd starts (dockerd sets iptables' FORWARD policy to
 # DROP); dockerd is stopped at the end, also on failure or interrupt (scripts/dockerd.sh stop).
 set -euo pipefail
@@ -34,16 +35,20 @@ IMAGES=(alpine:3.10 alpine:latest busybox:latest)
 [ "$(id -u)" = 0 ] || { echo "compare.sh: run as root" >&2; exit 2; }
 [ -x "$AGENT" ] || { echo "compare.sh: no agent at $AGENT (cargo build)" >&2; exit 2; }
 [ -f "$FIXTURES/busybox.tar" ] || { echo "compare.sh: no $FIXTURES/busybox.tar (tests/fixtures/build_fixtures.py)" >&2; exit 2; }
-"$PY" -c "import docker, pytest, pytest_timeout, paramiko, websocket" 2>/dev/null ||
-  { echo "compare.sh: $PY lacks docker/pytest/pytest-timeout/paramiko/websocket-client (scripts/install-deps.sh)" >&2; exit 2; }
+"$PY" -c "import docker, pytest, pytest_timeout, paramiko" 2>/dev/null ||
+  { echo "compare.sh: $PY lacks docker/pytest/pytest-timeout/paramiko (scripts/install-deps.sh)" >&2; exit 2; }
 have=$("$PY" -c 'import docker; print(docker.__version__)')
 [ "$have" = "$UPSTREAM_TAG" ] ||
   echo "WARNING: docker-py $have in the venv, the vendored suite is from $UPSTREAM_TAG" >&2
 
-mapfile -t DESELECT < <("$PY" "$HERE/compare.py" args "$HERE/deselect.txt")
+# deselect.txt: checked by compare.py; its node ids deselected by deselect_plugin.py, its -k entries
+# passed as -k.
+args=$("$PY" "$HERE/compare.py" args "$HERE/deselect.txt") || exit 2
+DESELECT=(-p deselect_plugin)
+[ -z "$args" ] || mapfile -t -O 2 DESELECT <<<"$args"
 mkdir -p "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)
-rm -f "$RESULTS"/*.xml "$RESULTS"/*.log "$RESULTS"/outcomes.tsv
+for f in {skiff,dockerd}{.xml,-pytest.log} skiff-agent.log dockerd.log outcomes.tsv; do rm -f "$RESULTS/$f"; done
 
 # A short path: containerd's socket under the dockerd dir must fit in 107 bytes.
 WORK=$(mktemp -d /tmp/skiff-dpy.XXXXXX)
@@ -67,7 +72,9 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
+  [ "$rc" -lt 128 ] || echo "compare.sh: interrupted, cleaning up" >&2
   stop_agent
+  [ -f "$WORK/dockerd/dockerd.log" ] && cp "$WORK/dockerd/dockerd.log" "$RESULTS/dockerd.log"
   [ "$DOCKERD_UP" = 1 ] && "$REPO/scripts/dockerd.sh" stop "$WORK/dockerd"
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE" && echo "removed leftover bridge $BRIDGE"
   awk -v d="$WORK/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
@@ -107,13 +114,13 @@ run_suite() {
   t0=$(date +%s)
   echo "== $name: pytest (output: $RESULTS/$name-pytest.log)"
   # From the vendored dir: its pytest.ini (upstream's) makes it the rootdir, node ids tests/...
-  (cd "$HERE" && PYTHONDONTWRITEBYTECODE=1 timeout -k 30 7200 "$PY" -m pytest -p no:cacheprovider \
+  (cd "$HERE" && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$HERE" DOCKERPY_DESELECT="$HERE/deselect.txt" timeout --foreground -k 30 7200 "$PY" -m pytest -p no:cacheprovider \
      --timeout="$TIMEOUT" --continue-on-collection-errors -q \
      --junitxml="$RESULTS/$name.xml" "${DESELECT[@]}" tests/integration) >"$RESULTS/$name-pytest.log" 2>&1 || rc=$?
   echo "== $name: $(grep -v '^\s*$' "$RESULTS/$name-pytest.log" | tail -n 1 | tr -d '=') (pytest exit $rc, $(( $(date +%s) - t0 )) s)"
   # 0 all passed, 1 some failed; anything else (interrupted, internal or usage error, no tests,
   # the 2 h guard) leaves no usable report.
-  [ "$rc" -le 1 ] || { echo "compare.sh: pytest against $name exited $rc" >&2; exit 1; }
+  [ "$rc" -le 1 ] || { echo "compare.sh: pytest against $name exited $rc" >&2; exit 2; }
   unset DOCKER_HOST DOCKER_CONFIG
 }
 
@@ -122,15 +129,15 @@ run_suite() {
   --shutdown-timeout 2 </dev/null >/dev/null 2>"$RESULTS/skiff-agent.log" &
 AGENT_PID=$!
 wait_engine "$WORK/skiff.sock" "$AGENT_PID" ||
-  { echo "skiff-agent did not start; log:" >&2; tail -20 "$RESULTS/skiff-agent.log" >&2; exit 1; }
+  { echo "skiff-agent did not start; log:" >&2; tail -20 "$RESULTS/skiff-agent.log" >&2; exit 2; }
 run_suite skiff "$WORK/skiff.sock"
 stop_agent
 
 # dockerd 20.10.
 DOCKERD_UP=1   # from here on: even a failed start leaves things for dockerd.sh stop to clean
-"$REPO/scripts/dockerd.sh" start "$WORK/dockerd"
+"$REPO/scripts/dockerd.sh" start "$WORK/dockerd" || exit 2
 run_suite dockerd "$WORK/dockerd/docker.sock"
-cp "$WORK/dockerd/dockerd.log" "$RESULTS/dockerd.log" 2>/dev/null || true
+cp "$WORK/dockerd/dockerd.log" "$RESULTS/dockerd.log"
 "$REPO/scripts/dockerd.sh" stop "$WORK/dockerd"
 DOCKERD_UP=0
 
@@ -138,5 +145,6 @@ echo
 echo "== docker-py $UPSTREAM_TAG upstream integration suite, $(grep -cvE '^\s*(#|$)' "$HERE/deselect.txt") deselections (deselect.txt)"
 rc=0
 "$PY" "$HERE/compare.py" report "$RESULTS/skiff.xml" "$RESULTS/dockerd.xml" "$RESULTS/outcomes.tsv" || rc=$?
+[ "$rc" -le 1 ] || rc=2
 echo "total time $(( $(date +%s) - START )) s; results in $RESULTS"
 exit "$rc"
