@@ -488,9 +488,8 @@ fn validate_host_config(h: &HostConfig) -> Result<(), EngineError> {
     }
     if let Some(lc) = &h.log_config {
         if let Some(t) = lc.typ.as_deref().filter(|t| !["", "json-file", "local", "none"].contains(t)) {
-            return Err(EngineError::InvalidArgument(format!(
-                "logging driver {t:?} is not supported by Skiff (json-file, local and none are)"
-            )));
+            // dockerd's exact wording: clients match it (Skiff has json-file, local and none).
+            return Err(EngineError::InvalidArgument(format!("logger: no log driver named '{t}' is registered")));
         }
         if let Some(opts) = &lc.config {
             io::LogLimits::from_options(opts).map_err(EngineError::InvalidArgument)?;

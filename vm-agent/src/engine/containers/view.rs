@@ -178,8 +178,13 @@ pub fn list(
 /// The host config as Docker reports it: what was asked for, with the daemon's defaults filled in.
 fn with_defaults(mut h: bollard_stubs::models::HostConfig) -> bollard_stubs::models::HostConfig {
     use bollard_stubs::models::{HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
-    if h.log_config.is_none() {
-        h.log_config = Some(HostConfigLogConfig { typ: Some("json-file".into()), config: Some(HashMap::new()) });
+    let lc = h.log_config.get_or_insert_with(|| HostConfigLogConfig { typ: None, config: None });
+    if lc.typ.as_deref().is_none_or(str::is_empty) {
+        lc.typ = Some("json-file".into());
+    }
+    lc.config.get_or_insert_with(HashMap::new);
+    if h.runtime.as_deref().is_none_or(str::is_empty) {
+        h.runtime = Some("runc".into());
     }
     if h.network_mode.as_deref().is_none_or(str::is_empty) {
         h.network_mode = Some("default".into());
