@@ -178,7 +178,7 @@ pub fn list(
 /// The host config as Docker reports it: what was asked for, with the daemon's defaults filled in.
 fn with_defaults(mut h: bollard_stubs::models::HostConfig) -> bollard_stubs::models::HostConfig {
     use bollard_stubs::models::{HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
-    let lc = h.log_config.get_or_insert_with(|| HostConfigLogConfig { typ: None, config: None });
+    let lc = h.log_config.get_or_insert(HostConfigLogConfig { typ: None, config: None });
     if lc.typ.as_deref().is_none_or(str::is_empty) {
         lc.typ = Some("json-file".into());
     }
