@@ -142,9 +142,10 @@ async fn spawn_helper(
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io)?)
         .stderr(log.try_clone().map_err(io)?)
-        .kill_on_drop(true)
-        // Its own process group: what it forks (virtiofsd's sandbox) is stopped with it.
-        .process_group(0);
+        .kill_on_drop(true);
+    // Its own process group: what it forks (virtiofsd's sandbox) is stopped with it.
+    #[cfg(unix)]
+    cmd.process_group(0);
     die_with_parent(&mut cmd);
     let mut child =
         cmd.spawn().map_err(|e| VmError::Missing(program.display().to_string(), format!("{e} ({hint})")))?;
@@ -420,6 +421,7 @@ impl RunningVm for QemuVm {
 
 /// Kills what is left of a helper's process group and waits until it is gone (at most 5 s), so
 /// nothing of the VM outlives the daemon.
+#[cfg(unix)]
 async fn stop_group(group: i32) {
     for _ in 0..100 {
         // SAFETY: kill(2) on a process group we created; no memory involved.
@@ -430,6 +432,10 @@ async fn stop_group(group: i32) {
     }
     tracing::warn!(group, "a helper's processes did not exit");
 }
+
+/// Elsewhere a helper has no process group: waiting for the helper itself is all there is.
+#[cfg(not(unix))]
+async fn stop_group(_group: i32) {}
 
 /// vhost-device-vsock's per-stream buffer (`SKIFF_VSOCK_TX_BUFFER`, bytes). 256 KiB: published-port
 /// throughput went from 47 to 65 MiB/s over the 64 KiB default; 1 MiB wedges vhost-device-vsock

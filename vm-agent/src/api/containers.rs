@@ -249,12 +249,7 @@ pub async fn attach(
     let tty = rec.config.tty.unwrap_or(false);
     let (want_in, want_logs, want_stream) = (p.bool("stdin"), p.bool("logs"), p.bool("stream"));
     let opts = LogOptions { stdout: p.bool("stdout"), stderr: p.bool("stderr"), ..Default::default() };
-    let detach_keys = match p.get("detachKeys").filter(|k| !k.is_empty()) {
-        Some(k) => super::session::parse_detach_keys(k)
-            .ok_or_else(|| ApiError::bad_request(format!("Invalid detach keys ({k}) provided")))?,
-        None if tty && want_in => vec![0x10, 0x11],
-        None => Vec::new(),
-    };
+    let detach_keys = super::session::detach_keys(p.get("detachKeys"), tty, want_in)?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };

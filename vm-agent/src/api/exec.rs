@@ -84,12 +84,8 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
 
 /// The exec's detach sequence: its `DetachKeys`, else ctrl-p ctrl-q for an interactive terminal.
 fn detach_keys(cfg: &ExecConfig) -> Result<Vec<u8>, ApiError> {
-    match cfg.detach_keys.as_deref().filter(|k| !k.is_empty()) {
-        Some(k) => super::session::parse_detach_keys(k)
-            .ok_or_else(|| ApiError::bad_request(format!("Invalid detach keys ({k}) provided"))),
-        None if cfg.tty.unwrap_or(false) && cfg.attach_stdin.unwrap_or(false) => Ok(vec![0x10, 0x11]),
-        None => Ok(Vec::new()),
-    }
+    let (tty, stdin) = (cfg.tty.unwrap_or(false), cfg.attach_stdin.unwrap_or(false));
+    super::session::detach_keys(cfg.detach_keys.as_deref(), tty, stdin)
 }
 
 /// `GET /exec/{id}/json`.

@@ -148,9 +148,7 @@ pub async fn prune(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Re
     let mut removed = Vec::new();
     for rec in engine.networks.all() {
         let labels: HashMap<String, String> = rec.labels.clone().into_iter().collect();
-        let old_enough = until.is_none_or(|u| {
-            chrono::DateTime::parse_from_rfc3339(&rec.created).map(|t| (t.timestamp() as f64) < u).unwrap_or(true)
-        });
+        let old_enough = crate::engine::filters::created_before(&rec.created, until);
         if rec.builtin
             || !old_enough
             || !filters.labels_match("label", Some(&labels))

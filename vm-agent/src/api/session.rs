@@ -52,6 +52,17 @@ pub struct Session {
     pub detach_keys: Vec<u8>,
 }
 
+/// The detach sequence of a session: the client's `detachKeys` (a 400 when malformed), else
+/// ctrl-p ctrl-q for an interactive terminal, else none.
+pub fn detach_keys(asked: Option<&str>, tty: bool, stdin: bool) -> Result<Vec<u8>, super::error::ApiError> {
+    match asked.filter(|k| !k.is_empty()) {
+        Some(k) => parse_detach_keys(k)
+            .ok_or_else(|| super::error::ApiError::bad_request(format!("Invalid detach keys ({k}) provided"))),
+        None if tty && stdin => Ok(vec![0x10, 0x11]),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Parses Docker's `detachKeys` (`ctrl-p,ctrl-q`, `a`, `ctrl-@`); `None` if malformed.
 pub fn parse_detach_keys(spec: &str) -> Option<Vec<u8>> {
     spec.split(',')

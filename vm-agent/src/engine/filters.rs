@@ -70,6 +70,14 @@ impl Filters {
     }
 }
 
+/// Prune's `until`: whether an RFC 3339 creation time lies before `until` (Unix seconds); an
+/// unreadable time counts as old, no `until` as always.
+pub fn created_before(created: &str, until: Option<f64>) -> bool {
+    until.is_none_or(|u| {
+        chrono::DateTime::parse_from_rfc3339(created).map(|t| (t.timestamp() as f64) < u).unwrap_or(true)
+    })
+}
+
 /// Shell-style glob match where `*` does not cross `/` (Go's `path.Match`, as Docker uses).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     fn go(p: &[u8], t: &[u8]) -> bool {

@@ -1037,9 +1037,7 @@ pub async fn prune(
         if c.is_running() || matches!(rec.state.status, Status::Restarting | Status::Paused) {
             continue;
         }
-        let old_enough = until.is_none_or(|u| {
-            chrono::DateTime::parse_from_rfc3339(&rec.created).map(|t| (t.timestamp() as f64) < u).unwrap_or(true)
-        });
+        let old_enough = crate::engine::filters::created_before(&rec.created, until);
         if !old_enough
             || !filters.labels_match("label", rec.config.labels.as_ref())
             || (!filters.get("label!").is_empty() && filters.labels_match("label!", rec.config.labels.as_ref()))
