@@ -196,45 +196,12 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
         }
         crate::runtime::trim_memory();
         if let Some((hub, mut rx)) = live {
-            forward_live(&hub, &mut rx, |ch| opts.wants(ch).then(|| enc(&opts, ch)), &tx).await;
+            super::live_output::forward_live(&hub, &mut rx, |ch| opts.wants(ch).then(|| enc(&opts, ch)), &tx).await;
         }
     });
     let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
     Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(stream)).into_response())
-}
-
-/// Sends live chunks until every output stream of the run has ended.
-pub(super) async fn forward_live(
-    hub: &crate::engine::containers::io::IoHub,
-    rx: &mut tokio::sync::broadcast::Receiver<Arc<crate::engine::containers::io::Chunk>>,
-    encode: impl Fn(&crate::engine::containers::io::Chunk) -> Option<Bytes>,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
-) {
-    let mut finished = hub.finished();
-    loop {
-        tokio::select! {
-            biased;
-            msg = rx.recv() => match msg {
-                Ok(ch) => {
-                    if let Some(b) = encode(&ch) {
-                        if tx.send(Ok(b)).await.is_err() { return; }
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            },
-            r = async { finished.wait_for(|d| *d).await.map(|_| ()) } => {
-                if r.is_err() { return; }
-                while let Ok(ch) = rx.try_recv() {
-                    if let Some(b) = encode(&ch) {
-                        if tx.send(Ok(b)).await.is_err() { return; }
-                    }
-                }
-                return;
-            }
-        }
-    }
 }
 
 /// `POST /containers/{id}/attach`: an HTTP upgrade carrying stdin up and output down.

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod error;
 pub mod exec;
 pub mod images;
+mod live_output;
 pub mod networks;
 pub mod params;
 pub mod session;

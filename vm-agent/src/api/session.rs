@@ -176,7 +176,7 @@ pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
             });
         }
         tokio::select! {
-            _ = super::containers::forward_live(&hub, &mut rx, enc, &tx) => {}
+            _ = super::live_output::forward_live(&hub, &mut rx, enc, &tx) => {}
             _ = async {
                 // Only a real detach ends the session; the stdin task ending (client EOF) does not.
                 if detached.wait_for(|d| *d).await.is_err() {

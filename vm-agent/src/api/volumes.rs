@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::error::ApiResult;
 use super::params::{json_body, Params};
 use crate::engine::filters::Filters;
+use crate::engine::containers::volume_users;
 use crate::engine::{volumes, Engine};
 
 /// `POST /volumes/create` body.
@@ -32,8 +33,8 @@ fn sorted(m: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
 /// `GET /volumes`.
 pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let filters = Filters::parse(p.get("filters"), &["name", "label", "driver", "dangling"])?;
-    let found = volumes::list(&engine, &filters)?;
-    let listed: Vec<serde_json::Value> = found.iter().map(|v| volumes::to_json(&engine, v, false)).collect();
+    let found = volumes::list(&engine, &filters, &|n| volume_users(&engine, n))?;
+    let listed: Vec<serde_json::Value> = found.iter().map(|v| volumes::to_json(&engine, v, None)).collect();
     Ok(Json(serde_json::json!({ "Volumes": listed, "Warnings": [] })).into_response())
 }
 
@@ -42,25 +43,25 @@ pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult
     let b: CreateBody = json_body(&body)?;
     let rec = engine.volumes.create(b.name.as_deref(), b.driver.as_deref(), sorted(b.labels), sorted(b.driver_opts))?;
     crate::engine::events::volume_event(&engine, "create", &rec.name);
-    Ok((StatusCode::CREATED, Json(volumes::to_json(&engine, &rec, false))).into_response())
+    Ok((StatusCode::CREATED, Json(volumes::to_json(&engine, &rec, None))).into_response())
 }
 
 /// `GET /volumes/{name}`.
 pub async fn inspect(State(engine): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Response> {
     let rec = engine.volumes.get(&name)?;
-    Ok(Json(volumes::to_json(&engine, &rec, false)).into_response())
+    Ok(Json(volumes::to_json(&engine, &rec, None)).into_response())
 }
 
 /// `DELETE /volumes/{name}`.
 pub async fn remove(State(engine): State<Arc<Engine>>, Path(name): Path<String>, p: Params) -> ApiResult<Response> {
     let force = p.bool("force");
-    crate::engine::blocking(move || volumes::remove(&engine, &name, force)).await?;
+    crate::engine::blocking(move || volumes::remove(&engine, &name, force, &|n| volume_users(&engine, n))).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /volumes/prune`.
 pub async fn prune(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let filters = Filters::parse(p.get("filters"), &["label", "all"])?;
-    let (removed, freed) = crate::engine::blocking(move || volumes::prune(&engine, &filters)).await?;
+    let (removed, freed) = crate::engine::blocking(move || volumes::prune(&engine, &filters, &|n| volume_users(&engine, n))).await?;
     Ok(Json(serde_json::json!({ "VolumesDeleted": removed, "SpaceReclaimed": freed })).into_response())
 }

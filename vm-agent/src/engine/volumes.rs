@@ -209,8 +209,11 @@ impl Volumes {
     }
 }
 
-/// A volume as the Docker API shows it.
-pub fn to_json(engine: &super::Engine, rec: &VolumeRecord, with_usage: bool) -> serde_json::Value {
+/// Which containers (ids) use a volume: the container service knows, the caller asks it.
+pub type Users<'a> = &'a dyn Fn(&str) -> Vec<String>;
+
+/// A volume as the Docker API shows it (`users` only with `with_usage`).
+pub fn to_json(engine: &super::Engine, rec: &VolumeRecord, usage: Option<Users<'_>>) -> serde_json::Value {
     let mut v = serde_json::json!({
         "Name": rec.name,
         "Driver": rec.driver,
@@ -220,17 +223,21 @@ pub fn to_json(engine: &super::Engine, rec: &VolumeRecord, with_usage: bool) -> 
         "Scope": "local",
         "Options": rec.options,
     });
-    if with_usage {
+    if let Some(users) = usage {
         v["UsageData"] = serde_json::json!({
             "Size": i64::try_from(dir_size(&engine.volumes.data_dir(&rec.name))).unwrap_or(i64::MAX),
-            "RefCount": super::containers::volume_users(engine, &rec.name).len(),
+            "RefCount": users(&rec.name).len(),
         });
     }
     v
 }
 
 /// `GET /volumes` with filters `name`, `label`, `driver`, `dangling`.
-pub fn list(engine: &super::Engine, filters: &super::filters::Filters) -> Result<Vec<VolumeRecord>, EngineError> {
+pub fn list(
+    engine: &super::Engine,
+    filters: &super::filters::Filters,
+    users: Users<'_>,
+) -> Result<Vec<VolumeRecord>, EngineError> {
     let dangling = filters.bool("dangling")?;
     Ok(engine
         .volumes
@@ -242,18 +249,18 @@ pub fn list(engine: &super::Engine, filters: &super::filters::Filters) -> Result
             let labels: HashMap<String, String> = v.labels.clone().into_iter().collect();
             filters.labels_match("label", Some(&labels))
         })
-        .filter(|v| dangling.is_none_or(|d| d == super::containers::volume_users(engine, &v.name).is_empty()))
+        .filter(|v| dangling.is_none_or(|d| d == users(&v.name).is_empty()))
         .collect())
 }
 
 /// `DELETE /volumes/{name}`: refused while any container (running or not) uses it.
-pub fn remove(engine: &super::Engine, name: &str, force: bool) -> Result<(), EngineError> {
+pub fn remove(engine: &super::Engine, name: &str, force: bool, users: Users<'_>) -> Result<(), EngineError> {
     match engine.volumes.get(name) {
         Err(EngineError::NotFound(_)) if force => return Ok(()),
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    let users = super::containers::volume_users(engine, name);
+    let users = users(name);
     if !users.is_empty() {
         return Err(EngineError::Conflict(format!("remove {name}: volume is in use - [{}]", users.join(", "))));
     }
@@ -264,7 +271,11 @@ pub fn remove(engine: &super::Engine, name: &str, force: bool) -> Result<(), Eng
 
 /// `POST /volumes/prune`: unused anonymous volumes (all unused ones with `all=true`), filtered by
 /// labels. Returns the names removed and the bytes freed.
-pub fn prune(engine: &super::Engine, filters: &super::filters::Filters) -> Result<(Vec<String>, u64), EngineError> {
+pub fn prune(
+    engine: &super::Engine,
+    filters: &super::filters::Filters,
+    users: Users<'_>,
+) -> Result<(Vec<String>, u64), EngineError> {
     let all = filters.bool("all")?.unwrap_or(false);
     let mut removed = Vec::new();
     let mut freed = 0;
@@ -272,7 +283,7 @@ pub fn prune(engine: &super::Engine, filters: &super::filters::Filters) -> Resul
         let labels: HashMap<String, String> = v.labels.clone().into_iter().collect();
         if (!all && !v.anonymous)
             || !filters.labels_match("label", Some(&labels))
-            || !super::containers::volume_users(engine, &v.name).is_empty()
+            || !users(&v.name).is_empty()
         {
             continue;
         }

@@ -36,6 +36,18 @@ pub enum NetError {
     Internal(String),
 }
 
+impl NetError {
+    /// The message Docker gives when a host port is taken.
+    pub fn port_in_use(host_ip: std::net::IpAddr, first: u16, last: u16) -> Self {
+        let ports = if first == last { first.to_string() } else { format!("{first}-{last}") };
+        let addr = match host_ip {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]:{ports}"),
+            std::net::IpAddr::V4(ip) => format!("{ip}:{ports}"),
+        };
+        Self::PortInUse(format!("Bind for {addr} failed: port is already allocated"))
+    }
+}
+
 /// Engine-wide network settings.
 #[derive(Debug, Clone)]
 pub struct NetConfig {

@@ -173,16 +173,6 @@ impl Publisher {
     }
 }
 
-/// The message Docker gives when a host port is taken.
-pub fn in_use(host_ip: IpAddr, first: u16, last: u16) -> NetError {
-    let ports = if first == last { first.to_string() } else { format!("{first}-{last}") };
-    let addr = match host_ip {
-        IpAddr::V6(ip) => format!("[{ip}]:{ports}"),
-        IpAddr::V4(ip) => format!("{ip}:{ports}"),
-    };
-    NetError::PortInUse(format!("Bind for {addr} failed: port is already allocated"))
-}
-
 async fn publish_local(spec: &PortSpec, host_ip: IpAddr, target: SocketAddr) -> Result<(u16, PortGuard), NetError> {
     let mut tasks = JoinSet::new();
     for port in spec.first..=spec.last {
@@ -204,7 +194,7 @@ async fn publish_local(spec: &PortSpec, host_ip: IpAddr, target: SocketAddr) -> 
             }
         }
     }
-    Err(in_use(host_ip, spec.first, spec.last))
+    Err(NetError::port_in_use(host_ip, spec.first, spec.last))
 }
 
 /// Accepts connections and proxies each to `target`; half-closes pass through.

@@ -12,7 +12,6 @@ use skiff_proto::stream::{read_frame, write_frame, MAX_FRAME};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
-use super::ports::in_use;
 use super::NetError;
 
 type Conn = (BufReader<tokio::io::ReadHalf<VsockStream>>, tokio::io::WriteHalf<VsockStream>);
@@ -111,7 +110,7 @@ impl Tunnel {
                 }
                 match other {
                     Ok(PortResponse::Error { message }) if message.contains("in use") => {
-                        Err(in_use(host_ip, first, last))
+                        Err(NetError::port_in_use(host_ip, first, last))
                     }
                     Ok(PortResponse::Error { message }) => Err(NetError::Internal(message)),
                     Ok(r) => Err(NetError::Internal(format!("unexpected answer from the host: {r:?}"))),

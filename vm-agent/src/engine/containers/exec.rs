@@ -10,7 +10,8 @@ use bollard_stubs::models::ExecConfig;
 use tokio::sync::watch;
 
 use super::io::{IoHub, STDOUT};
-use super::{dev_null, make_pipes, Container};
+use super::stdio::{dev_null, make_pipes};
+use super::Container;
 use crate::engine::{Engine, EngineError};
 use crate::runtime::{self, init::ExecRequest, reaper};
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_stubs::models::{ContainerConfig, ExecConfig, HealthConfig};
-use serde::{Deserialize, Serialize};
 
+pub use super::health_state::{Health, HealthStatus, Probe};
 use super::{exec, Container};
 use crate::engine::{now_rfc3339, Engine, EngineError};
 
@@ -16,94 +16,8 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_RETRIES: i64 = 3;
-/// Probes kept in `State.Health.Log`, and the output kept of each.
-const LOG_ENTRIES: usize = 5;
+/// The output kept of each probe.
 const MAX_OUTPUT: usize = 4096;
-
-/// `starting`, `healthy` or `unhealthy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    /// Not yet passed (and not yet failed `retries` times).
-    #[default]
-    Starting,
-    /// The last probe passed.
-    Healthy,
-    /// `retries` probes in a row failed (or the container stopped).
-    Unhealthy,
-}
-
-impl HealthStatus {
-    /// Docker's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Healthy => "healthy",
-            Self::Unhealthy => "unhealthy",
-        }
-    }
-}
-
-/// One probe's result.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Probe {
-    /// RFC 3339 start.
-    pub start: String,
-    /// RFC 3339 end.
-    pub end: String,
-    /// 0 passed; -1 timed out or could not run.
-    pub exit_code: i64,
-    /// What it printed (first 4 KiB).
-    pub output: String,
-}
-
-/// `State.Health`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    /// Current status.
-    pub status: HealthStatus,
-    /// Failed probes in a row (outside the start period).
-    pub failing_streak: i64,
-    /// The last probes, oldest first.
-    pub log: Vec<Probe>,
-}
-
-impl Health {
-    /// Docker's JSON (through serde: the stubs' date type depends on features other crates of
-    /// the workspace turn on).
-    pub fn to_api(&self) -> Option<bollard_stubs::models::Health> {
-        let log: Vec<serde_json::Value> = self
-            .log
-            .iter()
-            .map(|p| serde_json::json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output}))
-            .collect();
-        let v = serde_json::json!({"Status": self.status.as_str(), "FailingStreak": self.failing_streak, "Log": log});
-        serde_json::from_value(v).ok()
-    }
-
-    /// Records a probe; returns the new status when it changed. Failures inside the start period
-    /// do not count until the container was healthy once (dockerd's rule).
-    pub fn record(&mut self, probe: Probe, in_start_period: bool, retries: i64) -> Option<HealthStatus> {
-        let before = self.status;
-        if probe.exit_code == 0 {
-            self.failing_streak = 0;
-            self.status = HealthStatus::Healthy;
-        } else if !(in_start_period && self.status != HealthStatus::Healthy) {
-            self.failing_streak += 1;
-            if self.failing_streak >= retries {
-                self.status = HealthStatus::Unhealthy;
-            }
-        }
-        self.log.push(probe);
-        if self.log.len() > LOG_ENTRIES {
-            let extra = self.log.len() - LOG_ENTRIES;
-            self.log.drain(..extra);
-        }
-        (self.status != before).then_some(self.status)
-    }
-}
 
 /// A container's effective health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,7 +218,7 @@ mod tests {
         for _ in 0..10 {
             h.record(probe(0), false, 2);
         }
-        assert_eq!(h.log.len(), LOG_ENTRIES);
+        assert_eq!(h.log.len(), super::super::health_state::LOG_ENTRIES);
     }
 
     #[test]

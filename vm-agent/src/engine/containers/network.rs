@@ -11,46 +11,17 @@ use bollard_stubs::models::{
     ContainerConfig, EndpointSettings, HostConfig, NetworkingConfig, PortSummary, PortSummaryTypeEnum,
 };
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::record::{ContainerRecord, Status};
 use super::Container;
 use crate::engine::networks::{Driver, NetworkRecord};
+pub use super::endpoint::EndpointRecord;
 use crate::engine::{Engine, EngineError};
 use crate::net::link::{configure_inside, mac_string, InsideLink};
 use crate::net::netns::Netns;
 use crate::net::ports;
 use crate::net::{dns, Sandbox};
-
-/// A container's membership of one network.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointRecord {
-    /// The network's id.
-    pub network_id: String,
-    /// Extra names on this network (`--network-alias`, compose service names).
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// A fixed address asked for (`--ip`).
-    #[serde(default)]
-    pub ipv4_address: Option<Ipv4Addr>,
-    /// While running: the endpoint's id.
-    #[serde(default)]
-    pub endpoint_id: String,
-    /// While running: address and prefix.
-    #[serde(default)]
-    pub ip: Option<Ipv4Net>,
-    /// While running: the gateway.
-    #[serde(default)]
-    pub gateway: Option<Ipv4Addr>,
-    /// While running: the MAC address.
-    #[serde(default)]
-    pub mac: Option<String>,
-    /// A fixed MAC address asked for (`--mac-address`), else one derived from the address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac_address: Option<[u8; 6]>,
-}
 
 /// Parses `aa:bb:cc:dd:ee:ff` (a unicast address).
 pub fn parse_mac(s: &str) -> Result<[u8; 6], EngineError> {

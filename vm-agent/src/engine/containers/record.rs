@@ -61,7 +61,7 @@ pub struct State {
     pub oom_killed: bool,
     /// Health-check state, for containers with a health check once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<super::health::Health>,
+    pub health: Option<super::health_state::Health>,
 }
 
 /// Docker's zero time.
@@ -117,7 +117,7 @@ pub struct ContainerRecord {
     pub mounts: Vec<super::mounts::MountRecord>,
     /// The networks it joins, by name (addresses filled in while it runs).
     #[serde(default)]
-    pub networks: std::collections::BTreeMap<String, super::network::EndpointRecord>,
+    pub networks: std::collections::BTreeMap<String, super::endpoint::EndpointRecord>,
     /// Its published ports while it runs.
     #[serde(default)]
     pub ports: Vec<crate::net::ports::PublishedPort>,

@@ -1,0 +1,35 @@
+//! A container's membership of one network, as the record keeps it.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// A container's membership of one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointRecord {
+    /// The network's id.
+    pub network_id: String,
+    /// Extra names on this network (`--network-alias`, compose service names).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A fixed address asked for (`--ip`).
+    #[serde(default)]
+    pub ipv4_address: Option<Ipv4Addr>,
+    /// While running: the endpoint's id.
+    #[serde(default)]
+    pub endpoint_id: String,
+    /// While running: address and prefix.
+    #[serde(default)]
+    pub ip: Option<Ipv4Net>,
+    /// While running: the gateway.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// While running: the MAC address.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// A fixed MAC address asked for (`--mac-address`), else one derived from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<[u8; 6]>,
+}
