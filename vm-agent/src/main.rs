@@ -41,26 +41,27 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         shutdown_timeout: u64,
     },
-    /// Internal: start the container described by BUNDLE/config.json (run by the engine itself).
+    /// Internal: the runtime child that starts the container described by BUNDLE/config.json
+    /// (run by the engine itself).
     #[command(hide = true)]
-    Init {
+    Child {
         /// The bundle directory.
         bundle: PathBuf,
     },
 }
 
 fn main() -> anyhow::Result<()> {
-    // `init` runs before anything starts threads: it forks the container's PID 1.
+    // The runtime child runs before anything starts threads: it forks the container's PID 1.
     // As the VM's PID 1 (the initramfs's /init) the agent brings the guest up itself.
     if std::process::id() == 1 {
         skiff_agent::init::main();
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() == 3 && args[1] == "init" {
-        skiff_agent::runtime::init::main(std::path::Path::new(&args[2]));
+    if args.len() == 3 && args[1] == "child" {
+        skiff_agent::runtime::child::main(std::path::Path::new(&args[2]));
     }
-    if args.len() == 4 && args[1] == "exec-init" {
-        skiff_agent::runtime::init::exec_main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]));
+    if args.len() == 4 && args[1] == "exec-child" {
+        skiff_agent::runtime::child::exec_main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]));
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
@@ -80,7 +81,7 @@ fn main() -> anyhow::Result<()> {
             let grace = std::time::Duration::from_secs(shutdown_timeout);
             serve(socket, EngineConfig { root, insecure_registries, net }, grace)
         }
-        Command::Init { bundle } => skiff_agent::runtime::init::main(&bundle),
+        Command::Child { bundle } => skiff_agent::runtime::child::main(&bundle),
     }
 }
 

@@ -299,7 +299,11 @@ pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response
     let list = crate::engine::containers::view::list(&engine, true, None, &filters, true)?;
     let e = engine.clone();
     let volumes: Vec<serde_json::Value> = crate::engine::blocking(move || {
-        Ok(e.volumes.list().iter().map(|v| crate::engine::volumes::to_json(&e, v, Some(&|n| crate::engine::containers::volume_users(&e, n)))).collect())
+        Ok(e.volumes
+            .list()
+            .iter()
+            .map(|v| crate::engine::volumes::to_json(&e, v, Some(&|n| crate::engine::containers::volume_users(&e, n))))
+            .collect())
     })
     .await?;
     Ok(Json(serde_json::json!({

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::error::ApiResult;
 use super::params::{json_body, Params};
-use crate::engine::filters::Filters;
 use crate::engine::containers::volume_users;
+use crate::engine::filters::Filters;
 use crate::engine::{volumes, Engine};
 
 /// `POST /volumes/create` body.
@@ -62,6 +62,7 @@ pub async fn remove(State(engine): State<Arc<Engine>>, Path(name): Path<String>,
 /// `POST /volumes/prune`.
 pub async fn prune(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let filters = Filters::parse(p.get("filters"), &["label", "all"])?;
-    let (removed, freed) = crate::engine::blocking(move || volumes::prune(&engine, &filters, &|n| volume_users(&engine, n))).await?;
+    let (removed, freed) =
+        crate::engine::blocking(move || volumes::prune(&engine, &filters, &|n| volume_users(&engine, n))).await?;
     Ok(Json(serde_json::json!({ "VolumesDeleted": removed, "SpaceReclaimed": freed })).into_response())
 }

@@ -281,10 +281,7 @@ pub fn prune(
     let mut freed = 0;
     for v in engine.volumes.list() {
         let labels: HashMap<String, String> = v.labels.clone().into_iter().collect();
-        if (!all && !v.anonymous)
-            || !filters.labels_match("label", Some(&labels))
-            || !users(&v.name).is_empty()
-        {
+        if (!all && !v.anonymous) || !filters.labels_match("label", Some(&labels)) || !users(&v.name).is_empty() {
             continue;
         }
         freed += engine.volumes.remove(&v.name)?;

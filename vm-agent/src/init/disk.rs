@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
 
-use super::InitError;
+use super::SetupError;
 
 /// Where the data disk is mounted; the engine's state lives below it.
 pub const MOUNT_POINT: &str = "/var/lib/skiff";
@@ -45,11 +45,11 @@ fn probe(head: &[u8]) -> Content {
 }
 
 /// Waits for `dev` (virtio-blk probes asynchronously), then formats, checks and mounts it.
-pub fn prepare(dev: &Path) -> Result<Prepared, InitError> {
+pub fn prepare(dev: &Path) -> Result<Prepared, SetupError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !dev.exists() {
         if Instant::now() > deadline {
-            return Err(InitError::Disk(format!(
+            return Err(SetupError::Disk(format!(
                 "{} did not appear within 10 s (no data disk attached?)",
                 dev.display()
             )));
@@ -59,7 +59,7 @@ pub fn prepare(dev: &Path) -> Result<Prepared, InitError> {
     let mut head = vec![0u8; 64 * 1024];
     std::fs::File::open(dev)
         .and_then(|mut f| f.read_exact(&mut head))
-        .map_err(|e| InitError::io(&format!("reading {}", dev.display()), e))?;
+        .map_err(|e| SetupError::io(&format!("reading {}", dev.display()), e))?;
     let outcome = match probe(&head) {
         Content::Empty => {
             tracing::info!(device = %dev.display(), "formatting the new data disk (ext4)");
@@ -72,15 +72,15 @@ pub fn prepare(dev: &Path) -> Result<Prepared, InitError> {
         Content::Ext4 if cleanly_unmounted(&head) => Prepared::Mounted,
         Content::Ext4 => check(dev)?,
         Content::Unknown => {
-            return Err(InitError::Disk(format!(
+            return Err(SetupError::Disk(format!(
                 "{} holds something that is not an ext4 file system; refusing to format it",
                 dev.display()
             )))
         }
     };
-    std::fs::create_dir_all(MOUNT_POINT).map_err(|e| InitError::io(MOUNT_POINT, e))?;
+    std::fs::create_dir_all(MOUNT_POINT).map_err(|e| SetupError::io(MOUNT_POINT, e))?;
     mount(Some(dev), MOUNT_POINT, Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
-        .map_err(|e| InitError::sys(&format!("mounting {} on {MOUNT_POINT}", dev.display()), e))?;
+        .map_err(|e| SetupError::sys(&format!("mounting {} on {MOUNT_POINT}", dev.display()), e))?;
     grow_if_needed(dev)?;
     Ok(outcome)
 }
@@ -101,7 +101,7 @@ fn cleanly_unmounted(head: &[u8]) -> bool {
 }
 
 /// `e2fsck -p` (replays the journal after a crash, fixes what is safe); `-y` if that is not enough.
-fn check(dev: &Path) -> Result<Prepared, InitError> {
+fn check(dev: &Path) -> Result<Prepared, SetupError> {
     let code = status(Command::new("/sbin/e2fsck").arg("-p").arg(dev))?;
     match code {
         0 => Ok(Prepared::Mounted),
@@ -113,7 +113,7 @@ fn check(dev: &Path) -> Result<Prepared, InitError> {
             tracing::warn!(device = %dev.display(), code, "e2fsck -p could not fix everything; running e2fsck -y");
             match status(Command::new("/sbin/e2fsck").arg("-y").arg(dev))? {
                 0..=3 => Ok(Prepared::Repaired),
-                code => Err(InitError::Disk(format!(
+                code => Err(SetupError::Disk(format!(
                     "the data disk's file system has errors e2fsck cannot repair (exit code {code}); \
                      `skiff delete --force` starts over with an empty disk"
                 ))),
@@ -123,13 +123,13 @@ fn check(dev: &Path) -> Result<Prepared, InitError> {
 }
 
 /// Grows the mounted file system when the host enlarged the disk (`skiff start --disk`).
-fn grow_if_needed(dev: &Path) -> Result<(), InitError> {
+fn grow_if_needed(dev: &Path) -> Result<(), SetupError> {
     let name = dev.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let sectors: u64 = std::fs::read_to_string(format!("/sys/block/{name}/size"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    let fs = nix::sys::statvfs::statvfs(MOUNT_POINT).map_err(|e| InitError::sys("statvfs", e))?;
+    let fs = nix::sys::statvfs::statvfs(MOUNT_POINT).map_err(|e| SetupError::sys("statvfs", e))?;
     let fs_bytes = fs.blocks() * fs.fragment_size();
     // The file system is a few percent smaller than its device (metadata): grow only for real gains.
     if sectors * 512 > fs_bytes + fs_bytes / 10 + (256 << 20) {
@@ -151,8 +151,8 @@ pub fn unmount() {
     nix::unistd::sync();
 }
 
-fn status(cmd: &mut Command) -> Result<i32, InitError> {
-    let out = cmd.output().map_err(|e| InitError::io(&format!("running {cmd:?}"), e))?;
+fn status(cmd: &mut Command) -> Result<i32, SetupError> {
+    let out = cmd.output().map_err(|e| SetupError::io(&format!("running {cmd:?}"), e))?;
     if !out.stderr.is_empty() {
         tracing::info!(command = ?cmd, output = %String::from_utf8_lossy(&out.stderr).trim(), "disk tool");
     }
@@ -160,10 +160,10 @@ fn status(cmd: &mut Command) -> Result<i32, InitError> {
 }
 
 /// Runs `cmd` and fails unless it exits 0.
-fn run(cmd: &mut Command) -> Result<(), InitError> {
+fn run(cmd: &mut Command) -> Result<(), SetupError> {
     match status(cmd)? {
         0 => Ok(()),
-        code => Err(InitError::Disk(format!("{cmd:?} failed with exit code {code}"))),
+        code => Err(SetupError::Disk(format!("{cmd:?} failed with exit code {code}"))),
     }
 }
 

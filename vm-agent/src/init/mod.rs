@@ -25,7 +25,7 @@ use crate::engine::{Engine, EngineConfig};
 
 /// Why the guest could not come up.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub enum SetupError {
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("{what}: {errno}")]
@@ -40,7 +40,7 @@ pub enum InitError {
     Clock(String),
 }
 
-impl InitError {
+impl SetupError {
     pub(crate) fn io(what: &str, source: std::io::Error) -> Self {
         Self::Io { what: what.to_owned(), source }
     }

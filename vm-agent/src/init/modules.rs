@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::InitError;
+use super::SetupError;
 
 /// The data disk's driver, loaded first so the disk check can start early.
 pub const DISK: &[&str] = &["virtio_pci", "virtio_blk"];
@@ -56,22 +56,22 @@ impl ModuleIndex {
     }
 
     /// Reads the index of the running kernel from `/lib/modules/$(uname -r)`.
-    pub fn open_running() -> Result<Self, InitError> {
-        let release = nix::sys::utsname::uname().map_err(|e| InitError::sys("uname", e))?;
+    pub fn open_running() -> Result<Self, SetupError> {
+        let release = nix::sys::utsname::uname().map_err(|e| SetupError::sys("uname", e))?;
         let dir = Path::new("/lib/modules").join(release.release());
         let dep = std::fs::read_to_string(dir.join("modules.dep"))
-            .map_err(|e| InitError::io(&format!("reading {}/modules.dep", dir.display()), e))?;
+            .map_err(|e| SetupError::io(&format!("reading {}/modules.dep", dir.display()), e))?;
         let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
         Ok(Self::parse(&dir, &dep, &builtin))
     }
 
     /// The files to load for `name`, each after the modules it needs; empty if built in.
-    pub fn plan(&self, name: &str) -> Result<Vec<PathBuf>, InitError> {
+    pub fn plan(&self, name: &str) -> Result<Vec<PathBuf>, SetupError> {
         let name = name.replace('-', "_");
         if self.builtin.contains(&name) {
             return Ok(Vec::new());
         }
-        let file = self.by_name.get(&name).ok_or_else(|| InitError::Module {
+        let file = self.by_name.get(&name).ok_or_else(|| SetupError::Module {
             module: name.clone(),
             reason: "not in this image's modules.dep".into(),
         })?;
@@ -95,14 +95,14 @@ impl ModuleIndex {
     }
 
     /// Loads `names` and their dependencies (each at most once).
-    pub fn load(&mut self, names: &[&str]) -> Result<(), InitError> {
+    pub fn load(&mut self, names: &[&str]) -> Result<(), SetupError> {
         for name in names {
             for file in self.plan(name)? {
                 if self.loaded.contains(&file) {
                     continue;
                 }
                 insert(&self.dir.join(&file))
-                    .map_err(|reason| InitError::Module { module: module_name(&file), reason })?;
+                    .map_err(|reason| SetupError::Module { module: module_name(&file), reason })?;
                 self.loaded.insert(file);
             }
         }
@@ -113,14 +113,14 @@ impl ModuleIndex {
     /// relocation work and the roots share no dependencies beyond what is already loaded. A
     /// dependency two threads need is safe: the kernel makes the second load wait for the first
     /// and answer EEXIST.
-    pub fn load_parallel(&mut self, names: &[&str]) -> Result<(), InitError> {
+    pub fn load_parallel(&mut self, names: &[&str]) -> Result<(), SetupError> {
         let mut plans = Vec::new();
         for name in names {
             let plan: Vec<PathBuf> = self.plan(name)?.into_iter().filter(|f| !self.loaded.contains(f)).collect();
             plans.push(plan);
         }
         let dir = self.dir.clone();
-        let results: Vec<Result<Vec<PathBuf>, InitError>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Vec<PathBuf>, SetupError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = plans
                 .into_iter()
                 .map(|plan| {
@@ -128,7 +128,7 @@ impl ModuleIndex {
                     scope.spawn(move || {
                         for file in &plan {
                             insert(&dir.join(file))
-                                .map_err(|reason| InitError::Module { module: module_name(file), reason })?;
+                                .map_err(|reason| SetupError::Module { module: module_name(file), reason })?;
                         }
                         Ok(plan)
                     })
@@ -138,7 +138,7 @@ impl ModuleIndex {
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(InitError::Module { module: "?".into(), reason: "loader thread panicked".into() })
+                        Err(SetupError::Module { module: "?".into(), reason: "loader thread panicked".into() })
                     })
                 })
                 .collect()

@@ -4,23 +4,23 @@ use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 
-use super::InitError;
+use super::SetupError;
 
 /// Makes `/` a mount that `pivot_root(2)` accepts inside container namespaces.
 ///
 /// The initramfs is the kernel's rootfs, which has no parent mount, and `pivot_root` refuses to
 /// move such a root away (EINVAL). Binding it onto a directory of itself and moving that bind
 /// mount over `/` (what `switch_root` does) gives a root with a parent, at no copying cost.
-pub fn make_root_pivotable() -> Result<(), InitError> {
+pub fn make_root_pivotable() -> Result<(), SetupError> {
     let staging = Path::new("/.root");
-    std::fs::create_dir_all(staging).map_err(|e| InitError::io("creating /.root", e))?;
+    std::fs::create_dir_all(staging).map_err(|e| SetupError::io("creating /.root", e))?;
     mount(Some("/"), staging, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| InitError::sys("binding / onto /.root", e))?;
-    nix::unistd::chdir(staging).map_err(|e| InitError::sys("entering /.root", e))?;
+        .map_err(|e| SetupError::sys("binding / onto /.root", e))?;
+    nix::unistd::chdir(staging).map_err(|e| SetupError::sys("entering /.root", e))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(|e| InitError::sys("moving the root bind mount onto /", e))?;
-    nix::unistd::chroot(".").map_err(|e| InitError::sys("chroot into the new root", e))?;
-    nix::unistd::chdir("/").map_err(|e| InitError::sys("chdir /", e))?;
+        .map_err(|e| SetupError::sys("moving the root bind mount onto /", e))?;
+    nix::unistd::chroot(".").map_err(|e| SetupError::sys("chroot into the new root", e))?;
+    nix::unistd::chdir("/").map_err(|e| SetupError::sys("chdir /", e))?;
     // The mount point is now a plain empty directory of the new root.
     let _ = std::fs::remove_dir(staging);
     Ok(())
@@ -80,12 +80,12 @@ const EARLY: &[Early] = &[
 ];
 
 /// Mounts the early table and the usual `/dev` links.
-pub fn early() -> Result<(), InitError> {
+pub fn early() -> Result<(), SetupError> {
     for m in EARLY {
-        std::fs::create_dir_all(m.target).map_err(|e| InitError::io(m.target, e))?;
+        std::fs::create_dir_all(m.target).map_err(|e| SetupError::io(m.target, e))?;
         let data = (!m.data.is_empty()).then_some(m.data);
         mount(Some(m.source), m.target, Some(m.fstype), m.flags, data)
-            .map_err(|e| InitError::sys(&format!("mounting {} on {}", m.fstype, m.target), e))?;
+            .map_err(|e| SetupError::sys(&format!("mounting {} on {}", m.fstype, m.target), e))?;
     }
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),

@@ -8,13 +8,13 @@ use futures::TryStreamExt;
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 use skiff_proto::boot::BootConfig;
 
-use super::InitError;
+use super::SetupError;
 
 /// Configures `lo` and the first Ethernet NIC (waiting up to `wait` for its driver).
-pub async fn configure(boot: &BootConfig, wait: std::time::Duration) -> Result<(), InitError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| InitError::io("opening netlink", e))?;
+pub async fn configure(boot: &BootConfig, wait: std::time::Duration) -> Result<(), SetupError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| SetupError::io("opening netlink", e))?;
     tokio::spawn(conn);
-    let err = |what: &str, e: rtnetlink::Error| InitError::Network(format!("{what}: {e}"));
+    let err = |what: &str, e: rtnetlink::Error| SetupError::Network(format!("{what}: {e}"));
     set_up(&handle, "lo").await.map_err(|e| err("bringing up lo", e))?;
     let Some((ip, prefix)) = boot.ip else {
         tracing::info!("no skiff.ip on the kernel command line: the guest stays offline");
@@ -26,7 +26,7 @@ pub async fn configure(boot: &BootConfig, wait: std::time::Duration) -> Result<(
             break i;
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(InitError::Network("no network interface appeared (virtio_net not bound?)".into()));
+            return Err(SetupError::Network("no network interface appeared (virtio_net not bound?)".into()));
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
@@ -71,14 +71,14 @@ async fn first_ethernet(handle: &rtnetlink::Handle) -> Result<Option<u32>, rtnet
     Ok(None)
 }
 
-fn write_resolver_files(boot: &BootConfig) -> Result<(), InitError> {
+fn write_resolver_files(boot: &BootConfig) -> Result<(), SetupError> {
     if let Some(dns) = boot.dns {
         std::fs::write("/etc/resolv.conf", format!("nameserver {dns}\n"))
-            .map_err(|e| InitError::io("writing /etc/resolv.conf", e))?;
+            .map_err(|e| SetupError::io("writing /etc/resolv.conf", e))?;
     }
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
     if let Some(host) = boot.host {
         hosts.push_str(&format!("{host}\thost.docker.internal host.skiff.internal\n"));
     }
-    std::fs::write("/etc/hosts", hosts).map_err(|e| InitError::io("writing /etc/hosts", e))
+    std::fs::write("/etc/hosts", hosts).map_err(|e| SetupError::io("writing /etc/hosts", e))
 }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use nix::mount::{mount, MsFlags};
 
-use super::InitError;
+use super::SetupError;
 
 static MOUNTED: OnceLock<Vec<PathBuf>> = OnceLock::new();
 
@@ -17,7 +17,7 @@ pub fn mounted() -> &'static [PathBuf] {
 
 /// Mounts each `(tag, path)`; a share that fails is logged and skipped (the rest of the engine
 /// works without it, and bind mounts below it then fail with a clear message).
-pub fn mount_all(shares: &[(String, String)]) -> Result<(), InitError> {
+pub fn mount_all(shares: &[(String, String)]) -> Result<(), SetupError> {
     let mut done = Vec::new();
     for (tag, path) in shares {
         if let Err(e) = std::fs::create_dir_all(path) {
@@ -32,5 +32,5 @@ pub fn mount_all(shares: &[(String, String)]) -> Result<(), InitError> {
             Err(e) => tracing::error!(tag, path, error = %e, "cannot mount the host folder"),
         }
     }
-    MOUNTED.set(done).map_err(|_| InitError::Disk("shares mounted twice".into()))
+    MOUNTED.set(done).map_err(|_| SetupError::Disk("shares mounted twice".into()))
 }

@@ -1,14 +1,14 @@
 //! The container runtime: starts processes described by an OCI runtime spec (a bundle directory
 //! with `config.json`) in new namespaces on an overlayfs root, and reaps them.
 //!
-//! The agent execs itself as `skiff-agent init BUNDLE` (single-threaded, so forking is safe); that
+//! The agent execs itself as `skiff-agent child BUNDLE` (single-threaded, so forking is safe); that
 //! process sets the container up, reports the container's pid and exits. The agent is a child
 //! subreaper, so it inherits and reaps the container: no shim process per container.
 
 pub mod capabilities;
 pub mod cgroup;
+pub mod child;
 pub mod devices;
-pub mod init;
 pub mod pty;
 pub mod reaper;
 pub mod rootfs;
@@ -39,14 +39,14 @@ pub enum ErrorKind {
 /// Why a container could not start.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
-pub struct InitError {
+pub struct SetupError {
     /// The class of failure.
     pub kind: ErrorKind,
     /// What failed, in words.
     pub message: String,
 }
 
-impl InitError {
+impl SetupError {
     /// A failure of kind `Other`.
     pub fn other(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Other, message: message.into() }
@@ -78,8 +78,8 @@ pub fn start(
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, InitError> {
-    launch(&[std::ffi::OsStr::new("init"), bundle.as_os_str()], stdin, stdout, stderr, terminal)
+) -> Result<Started, SetupError> {
+    launch(&[std::ffi::OsStr::new("child"), bundle.as_os_str()], stdin, stdout, stderr, terminal)
 }
 
 /// Starts an extra process in a running container (`docker exec`), described by the request file.
@@ -90,9 +90,9 @@ pub fn exec(
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, InitError> {
+) -> Result<Started, SetupError> {
     launch(
-        &[std::ffi::OsStr::new("exec-init"), bundle.as_os_str(), request.as_os_str()],
+        &[std::ffi::OsStr::new("exec-child"), bundle.as_os_str(), request.as_os_str()],
         stdin,
         stdout,
         stderr,
@@ -106,17 +106,17 @@ fn launch(
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, InitError> {
+) -> Result<Started, SetupError> {
     // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
     let exe = sealed_exe::exec_path()?;
     let (report_r, report_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SetupError::sys("pipe", e))?;
     let report_fd = report_w.as_raw_fd();
     let console = if terminal {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         Some(
             socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-                .map_err(|e| InitError::sys("socketpair", e))?,
+                .map_err(|e| SetupError::sys("socketpair", e))?,
         )
     } else {
         None
@@ -143,7 +143,7 @@ fn launch(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| InitError::other(format!("starting container init: {e}")))?;
+    let child = cmd.spawn().map_err(|e| SetupError::other(format!("starting the runtime child: {e}")))?;
     drop(cmd);
     drop(report_w);
     let ours = console.map(|(ours, theirs)| {
@@ -158,7 +158,7 @@ fn launch(
                 let mut buf = String::new();
                 let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
                 reaper::forget(i32::try_from(child.id()).unwrap_or(0));
-                let report: Option<init::Report> = serde_json::from_str(&buf).ok();
+                let report: Option<child::Report> = serde_json::from_str(&buf).ok();
                 return Err(report.and_then(|r| r.error).unwrap_or(e));
             }
         },
@@ -166,14 +166,14 @@ fn launch(
     };
     let mut buf = String::new();
     let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
-    // The reaper collects init's own exit status; we only need its report.
+    // The reaper collects the runtime child's own exit status; we only need its report.
     reaper::forget(i32::try_from(child.id()).unwrap_or(0));
-    let report: init::Report = serde_json::from_str(&buf)
-        .map_err(|_| InitError::other(format!("container init failed without a report: {buf:?}")))?;
+    let report: child::Report = serde_json::from_str(&buf)
+        .map_err(|_| SetupError::other(format!("the runtime child failed without a report: {buf:?}")))?;
     match (report.pid, report.error) {
         (_, Some(e)) => Err(e),
         (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
-        (None, None) => Err(InitError::other("container init reported nothing")),
+        (None, None) => Err(SetupError::other("the runtime child reported nothing")),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `docker exec`: extra processes in a running container. Each exec joins the container's
-//! namespaces through `skiff-agent exec-init`, gets its own stdio hub (not logged), and reports its
+//! namespaces through `skiff-agent exec-child`, gets its own stdio hub (not logged), and reports its
 //! exit code once it has been reaped.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use super::io::{IoHub, STDOUT};
 use super::stdio::{dev_null, make_pipes};
 use super::Container;
 use crate::engine::{Engine, EngineError};
-use crate::runtime::{self, init::ExecRequest, reaper};
+use crate::runtime::{self, child::ExecRequest, reaper};
 
 /// One exec session.
 #[derive(Debug)]

@@ -68,4 +68,3 @@ pub(crate) async fn monitor(
         None
     }
 }
-

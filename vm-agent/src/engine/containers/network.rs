@@ -13,10 +13,10 @@ use bollard_stubs::models::{
 use ipnet::Ipv4Net;
 use serde_json::json;
 
+pub use super::endpoint::EndpointRecord;
 use super::record::{ContainerRecord, Status};
 use super::Container;
 use crate::engine::networks::{Driver, NetworkRecord};
-pub use super::endpoint::EndpointRecord;
 use crate::engine::{Engine, EngineError};
 use crate::net::link::{configure_inside, mac_string, InsideLink};
 use crate::net::netns::Netns;

@@ -7,7 +7,7 @@ use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde_json::{json, Value};
 
 use crate::runtime::capabilities::{self, DOCKER_DEFAULT};
-use crate::runtime::init::{CGROUP_ANNOTATION, GROUPS_ANNOTATION, INIT_ANNOTATION, USER_ANNOTATION};
+use crate::runtime::child::{CGROUP_ANNOTATION, GROUPS_ANNOTATION, INIT_ANNOTATION, USER_ANNOTATION};
 
 use super::super::EngineError;
 

@@ -180,8 +180,7 @@ impl<'a> EngineStart<'a> {
         let (stdin, stdout, stderr) =
             self.stdio.take().ok_or_else(|| EngineError::Internal("the stdio step did not run".into()))?;
         let bundle = self.c.dir().to_path_buf();
-        let launched =
-            tokio::task::spawn_blocking(move || runtime::start(&bundle, stdin, stdout, stderr, tty)).await?;
+        let launched = tokio::task::spawn_blocking(move || runtime::start(&bundle, stdin, stdout, stderr, tty)).await?;
         let mut started = match launched {
             Ok(s) => s,
             Err(e) => {

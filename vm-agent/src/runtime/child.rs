@@ -1,0 +1,678 @@
+//! `skiff-agent child BUNDLE`: the runtime child, the short-lived, single-threaded process the
+//! agent execs to start a container (like `runc init`, but it exits as soon as the container runs: no shim stays behind).
+//!
+//! It joins the container's cgroup, unshares the namespaces, forks the container's PID 1, waits for
+//! that child to `execve` (a close-on-exec pipe carries any setup error back), reports
+//! `{"pid":N}` or `{"error":…}` on fd 3 and exits. The agent, a child subreaper, inherits the
+//! container process. Being freshly exec'd and single-threaded, this code may allocate after fork.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::unistd::ForkResult;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+use super::syscall::{FileKind, LinuxSyscall, Syscall};
+use super::{rootfs, user, ErrorKind, SetupError};
+
+/// Annotation carrying Docker's `--user` string, resolved inside the container.
+pub const USER_ANNOTATION: &str = "org.skiff.user";
+/// Annotation listing `cgroup.procs` files (`:`-separated) the container joins before it starts.
+pub const CGROUP_ANNOTATION: &str = "org.skiff.cgroup.procs";
+/// Annotation listing `--group-add` groups (`,`-separated names or ids).
+pub const GROUPS_ANNOTATION: &str = "org.skiff.groups";
+/// Annotation asking for our init as the container's PID 1 (`docker run --init`, as docker-init).
+pub const INIT_ANNOTATION: &str = "org.skiff.init";
+
+/// What the runtime child tells the agent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// The container's PID 1, as the agent sees it.
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// Why it could not start.
+    #[serde(default)]
+    pub error: Option<SetupError>,
+    /// Settings that could not be applied as asked (e.g. clamped rlimits).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Entry point of `skiff-agent child`; never returns.
+pub fn main(bundle: &Path) -> ! {
+    protect_report_pipe();
+    make_undumpable();
+    report_and_exit(match start(bundle) {
+        Ok((pid, warnings)) => Report { pid: Some(pid), error: None, warnings },
+        Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
+    })
+}
+
+/// What `docker exec` runs, relative to the container's own spec.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The container's PID 1 (whose namespaces the process joins).
+    pub pid: i32,
+    /// Command line.
+    pub args: Vec<String>,
+    /// Full environment.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Docker `--user` string.
+    pub user: String,
+    /// Whether it gets a terminal.
+    pub terminal: bool,
+    /// Initial terminal size (rows, columns).
+    pub console_size: Option<(u32, u32)>,
+    /// Extra privileges (`docker exec --privileged`).
+    pub privileged: bool,
+}
+
+/// Entry point of `skiff-agent exec-child BUNDLE REQUEST`; never returns.
+pub fn exec_main(bundle: &Path, request: &Path) -> ! {
+    protect_report_pipe();
+    make_undumpable();
+    report_and_exit(match start_exec(bundle, request) {
+        Ok(pid) => Report { pid: Some(pid), error: None, warnings: Vec::new() },
+        Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
+    })
+}
+
+fn start_exec(bundle: &Path, request: &Path) -> Result<i32, SetupError> {
+    let mut spec = load_spec(bundle)?;
+    let bytes = std::fs::read(request).map_err(|e| SetupError::other(format!("reading exec request: {e}")))?;
+    let req: ExecRequest =
+        serde_json::from_slice(&bytes).map_err(|e| SetupError::other(format!("parsing exec request: {e}")))?;
+    let mut process = spec.process().clone().ok_or_else(|| SetupError::other("bundle has no process"))?;
+    process.set_args(Some(req.args.clone()));
+    process.set_env(Some(req.env.clone()));
+    process.set_cwd(PathBuf::from(if req.cwd.is_empty() { "/" } else { &req.cwd }));
+    process.set_terminal(Some(req.terminal));
+    if let Some((rows, cols)) = req.console_size {
+        let size = oci_spec::runtime::BoxBuilder::default()
+            .height(rows as u64)
+            .width(cols as u64)
+            .build()
+            .map_err(|e| SetupError::other(e.to_string()))?;
+        process.set_console_size(Some(size));
+    }
+    if req.privileged {
+        let all: std::collections::HashSet<oci_spec::runtime::Capability> = super::capabilities::all_names()
+            .iter()
+            .filter_map(|n| serde_json::from_value(serde_json::Value::String(n.clone())).ok())
+            .collect();
+        let caps = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+            .bounding(all.clone())
+            .effective(all.clone())
+            .permitted(all.clone())
+            .inheritable(all)
+            .build()
+            .map_err(|e| SetupError::other(e.to_string()))?;
+        process.set_capabilities(Some(caps));
+    }
+    spec.set_process(Some(process));
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(USER_ANNOTATION.into(), req.user.clone());
+    annotations.remove(INIT_ANNOTATION);
+    spec.set_annotations(Some(annotations));
+    join_container(&LinuxSyscall, req.pid)?;
+    fork_until_exec(|| match exec_child(&LinuxSyscall, &spec) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    })
+}
+
+/// `docker exec`: joins every namespace of the running container whose PID 1 is `pid`; the
+/// mount namespace last (it changes our root).
+fn join_container(sys: &dyn Syscall, pid: i32) -> Result<(), SetupError> {
+    for ns in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
+        let path = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+        sys.setns(&path, CloneFlags::empty()).map_err(|e| SetupError::sys(format!("joining {ns} namespace"), e))?;
+    }
+    Ok(())
+}
+
+fn exec_child(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
+    let process = spec.process().as_ref().ok_or_else(|| SetupError::other("no process"))?;
+    sys.setsid().map_err(|e| SetupError::sys("setsid", e))?;
+    attach_terminal(sys, process)?;
+    exec_process(sys, spec)
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec, SetupError> {
+    let bytes = std::fs::read(bundle.join("config.json"))
+        .map_err(|e| SetupError::other(format!("reading bundle config: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| SetupError::other(format!("parsing bundle config: {e}")))
+}
+
+fn start(bundle: &Path) -> Result<(i32, Vec<String>), SetupError> {
+    let spec = load_spec(bundle)?;
+    enter(&LinuxSyscall, &spec, std::process::id())?;
+    let warnings = clamp_rlimits_warnings(&LinuxSyscall, &spec);
+    let pid = fork_until_exec(|| container_main(&LinuxSyscall, &spec, bundle))?;
+    Ok((pid, warnings))
+}
+
+/// Before the fork: joins the container's cgroup(s), joins the namespaces the engine prepared
+/// (the network one) and unshares the new ones, so the child is born inside them.
+fn enter(sys: &dyn Syscall, spec: &Spec, pid: u32) -> Result<(), SetupError> {
+    if let Some(files) = spec.annotations().as_ref().and_then(|a| a.get(CGROUP_ANNOTATION)) {
+        for f in files.split(':').filter(|f| !f.is_empty()) {
+            sys.write_file(Path::new(f), &pid.to_string())
+                .map_err(|e| SetupError::other(format!("joining cgroup {f}: {e}")))?;
+        }
+    }
+    let mut flags = CloneFlags::empty();
+    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
+        match ns.path() {
+            // An existing namespace (the network one the engine prepared): join it.
+            Some(path) => sys
+                .setns(path, CloneFlags::from_bits_truncate(ns.typ() as i32))
+                .map_err(|e| SetupError::sys(format!("joining {}", path.display()), e))?,
+            None if ns.typ() != LinuxNamespaceType::User => {
+                flags |= CloneFlags::from_bits_truncate(ns.typ() as i32);
+            }
+            None => {}
+        }
+    }
+    sys.unshare(flags).map_err(|e| SetupError::sys("unshare", e))
+}
+
+/// Forks; the child runs `child` (which only returns on failure) and its error travels back over
+/// a close-on-exec pipe. Returns the child's pid once it has called `execve` (the pipe closed
+/// empty), or its error.
+fn fork_until_exec(child: impl FnOnce() -> SetupError) -> Result<i32, SetupError> {
+    let (status_r, status_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SetupError::sys("pipe", e))?;
+    // SAFETY: this process is single-threaded (freshly exec'd, no runtime started), so the child
+    // may allocate and use any library code.
+    match unsafe { nix::unistd::fork() }.map_err(|e| SetupError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(status_r);
+            let err = child();
+            let mut w = File::from(status_w);
+            let _ = serde_json::to_writer(&mut w, &err);
+            drop(w);
+            std::process::exit(match err.kind {
+                ErrorKind::NotFound => 127,
+                ErrorKind::Permission => 126,
+                ErrorKind::Other => 125,
+            })
+        }
+        ForkResult::Parent { child } => {
+            drop(status_w);
+            let mut buf = String::new();
+            let _ = File::from(status_r).read_to_string(&mut buf);
+            if buf.is_empty() {
+                Ok(child.as_raw())
+            } else {
+                Err(serde_json::from_str(&buf).unwrap_or_else(|_| SetupError::other(buf)))
+            }
+        }
+    }
+}
+
+/// Writes the report on fd 3 and exits.
+fn report_and_exit(report: Report) -> ! {
+    // SAFETY: the agent always starts init with fd 3 open as the write end of the report pipe, and
+    // nothing else in this process owns that descriptor.
+    let mut report_pipe = unsafe { File::from_raw_fd(3) };
+    let code = if report.error.is_some() { 1 } else { 0 };
+    let _ = serde_json::to_writer(&mut report_pipe, &report);
+    let _ = report_pipe.flush();
+    std::process::exit(code)
+}
+
+/// The container must not inherit the report pipe (the agent reads it to EOF).
+fn protect_report_pipe() {
+    // SAFETY: F_SETFD on fd 3, which the agent passed; no memory involved.
+    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+/// Before anything joins a container: the container's processes may not open this process's
+/// `/proc/PID/exe`, memory or descriptors (ptrace access checks fail for a non-dumpable process).
+/// The command's `execve` makes it dumpable again; the `--init` process stays so.
+fn make_undumpable() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+/// Runs in the container's PID 1 until `execve`; returns only on failure.
+fn container_main(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> SetupError {
+    match prepare_and_exec(sys, spec, bundle) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+/// The container's PID 1 until `execve`: its own session, the root filesystem, the terminal,
+/// the hostname, `lo` in a new network namespace, then the process itself.
+fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Never, SetupError> {
+    let process = spec.process().as_ref().ok_or_else(|| SetupError::other("bundle has no process"))?;
+    sys.setsid().map_err(|e| SetupError::sys("setsid", e))?;
+    let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
+    let rootfs_path = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
+    rootfs::setup(sys, spec, &rootfs_path)?;
+    attach_terminal(sys, process)?;
+    if let Some(h) = spec.hostname() {
+        sys.sethostname(h).map_err(|e| SetupError::sys("sethostname", e))?;
+    }
+    let new_net = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
+    if new_net {
+        sys.loopback_up();
+    }
+    exec_process(sys, spec)
+}
+
+/// With a terminal: allocates the pty inside the container and hands it to the engine.
+fn attach_terminal(sys: &dyn Syscall, process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
+    if process.terminal().unwrap_or(false) {
+        let (rows, cols) = process.console_size().as_ref().map_or((0, 0), |b| (b.height(), b.width()));
+        sys.setup_terminal(u16::try_from(rows).unwrap_or(0), u16::try_from(cols).unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+/// Inside the container's root: identity, environment, limits, privileges, then `execve`.
+fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
+    let process = spec.process().as_ref().ok_or_else(|| SetupError::other("bundle has no process"))?;
+    let user_spec = spec.annotations().as_ref().and_then(|a| a.get(USER_ANNOTATION)).cloned().unwrap_or_default();
+    let passwd = sys.read_file(Path::new("/etc/passwd")).unwrap_or_default();
+    let group = sys.read_file(Path::new("/etc/group")).unwrap_or_default();
+    let mut id = user::resolve(&user_spec, &passwd, &group).map_err(SetupError::other)?;
+    let added = spec.annotations().as_ref().and_then(|a| a.get(GROUPS_ANNOTATION)).cloned().unwrap_or_default();
+    for gid in user::extra_groups(&added.split(',').collect::<Vec<_>>(), &group).map_err(SetupError::other)? {
+        if !id.groups.contains(&gid) {
+            id.groups.push(gid);
+        }
+    }
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    let cwd = process.cwd();
+    if !cwd.as_os_str().is_empty() {
+        let _ = sys.mkdir_all(cwd);
+        sys.chdir(cwd).map_err(|e| SetupError::sys(format!("chdir to {}", cwd.display()), e))?;
+    }
+    apply_rlimits(sys, spec);
+    let args = process.args().clone().unwrap_or_default();
+    let program = args.first().ok_or_else(|| SetupError::other("no command specified"))?;
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let exe = find_executable(sys, program, path_var)?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if !no_new_privs {
+        // While still privileged: a filter installed without no-new-privileges needs
+        // CAP_SYS_ADMIN. What follows (identity, capabilities, execve) is allowed by it.
+        sys.apply_seccomp(spec, false)?;
+    }
+    sys.setgroups(&id.groups).map_err(|e| SetupError::sys("setgroups", e))?;
+    sys.setresgid(id.gid).map_err(|e| SetupError::sys("setgid", e))?;
+    sys.prepare_capabilities(process.capabilities().as_ref(), id.uid)?;
+    sys.setresuid(id.uid).map_err(|e| SetupError::sys("setuid", e))?;
+    sys.apply_capabilities(process.capabilities().as_ref())?;
+    if no_new_privs {
+        sys.set_no_new_privs().map_err(|e| SetupError::sys("no_new_privs", e))?;
+    }
+    // Only stdio crosses into the container: every other descriptor closes at exec (the status
+    // pipe included, which is how the parent learns that exec happened).
+    sys.close_on_exec_from(3);
+    if no_new_privs {
+        sys.apply_seccomp(spec, true)?;
+    }
+    let c_exe =
+        CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::other("NUL in executable path"))?;
+    let c_args: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+    let c_env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
+    let with_init = spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true");
+    if with_init {
+        return run_as_init(&c_exe, &c_args, &c_env, program, id.uid);
+    }
+    Err(exec_error(sys.execve(&c_exe, &c_args, &c_env), program))
+}
+
+/// What a failed `execve` of `program` means to the user (and the exit code Docker shows).
+fn exec_error(err: nix::errno::Errno, program: &str) -> SetupError {
+    match err {
+        nix::errno::Errno::ENOENT => {
+            SetupError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": no such file or directory") }
+        }
+        nix::errno::Errno::EACCES => {
+            SetupError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") }
+        }
+        e => SetupError::sys(format!("exec {program}"), e),
+    }
+}
+
+/// `--init`: stays as the container's PID 1, runs the command as its child, forwards signals to
+/// it, reaps every orphan, and exits with the command's status (what tini does, in our binary).
+fn run_as_init(
+    c_exe: &CString,
+    c_args: &[CString],
+    c_env: &[CString],
+    program: &str,
+    uid: u32,
+) -> Result<Never, SetupError> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SetupError::sys("pipe", e))?;
+    let all = SigSet::all();
+    // Named before the fork: the command may look at PID 1 (`ps`) the moment it runs.
+    let _ = nix::sys::prctl::set_name(c"skiff-init");
+    // No more privilege than the command will have after its execve (a non-root user keeps only
+    // ambient capabilities), as docker-init has after its own execve.
+    super::capabilities::as_after_exec(uid)?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .map_err(|e| SetupError::sys("sigprocmask", e))?;
+    // SAFETY: single-threaded process.
+    match unsafe { nix::unistd::fork() }.map_err(|e| SetupError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(r);
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            let err = exec_error(LinuxSyscall.execve(c_exe, c_args, c_env), program);
+            let mut f = File::from(w);
+            let _ = serde_json::to_writer(&mut f, &err);
+            std::process::exit(if err.kind == ErrorKind::NotFound { 127 } else { 126 })
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let mut buf = String::new();
+            let _ = File::from(r).read_to_string(&mut buf);
+            if !buf.is_empty() {
+                return Err(serde_json::from_str(&buf).unwrap_or_else(|_| SetupError::other(buf)));
+            }
+            // The command runs: let go of everything but stdio (the status pipe closing tells
+            // the engine the container started).
+            // SAFETY: close_range on our own descriptors.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0) };
+            loop {
+                let Ok(sig) = all.wait() else { continue };
+                if sig != Signal::SIGCHLD {
+                    let _ = nix::sys::signal::kill(child, sig);
+                    continue;
+                }
+                loop {
+                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+                        Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => std::process::exit(128 + s as i32),
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Docker's lookup: a name with a slash is used as is; otherwise each `PATH` entry is tried.
+fn find_executable(sys: &dyn Syscall, program: &str, path_var: &str) -> Result<PathBuf, SetupError> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return match sys.file_kind(&p) {
+            Some(FileKind::Executable) => Ok(p),
+            Some(FileKind::Directory) => {
+                Err(SetupError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": is a directory") })
+            }
+            Some(FileKind::Other) => Err(SetupError {
+                kind: ErrorKind::Permission,
+                message: format!("exec: \"{program}\": permission denied"),
+            }),
+            None => Err(SetupError {
+                kind: ErrorKind::NotFound,
+                message: format!("exec: \"{program}\": stat {program}: no such file or directory"),
+            }),
+        };
+    }
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(program);
+        if sys.file_kind(&p) == Some(FileKind::Executable) {
+            return Ok(p);
+        }
+    }
+    Err(SetupError {
+        kind: ErrorKind::NotFound,
+        message: format!("exec: \"{program}\": executable file not found in $PATH"),
+    })
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        _ => return None,
+    })
+}
+
+/// Rlimits above what this process may raise to are clamped (root here lacks CAP_SYS_RESOURCE).
+fn clamp_rlimits_warnings(sys: &dyn Syscall, spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in spec.process().as_ref().and_then(|p| p.rlimits().clone()).unwrap_or_default() {
+        let name = r.typ().to_string();
+        if let Some(res) = rlimit_resource(&name) {
+            let hard = sys.hard_rlimit(res);
+            if r.hard() > hard {
+                out.push(format!(
+                    "{name} hard limit {} clamped to {hard}: raising it needs CAP_SYS_RESOURCE",
+                    r.hard()
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn apply_rlimits(sys: &dyn Syscall, spec: &Spec) {
+    for r in spec.process().as_ref().and_then(|p| p.rlimits().clone()).unwrap_or_default() {
+        let Some(res) = rlimit_resource(&r.typ().to_string()) else { continue };
+        let hard = r.hard().min(sys.hard_rlimit(res));
+        sys.setrlimit(res, r.soft().min(hard), hard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The child init's sequence, recorded without root: which calls, in which order. The
+    //! integration tests prove the same sequence against the kernel.
+
+    use std::collections::HashMap;
+
+    use super::super::syscall::RecordingSyscall;
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\napp:x:1000:\nstaff:x:50:app\n";
+
+    fn spec(extra: serde_json::Value) -> Spec {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "args": ["/bin/sh", "-c", "true"],
+                "env": ["PATH=/usr/bin:/bin"],
+                "cwd": "/work",
+                "user": {"uid": 0, "gid": 0},
+                "capabilities": {
+                    "bounding": ["CAP_CHOWN", "CAP_KILL"],
+                    "effective": ["CAP_CHOWN", "CAP_KILL"],
+                    "permitted": ["CAP_CHOWN", "CAP_KILL"]
+                }
+            },
+            "root": {"path": "rootfs"},
+            "annotations": {},
+            "linux": {"namespaces": []}
+        });
+        merge(&mut v, extra);
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("test spec: {e}"))
+    }
+
+    fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (a, b) => *a = b,
+        }
+    }
+
+    fn kernel() -> RecordingSyscall {
+        RecordingSyscall {
+            files: HashMap::from([("/etc/passwd".into(), PASSWD.into()), ("/etc/group".into(), GROUP.into())]),
+            executables: vec!["/bin/sh".into(), "/usr/bin/env".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn enter_joins_the_cgroups_and_the_prepared_network_then_unshares_the_rest() {
+        let spec = spec(serde_json::json!({
+            "annotations": {CGROUP_ANNOTATION: "/sys/fs/cgroup/memory/c1/cgroup.procs:/sys/fs/cgroup/pids/c1/cgroup.procs"},
+            "linux": {"namespaces": [
+                {"type": "pid"}, {"type": "network", "path": "/run/skiff/netns/c1"},
+                {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ]}
+        }));
+        let sys = RecordingSyscall::default();
+        enter(&sys, &spec, 42).unwrap_or_else(|e| panic!("{e}"));
+        let expected_flags = CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWCGROUP;
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "write /sys/fs/cgroup/memory/c1/cgroup.procs 42".to_string(),
+                "write /sys/fs/cgroup/pids/c1/cgroup.procs 42".to_string(),
+                format!("setns /run/skiff/netns/c1 {:?}", CloneFlags::CLONE_NEWNET),
+                format!("unshare {expected_flags:?}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn exec_joins_every_namespace_of_the_container_mount_last() {
+        let sys = RecordingSyscall::default();
+        join_container(&sys, 7).unwrap_or_else(|e| panic!("{e}"));
+        let calls = sys.calls();
+        let joined: Vec<&str> = calls.iter().filter_map(|c| c.split('/').nth(4)).map(|s| s.trim_end()).collect();
+        assert_eq!(calls.len(), 6);
+        assert!(calls.iter().all(|c| c.starts_with("setns /proc/7/ns/")));
+        assert_eq!(joined.last().map(|s| s.split(' ').next()), Some(Some("mnt")));
+    }
+
+    #[test]
+    fn a_user_process_drops_privileges_in_an_order_that_keeps_them_droppable() {
+        let spec = spec(serde_json::json!({"annotations": {USER_ANNOTATION: "app", GROUPS_ANNOTATION: "staff"}}));
+        let sys = kernel();
+        let err = match exec_process(&sys, &spec) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        // The double's execve fails with ENOENT: the sequence ran to the end.
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "mkdir /work",
+                "chdir /work",
+                // Seccomp while still privileged (no no-new-privileges: setuid programs work).
+                "seccomp no_new_privs=false",
+                "setgroups [1000, 50]",
+                "setresgid 1000",
+                "prepare_capabilities bounding=2 uid=1000",
+                "setresuid 1000",
+                "apply_capabilities effective=2",
+                "close_on_exec_from 3",
+                "execve /bin/sh /bin/sh -c true",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_new_privileges_is_set_after_the_user_switch_and_seccomp_follows_it() {
+        let spec = spec(serde_json::json!({"process": {"noNewPrivileges": true}}));
+        let sys = kernel();
+        let _ = exec_process(&sys, &spec);
+        let calls = sys.calls();
+        let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("no {c} in {calls:?}"));
+        assert!(at("setresuid 0") < at("no_new_privs"));
+        assert!(at("no_new_privs") < at("seccomp no_new_privs=true"));
+        assert!(at("close_on_exec_from 3") < at("seccomp no_new_privs=true"));
+        assert!(!calls.iter().any(|c| c == "seccomp no_new_privs=false"));
+        assert_eq!(calls.last().map(String::as_str), Some("execve /bin/sh /bin/sh -c true"));
+    }
+
+    #[test]
+    fn a_missing_command_fails_before_any_privilege_changes() {
+        let spec = spec(serde_json::json!({"process": {"args": ["nosuch"]}}));
+        let sys = kernel();
+        let err = match exec_process(&sys, &spec) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert_eq!(err.message, "exec: \"nosuch\": executable file not found in $PATH");
+        assert!(!sys.calls().iter().any(|c| c.starts_with("set") || c.starts_with("execve")), "{:?}", sys.calls());
+    }
+
+    #[test]
+    fn the_child_builds_its_root_then_names_itself_brings_lo_up_and_execs() {
+        let bundle = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(bundle.path().join("rootfs/dev")).unwrap_or_else(|e| panic!("{e}"));
+        let spec = spec(serde_json::json!({
+            "hostname": "web",
+            "process": {"terminal": true, "consoleSize": {"height": 24, "width": 80}},
+            "mounts": [{"destination": "/", "type": "overlay", "source": "overlay",
+                        "options": ["lowerdir=/l", "upperdir=/u", "workdir=/w"]}],
+            "linux": {"namespaces": [{"type": "network"}, {"type": "mount"}]}
+        }));
+        let sys = kernel();
+        let _ = prepare_and_exec(&sys, &spec, bundle.path());
+        let calls = sys.calls();
+        let rootfs = bundle.path().join("rootfs");
+        let at = |prefix: &str| {
+            calls.iter().position(|x| x.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {calls:?}"))
+        };
+        assert_eq!(calls.first().map(String::as_str), Some("setsid"));
+        assert!(calls[at("mount overlay")].contains("lowerdir=/l,upperdir=/u,workdir=/w"));
+        assert!(calls[at("mount overlay")].contains(&rootfs.display().to_string()));
+        assert!(at("mount overlay") < at("mknod"));
+        assert!(at("mknod") < at("pivot_root"));
+        assert!(at("pivot_root") < at("setup_terminal 24x80"));
+        assert!(at("setup_terminal") < at("sethostname web"));
+        assert!(at("sethostname") < at("loopback_up"));
+        assert!(at("loopback_up") < at("setresuid"));
+        assert_eq!(calls.last().map(String::as_str), Some("execve /bin/sh /bin/sh -c true"));
+    }
+}
