@@ -21,7 +21,7 @@ use crate::accel::Accel;
 use crate::config::VmConfig;
 use crate::control::{host_time_nanos, ControlClient};
 use crate::home::Home;
-use crate::hypervisor::{qemu::Qemu, Exit, Hypervisor, RunningVm, Share, VmSpec};
+use crate::hypervisor::{Exit, RunningVm, Share, VmSpec};
 use crate::vsock::HostListener;
 
 /// How long the guest may take from launch to a ready engine (`SKIFF_BOOT_TIMEOUT` seconds
@@ -181,7 +181,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         run_dir: home.run_dir(),
         shares,
     };
-    let hypervisor = Qemu::locate().map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let hypervisor = crate::hypervisor::for_this_host().map_err(|e| DaemonError::Setup(e.to_string()))?;
     let mut decision = decision;
     let (vm, mut control) = loop {
         let spec = VmSpec { accel: decision.accel, ..spec.clone() };

@@ -57,6 +57,50 @@ pub enum Exit {
     Crashed(String),
 }
 
+/// The back ends this build knows, by the name `SKIFF_HYPERVISOR` and `skiff status` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// QEMU with KVM, HVF, WHPX or TCG: every host.
+    Qemu,
+}
+
+impl Backend {
+    /// Every back end, the host's default first.
+    pub const ALL: [Backend; 1] = [Backend::Qemu];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Qemu => "qemu",
+        }
+    }
+
+    /// The back end called `name`.
+    pub fn parse(name: &str) -> Result<Self, VmError> {
+        Self::ALL.into_iter().find(|b| b.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|b| b.name()).collect();
+            VmError::Failed(format!("unknown hypervisor {name:?}: this build has {}", known.join(", ")))
+        })
+    }
+
+    /// Finds what the back end needs on this host.
+    pub fn open(self) -> Result<Box<dyn Hypervisor>, VmError> {
+        match self {
+            Backend::Qemu => Ok(Box::new(qemu::Qemu::locate()?)),
+        }
+    }
+}
+
+/// The hypervisor the daemon boots the guest with: `SKIFF_HYPERVISOR` if set, else the host's
+/// default back end.
+pub fn for_this_host() -> Result<Box<dyn Hypervisor>, VmError> {
+    let backend = match std::env::var("SKIFF_HYPERVISOR") {
+        Ok(name) if !name.is_empty() => Backend::parse(&name)?,
+        _ => Backend::ALL[0],
+    };
+    backend.open()
+}
+
 /// A hypervisor that can boot the Skiff guest.
 #[async_trait::async_trait]
 pub trait Hypervisor: Send + Sync {
@@ -86,5 +130,17 @@ pub trait RunningVm: Send + Sync {
     /// Waits up to `patience` for the end.
     async fn wait_timeout(&self, patience: Duration) -> Option<Exit> {
         tokio::time::timeout(patience, self.wait()).await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_ends_are_chosen_by_name_and_an_unknown_one_is_named_in_the_error() {
+        assert_eq!(Backend::parse("qemu").ok(), Some(Backend::Qemu));
+        let err = Backend::parse("vmware").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("\"vmware\"") && err.contains("qemu"), "{err}");
     }
 }

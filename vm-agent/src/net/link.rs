@@ -55,6 +55,57 @@ impl Links {
         }
     }
 
+    /// Brings the link called `name` up, if there is one (`lo` in a new namespace).
+    pub async fn set_up(&self, name: &str) -> Result<(), NetError> {
+        if let Some(i) = self.index(name).await? {
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(i).up().build())
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("bringing up {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// A network interface's bring-up (the guest's NIC, a container's end of its veth): the
+    /// address, the link up, and the default route through `gateway`.
+    pub async fn bring_up(&self, index: u32, address: Ipv4Net, gateway: Option<Ipv4Addr>) -> Result<(), NetError> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+            .execute()
+            .await
+            .map_err(|e| nl(&format!("adding {address}"), e))?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| nl("bringing the link up", e))?;
+        if let Some(gw) = gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+            self.handle.route().add(route).execute().await.map_err(|e| nl("adding the default route", e))?;
+        }
+        Ok(())
+    }
+
+    /// The index of the first link that is neither loopback nor virtual (it has a
+    /// `/sys/class/net/NAME/device`): the guest's NIC.
+    pub async fn first_ethernet(&self) -> Result<Option<u32>, NetError> {
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links.try_next().await.map_err(|e| nl("listing links", e))? {
+            let name = link.attributes.iter().find_map(|a| match a {
+                rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            if name.is_some_and(|n| std::path::Path::new("/sys/class/net").join(n).join("device").exists()) {
+                return Ok(Some(link.header.index));
+            }
+        }
+        Ok(None)
+    }
+
     /// Makes sure a bridge `name` exists, carries `gateway/prefix` (only that IPv4 address) and is up.
     pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
         let index = match self.index(name).await? {
@@ -196,14 +247,7 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
                 tokio::spawn(conn);
                 let links = Links { handle: handle.clone() };
                 if lo {
-                    if let Some(i) = links.index("lo").await? {
-                        handle
-                            .link()
-                            .set(LinkUnspec::new_with_index(i).up().build())
-                            .execute()
-                            .await
-                            .map_err(|e| nl("bringing up lo", e))?;
-                    }
+                    links.set_up("lo").await?;
                 }
                 let Some(l) = link else { return Ok(()) };
                 let i = links
@@ -216,23 +260,7 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
                     .execute()
                     .await
                     .map_err(|e| nl(&format!("naming {}", l.name), e))?;
-                handle
-                    .address()
-                    .add(i, IpAddr::V4(l.address.addr()), l.address.prefix_len())
-                    .execute()
-                    .await
-                    .map_err(|e| nl("addressing the container", e))?;
-                handle
-                    .link()
-                    .set(LinkUnspec::new_with_index(i).up().build())
-                    .execute()
-                    .await
-                    .map_err(|e| nl("bringing up the container's link", e))?;
-                if let Some(gw) = l.gateway {
-                    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
-                    handle.route().add(route).execute().await.map_err(|e| nl("adding the default route", e))?;
-                }
-                Ok(())
+                links.bring_up(i, l.address, l.gateway).await
             })
         })
         .map_err(|e| NetError::Internal(format!("entering the container's network: {e}")))?

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::LinuxCapabilities;
 
-use super::SetupError;
+use super::LaunchError;
 
 /// Docker's default capability set.
 pub const DOCKER_DEFAULT: [&str; 14] = [
@@ -51,30 +51,30 @@ fn set_of<T: serde::Serialize>(items: Option<&HashSet<T>>) -> CapsHashSet {
 
 /// Before switching user (while still privileged): reduce the bounding set, and for a non-root
 /// uid keep the permitted set across `setuid`.
-pub fn prepare(spec: Option<&LinuxCapabilities>, uid: u32) -> Result<(), SetupError> {
+pub fn prepare(spec: Option<&LinuxCapabilities>, uid: u32) -> Result<(), LaunchError> {
     if let Some(c) = spec {
         let bounding = set_of(c.bounding().as_ref());
         for cap in caps::all() {
             if !bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(|e| SetupError::other(format!("setting bounding capabilities: {e}")))?;
+                    .map_err(|e| LaunchError::other(format!("setting bounding capabilities: {e}")))?;
             }
         }
     }
     if uid != 0 {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-            return Err(SetupError::sys("PR_SET_KEEPCAPS", nix::errno::Errno::last()));
+            return Err(LaunchError::sys("PR_SET_KEEPCAPS", nix::errno::Errno::last()));
         }
     }
     Ok(())
 }
 
 /// After switching user: sets the effective, permitted, inheritable and ambient sets.
-pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), SetupError> {
+pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), LaunchError> {
     let Some(c) = spec else { return Ok(()) };
-    fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> SetupError {
-        move |e| SetupError::other(format!("setting {what} capabilities: {e}"))
+    fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> LaunchError {
+        move |e| LaunchError::other(format!("setting {what} capabilities: {e}"))
     }
     // Nothing can be granted beyond what this process holds (root here may lack e.g.
     // CAP_SYS_RESOURCE): `--privileged` means every capability that is available.
@@ -93,12 +93,12 @@ pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<(), SetupError> {
 /// What `execve` of a binary without file capabilities does to this process's sets, applied in
 /// place (for the `--init` process, which forks the command instead of exec'ing): a non-root user
 /// keeps only its ambient capabilities as permitted and effective; root keeps its sets.
-pub fn as_after_exec(uid: u32) -> Result<(), SetupError> {
+pub fn as_after_exec(uid: u32) -> Result<(), LaunchError> {
     if uid == 0 {
         return Ok(());
     }
-    fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> SetupError {
-        move |e| SetupError::other(format!("dropping {what} capabilities: {e}"))
+    fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> LaunchError {
+        move |e| LaunchError::other(format!("dropping {what} capabilities: {e}"))
     }
     let ambient = caps::read(None, CapSet::Ambient).map_err(err("ambient"))?;
     caps::set(None, CapSet::Effective, &ambient).map_err(err("effective"))?;

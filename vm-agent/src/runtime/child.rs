@@ -18,7 +18,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
 use super::syscall::{FileKind, LinuxSyscall, Syscall};
-use super::{rootfs, user, ErrorKind, SetupError};
+use super::{rootfs, user, ErrorKind, LaunchError};
 
 /// Annotation carrying Docker's `--user` string, resolved inside the container.
 pub const USER_ANNOTATION: &str = "org.skiff.user";
@@ -37,7 +37,7 @@ pub struct Report {
     pub pid: Option<i32>,
     /// Why it could not start.
     #[serde(default)]
-    pub error: Option<SetupError>,
+    pub error: Option<LaunchError>,
     /// Settings that could not be applied as asked (e.g. clamped rlimits).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -85,12 +85,12 @@ pub fn exec_main(bundle: &Path, request: &Path) -> ! {
     })
 }
 
-fn start_exec(bundle: &Path, request: &Path) -> Result<i32, SetupError> {
+fn start_exec(bundle: &Path, request: &Path) -> Result<i32, LaunchError> {
     let mut spec = load_spec(bundle)?;
-    let bytes = std::fs::read(request).map_err(|e| SetupError::other(format!("reading exec request: {e}")))?;
+    let bytes = std::fs::read(request).map_err(|e| LaunchError::other(format!("reading exec request: {e}")))?;
     let req: ExecRequest =
-        serde_json::from_slice(&bytes).map_err(|e| SetupError::other(format!("parsing exec request: {e}")))?;
-    let mut process = spec.process().clone().ok_or_else(|| SetupError::other("bundle has no process"))?;
+        serde_json::from_slice(&bytes).map_err(|e| LaunchError::other(format!("parsing exec request: {e}")))?;
+    let mut process = spec.process().clone().ok_or_else(|| LaunchError::other("bundle has no process"))?;
     process.set_args(Some(req.args.clone()));
     process.set_env(Some(req.env.clone()));
     process.set_cwd(PathBuf::from(if req.cwd.is_empty() { "/" } else { &req.cwd }));
@@ -100,7 +100,7 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, SetupError> {
             .height(rows as u64)
             .width(cols as u64)
             .build()
-            .map_err(|e| SetupError::other(e.to_string()))?;
+            .map_err(|e| LaunchError::other(e.to_string()))?;
         process.set_console_size(Some(size));
     }
     if req.privileged {
@@ -114,7 +114,7 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, SetupError> {
             .permitted(all.clone())
             .inheritable(all)
             .build()
-            .map_err(|e| SetupError::other(e.to_string()))?;
+            .map_err(|e| LaunchError::other(e.to_string()))?;
         process.set_capabilities(Some(caps));
     }
     spec.set_process(Some(process));
@@ -131,28 +131,28 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, SetupError> {
 
 /// `docker exec`: joins every namespace of the running container whose PID 1 is `pid`; the
 /// mount namespace last (it changes our root).
-fn join_container(sys: &dyn Syscall, pid: i32) -> Result<(), SetupError> {
+fn join_container(sys: &dyn Syscall, pid: i32) -> Result<(), LaunchError> {
     for ns in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
         let path = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
-        sys.setns(&path, CloneFlags::empty()).map_err(|e| SetupError::sys(format!("joining {ns} namespace"), e))?;
+        sys.setns(&path, CloneFlags::empty()).map_err(|e| LaunchError::sys(format!("joining {ns} namespace"), e))?;
     }
     Ok(())
 }
 
-fn exec_child(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
-    let process = spec.process().as_ref().ok_or_else(|| SetupError::other("no process"))?;
-    sys.setsid().map_err(|e| SetupError::sys("setsid", e))?;
+fn exec_child(sys: &dyn Syscall, spec: &Spec) -> Result<Never, LaunchError> {
+    let process = spec.process().as_ref().ok_or_else(|| LaunchError::other("no process"))?;
+    sys.setsid().map_err(|e| LaunchError::sys("setsid", e))?;
     attach_terminal(sys, process)?;
     exec_process(sys, spec)
 }
 
-fn load_spec(bundle: &Path) -> Result<Spec, SetupError> {
+fn load_spec(bundle: &Path) -> Result<Spec, LaunchError> {
     let bytes = std::fs::read(bundle.join("config.json"))
-        .map_err(|e| SetupError::other(format!("reading bundle config: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| SetupError::other(format!("parsing bundle config: {e}")))
+        .map_err(|e| LaunchError::other(format!("reading bundle config: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| LaunchError::other(format!("parsing bundle config: {e}")))
 }
 
-fn start(bundle: &Path) -> Result<(i32, Vec<String>), SetupError> {
+fn start(bundle: &Path) -> Result<(i32, Vec<String>), LaunchError> {
     let spec = load_spec(bundle)?;
     enter(&LinuxSyscall, &spec, std::process::id())?;
     let warnings = clamp_rlimits_warnings(&LinuxSyscall, &spec);
@@ -162,11 +162,11 @@ fn start(bundle: &Path) -> Result<(i32, Vec<String>), SetupError> {
 
 /// Before the fork: joins the container's cgroup(s), joins the namespaces the engine prepared
 /// (the network one) and unshares the new ones, so the child is born inside them.
-fn enter(sys: &dyn Syscall, spec: &Spec, pid: u32) -> Result<(), SetupError> {
+fn enter(sys: &dyn Syscall, spec: &Spec, pid: u32) -> Result<(), LaunchError> {
     if let Some(files) = spec.annotations().as_ref().and_then(|a| a.get(CGROUP_ANNOTATION)) {
         for f in files.split(':').filter(|f| !f.is_empty()) {
             sys.write_file(Path::new(f), &pid.to_string())
-                .map_err(|e| SetupError::other(format!("joining cgroup {f}: {e}")))?;
+                .map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?;
         }
     }
     let mut flags = CloneFlags::empty();
@@ -175,25 +175,25 @@ fn enter(sys: &dyn Syscall, spec: &Spec, pid: u32) -> Result<(), SetupError> {
             // An existing namespace (the network one the engine prepared): join it.
             Some(path) => sys
                 .setns(path, CloneFlags::from_bits_truncate(ns.typ() as i32))
-                .map_err(|e| SetupError::sys(format!("joining {}", path.display()), e))?,
+                .map_err(|e| LaunchError::sys(format!("joining {}", path.display()), e))?,
             None if ns.typ() != LinuxNamespaceType::User => {
                 flags |= CloneFlags::from_bits_truncate(ns.typ() as i32);
             }
             None => {}
         }
     }
-    sys.unshare(flags).map_err(|e| SetupError::sys("unshare", e))
+    sys.unshare(flags).map_err(|e| LaunchError::sys("unshare", e))
 }
 
 /// Forks; the child runs `child` (which only returns on failure) and its error travels back over
 /// a close-on-exec pipe. Returns the child's pid once it has called `execve` (the pipe closed
 /// empty), or its error.
-fn fork_until_exec(child: impl FnOnce() -> SetupError) -> Result<i32, SetupError> {
+fn fork_until_exec(child: impl FnOnce() -> LaunchError) -> Result<i32, LaunchError> {
     let (status_r, status_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SetupError::sys("pipe", e))?;
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
     // SAFETY: this process is single-threaded (freshly exec'd, no runtime started), so the child
     // may allocate and use any library code.
-    match unsafe { nix::unistd::fork() }.map_err(|e| SetupError::sys("fork", e))? {
+    match unsafe { nix::unistd::fork() }.map_err(|e| LaunchError::sys("fork", e))? {
         ForkResult::Child => {
             drop(status_r);
             let err = child();
@@ -213,7 +213,7 @@ fn fork_until_exec(child: impl FnOnce() -> SetupError) -> Result<i32, SetupError
             if buf.is_empty() {
                 Ok(child.as_raw())
             } else {
-                Err(serde_json::from_str(&buf).unwrap_or_else(|_| SetupError::other(buf)))
+                Err(serde_json::from_str(&buf).unwrap_or_else(|_| LaunchError::other(buf)))
             }
         }
     }
@@ -245,7 +245,7 @@ fn make_undumpable() {
 }
 
 /// Runs in the container's PID 1 until `execve`; returns only on failure.
-fn container_main(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> SetupError {
+fn container_main(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> LaunchError {
     match prepare_and_exec(sys, spec, bundle) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -256,15 +256,15 @@ enum Never {}
 
 /// The container's PID 1 until `execve`: its own session, the root filesystem, the terminal,
 /// the hostname, `lo` in a new network namespace, then the process itself.
-fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Never, SetupError> {
-    let process = spec.process().as_ref().ok_or_else(|| SetupError::other("bundle has no process"))?;
-    sys.setsid().map_err(|e| SetupError::sys("setsid", e))?;
+fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Never, LaunchError> {
+    let process = spec.process().as_ref().ok_or_else(|| LaunchError::other("bundle has no process"))?;
+    sys.setsid().map_err(|e| LaunchError::sys("setsid", e))?;
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
     let rootfs_path = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
     rootfs::setup(sys, spec, &rootfs_path)?;
     attach_terminal(sys, process)?;
     if let Some(h) = spec.hostname() {
-        sys.sethostname(h).map_err(|e| SetupError::sys("sethostname", e))?;
+        sys.sethostname(h).map_err(|e| LaunchError::sys("sethostname", e))?;
     }
     let new_net = spec
         .linux()
@@ -280,7 +280,7 @@ fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Nev
 }
 
 /// With a terminal: allocates the pty inside the container and hands it to the engine.
-fn attach_terminal(sys: &dyn Syscall, process: &oci_spec::runtime::Process) -> Result<(), SetupError> {
+fn attach_terminal(sys: &dyn Syscall, process: &oci_spec::runtime::Process) -> Result<(), LaunchError> {
     if process.terminal().unwrap_or(false) {
         let (rows, cols) = process.console_size().as_ref().map_or((0, 0), |b| (b.height(), b.width()));
         sys.setup_terminal(u16::try_from(rows).unwrap_or(0), u16::try_from(cols).unwrap_or(0))?;
@@ -289,14 +289,14 @@ fn attach_terminal(sys: &dyn Syscall, process: &oci_spec::runtime::Process) -> R
 }
 
 /// Inside the container's root: identity, environment, limits, privileges, then `execve`.
-fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
-    let process = spec.process().as_ref().ok_or_else(|| SetupError::other("bundle has no process"))?;
+fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, LaunchError> {
+    let process = spec.process().as_ref().ok_or_else(|| LaunchError::other("bundle has no process"))?;
     let user_spec = spec.annotations().as_ref().and_then(|a| a.get(USER_ANNOTATION)).cloned().unwrap_or_default();
     let passwd = sys.read_file(Path::new("/etc/passwd")).unwrap_or_default();
     let group = sys.read_file(Path::new("/etc/group")).unwrap_or_default();
-    let mut id = user::resolve(&user_spec, &passwd, &group).map_err(SetupError::other)?;
+    let mut id = user::resolve(&user_spec, &passwd, &group).map_err(LaunchError::other)?;
     let added = spec.annotations().as_ref().and_then(|a| a.get(GROUPS_ANNOTATION)).cloned().unwrap_or_default();
-    for gid in user::extra_groups(&added.split(',').collect::<Vec<_>>(), &group).map_err(SetupError::other)? {
+    for gid in user::extra_groups(&added.split(',').collect::<Vec<_>>(), &group).map_err(LaunchError::other)? {
         if !id.groups.contains(&gid) {
             id.groups.push(gid);
         }
@@ -308,11 +308,11 @@ fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
     let cwd = process.cwd();
     if !cwd.as_os_str().is_empty() {
         let _ = sys.mkdir_all(cwd);
-        sys.chdir(cwd).map_err(|e| SetupError::sys(format!("chdir to {}", cwd.display()), e))?;
+        sys.chdir(cwd).map_err(|e| LaunchError::sys(format!("chdir to {}", cwd.display()), e))?;
     }
     apply_rlimits(sys, spec);
     let args = process.args().clone().unwrap_or_default();
-    let program = args.first().ok_or_else(|| SetupError::other("no command specified"))?;
+    let program = args.first().ok_or_else(|| LaunchError::other("no command specified"))?;
     let path_var = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -324,13 +324,13 @@ fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
         // CAP_SYS_ADMIN. What follows (identity, capabilities, execve) is allowed by it.
         sys.apply_seccomp(spec, false)?;
     }
-    sys.setgroups(&id.groups).map_err(|e| SetupError::sys("setgroups", e))?;
-    sys.setresgid(id.gid).map_err(|e| SetupError::sys("setgid", e))?;
+    sys.setgroups(&id.groups).map_err(|e| LaunchError::sys("setgroups", e))?;
+    sys.setresgid(id.gid).map_err(|e| LaunchError::sys("setgid", e))?;
     sys.prepare_capabilities(process.capabilities().as_ref(), id.uid)?;
-    sys.setresuid(id.uid).map_err(|e| SetupError::sys("setuid", e))?;
+    sys.setresuid(id.uid).map_err(|e| LaunchError::sys("setuid", e))?;
     sys.apply_capabilities(process.capabilities().as_ref())?;
     if no_new_privs {
-        sys.set_no_new_privs().map_err(|e| SetupError::sys("no_new_privs", e))?;
+        sys.set_no_new_privs().map_err(|e| LaunchError::sys("no_new_privs", e))?;
     }
     // Only stdio crosses into the container: every other descriptor closes at exec (the status
     // pipe included, which is how the parent learns that exec happened).
@@ -339,7 +339,7 @@ fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
         sys.apply_seccomp(spec, true)?;
     }
     let c_exe =
-        CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::other("NUL in executable path"))?;
+        CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| LaunchError::other("NUL in executable path"))?;
     let c_args: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
     let c_env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
     let with_init = spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true");
@@ -350,15 +350,16 @@ fn exec_process(sys: &dyn Syscall, spec: &Spec) -> Result<Never, SetupError> {
 }
 
 /// What a failed `execve` of `program` means to the user (and the exit code Docker shows).
-fn exec_error(err: nix::errno::Errno, program: &str) -> SetupError {
+fn exec_error(err: nix::errno::Errno, program: &str) -> LaunchError {
     match err {
-        nix::errno::Errno::ENOENT => {
-            SetupError { kind: ErrorKind::NotFound, message: format!("exec: \"{program}\": no such file or directory") }
-        }
+        nix::errno::Errno::ENOENT => LaunchError {
+            kind: ErrorKind::NotFound,
+            message: format!("exec: \"{program}\": no such file or directory"),
+        },
         nix::errno::Errno::EACCES => {
-            SetupError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") }
+            LaunchError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": permission denied") }
         }
-        e => SetupError::sys(format!("exec {program}"), e),
+        e => LaunchError::sys(format!("exec {program}"), e),
     }
 }
 
@@ -370,10 +371,10 @@ fn run_as_init(
     c_env: &[CString],
     program: &str,
     uid: u32,
-) -> Result<Never, SetupError> {
+) -> Result<Never, LaunchError> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SetupError::sys("pipe", e))?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
     let all = SigSet::all();
     // Named before the fork: the command may look at PID 1 (`ps`) the moment it runs.
     let _ = nix::sys::prctl::set_name(c"skiff-init");
@@ -381,9 +382,9 @@ fn run_as_init(
     // ambient capabilities), as docker-init has after its own execve.
     super::capabilities::as_after_exec(uid)?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
-        .map_err(|e| SetupError::sys("sigprocmask", e))?;
+        .map_err(|e| LaunchError::sys("sigprocmask", e))?;
     // SAFETY: single-threaded process.
-    match unsafe { nix::unistd::fork() }.map_err(|e| SetupError::sys("fork", e))? {
+    match unsafe { nix::unistd::fork() }.map_err(|e| LaunchError::sys("fork", e))? {
         ForkResult::Child => {
             drop(r);
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
@@ -397,7 +398,7 @@ fn run_as_init(
             let mut buf = String::new();
             let _ = File::from(r).read_to_string(&mut buf);
             if !buf.is_empty() {
-                return Err(serde_json::from_str(&buf).unwrap_or_else(|_| SetupError::other(buf)));
+                return Err(serde_json::from_str(&buf).unwrap_or_else(|_| LaunchError::other(buf)));
             }
             // The command runs: let go of everything but stdio (the status pipe closing tells
             // the engine the container started).
@@ -423,19 +424,20 @@ fn run_as_init(
 }
 
 /// Docker's lookup: a name with a slash is used as is; otherwise each `PATH` entry is tried.
-fn find_executable(sys: &dyn Syscall, program: &str, path_var: &str) -> Result<PathBuf, SetupError> {
+fn find_executable(sys: &dyn Syscall, program: &str, path_var: &str) -> Result<PathBuf, LaunchError> {
     if program.contains('/') {
         let p = PathBuf::from(program);
         return match sys.file_kind(&p) {
             Some(FileKind::Executable) => Ok(p),
-            Some(FileKind::Directory) => {
-                Err(SetupError { kind: ErrorKind::Permission, message: format!("exec: \"{program}\": is a directory") })
-            }
-            Some(FileKind::Other) => Err(SetupError {
+            Some(FileKind::Directory) => Err(LaunchError {
+                kind: ErrorKind::Permission,
+                message: format!("exec: \"{program}\": is a directory"),
+            }),
+            Some(FileKind::Other) => Err(LaunchError {
                 kind: ErrorKind::Permission,
                 message: format!("exec: \"{program}\": permission denied"),
             }),
-            None => Err(SetupError {
+            None => Err(LaunchError {
                 kind: ErrorKind::NotFound,
                 message: format!("exec: \"{program}\": stat {program}: no such file or directory"),
             }),
@@ -447,7 +449,7 @@ fn find_executable(sys: &dyn Syscall, program: &str, path_var: &str) -> Result<P
             return Ok(p);
         }
     }
-    Err(SetupError {
+    Err(LaunchError {
         kind: ErrorKind::NotFound,
         message: format!("exec: \"{program}\": executable file not found in $PATH"),
     })

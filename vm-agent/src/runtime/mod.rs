@@ -39,14 +39,14 @@ pub enum ErrorKind {
 /// Why a container could not start.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
-pub struct SetupError {
+pub struct LaunchError {
     /// The class of failure.
     pub kind: ErrorKind,
     /// What failed, in words.
     pub message: String,
 }
 
-impl SetupError {
+impl LaunchError {
     /// A failure of kind `Other`.
     pub fn other(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Other, message: message.into() }
@@ -78,7 +78,7 @@ pub fn start(
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, SetupError> {
+) -> Result<Started, LaunchError> {
     launch(&[std::ffi::OsStr::new("child"), bundle.as_os_str()], stdin, stdout, stderr, terminal)
 }
 
@@ -90,7 +90,7 @@ pub fn exec(
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, SetupError> {
+) -> Result<Started, LaunchError> {
     launch(
         &[std::ffi::OsStr::new("exec-child"), bundle.as_os_str(), request.as_os_str()],
         stdin,
@@ -106,17 +106,17 @@ fn launch(
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, SetupError> {
+) -> Result<Started, LaunchError> {
     // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
     let exe = sealed_exe::exec_path()?;
     let (report_r, report_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SetupError::sys("pipe", e))?;
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
     let report_fd = report_w.as_raw_fd();
     let console = if terminal {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         Some(
             socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-                .map_err(|e| SetupError::sys("socketpair", e))?,
+                .map_err(|e| LaunchError::sys("socketpair", e))?,
         )
     } else {
         None
@@ -143,7 +143,7 @@ fn launch(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| SetupError::other(format!("starting the runtime child: {e}")))?;
+    let child = cmd.spawn().map_err(|e| LaunchError::other(format!("starting the runtime child: {e}")))?;
     drop(cmd);
     drop(report_w);
     let ours = console.map(|(ours, theirs)| {
@@ -169,11 +169,11 @@ fn launch(
     // The reaper collects the runtime child's own exit status; we only need its report.
     reaper::forget(i32::try_from(child.id()).unwrap_or(0));
     let report: child::Report = serde_json::from_str(&buf)
-        .map_err(|_| SetupError::other(format!("the runtime child failed without a report: {buf:?}")))?;
+        .map_err(|_| LaunchError::other(format!("the runtime child failed without a report: {buf:?}")))?;
     match (report.pid, report.error) {
         (_, Some(e)) => Err(e),
         (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
-        (None, None) => Err(SetupError::other("the runtime child reported nothing")),
+        (None, None) => Err(LaunchError::other("the runtime child reported nothing")),
     }
 }
 

@@ -7,29 +7,29 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
-use super::SetupError;
+use super::LaunchError;
 
 /// The descriptor number the console socket has in `skiff-agent child`.
 pub const CONSOLE_SOCKET_FD: RawFd = 4;
 
 /// In the container (after `pivot_root`): opens a pty from `/dev/ptmx`, makes its other side our
 /// stdio and controlling terminal, and sends the controlling side to the agent.
-pub fn setup_in_container(console: &OwnedFd, rows: u16, cols: u16) -> Result<(), SetupError> {
+pub fn setup_in_container(console: &OwnedFd, rows: u16, cols: u16) -> Result<(), LaunchError> {
     let master = nix::fcntl::open(
         "/dev/ptmx",
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| SetupError::sys("opening /dev/ptmx", e))?;
+    .map_err(|e| LaunchError::sys("opening /dev/ptmx", e))?;
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int we own; TIOCGPTPEER returns a new descriptor for the peer.
     let peer = unsafe {
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
-            return Err(SetupError::sys("unlocking the pty", nix::errno::Errno::last()));
+            return Err(LaunchError::sys("unlocking the pty", nix::errno::Errno::last()));
         }
         let fd = libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
         if fd < 0 {
-            return Err(SetupError::sys("opening the pty peer", nix::errno::Errno::last()));
+            return Err(LaunchError::sys("opening the pty peer", nix::errno::Errno::last()));
         }
         OwnedFd::from_raw_fd(fd)
     };
@@ -41,7 +41,7 @@ pub fn setup_in_container(console: &OwnedFd, rows: u16, cols: u16) -> Result<(),
     for target in 0..3 {
         // SAFETY: dup2 onto the standard descriptors of this process.
         if unsafe { libc::dup2(peer.as_raw_fd(), target) } < 0 {
-            return Err(SetupError::sys("attaching the pty", nix::errno::Errno::last()));
+            return Err(LaunchError::sys("attaching the pty", nix::errno::Errno::last()));
         }
     }
     // SAFETY: TIOCSCTTY on our new stdin (we are a session leader).
@@ -49,18 +49,18 @@ pub fn setup_in_container(console: &OwnedFd, rows: u16, cols: u16) -> Result<(),
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     sendmsg::<()>(console.as_raw_fd(), &[IoSlice::new(b"p")], &cmsg, MsgFlags::empty(), None)
-        .map_err(|e| SetupError::sys("sending the pty to the engine", e))?;
+        .map_err(|e| LaunchError::sys("sending the pty to the engine", e))?;
     Ok(())
 }
 
 /// In the agent: receives the pty's controlling side (blocking).
-pub fn receive(console: &OwnedFd) -> Result<OwnedFd, SetupError> {
+pub fn receive(console: &OwnedFd) -> Result<OwnedFd, LaunchError> {
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let msg = recvmsg::<()>(console.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| SetupError::sys("receiving the pty", e))?;
-    for c in msg.cmsgs().map_err(|e| SetupError::sys("receiving the pty", e))? {
+        .map_err(|e| LaunchError::sys("receiving the pty", e))?;
+    for c in msg.cmsgs().map_err(|e| LaunchError::sys("receiving the pty", e))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
@@ -68,5 +68,5 @@ pub fn receive(console: &OwnedFd) -> Result<OwnedFd, SetupError> {
             }
         }
     }
-    Err(SetupError::other("the container did not send its terminal"))
+    Err(LaunchError::other("the container did not send its terminal"))
 }

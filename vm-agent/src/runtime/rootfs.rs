@@ -12,7 +12,7 @@ use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::Spec;
 
 use super::syscall::Syscall;
-use super::SetupError;
+use super::LaunchError;
 
 /// One mount to make, parsed from an OCI mount entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +79,12 @@ fn root_overlay(spec: &Spec) -> Option<(String, String)> {
 /// symlinks as if `root` were `/` (an absolute link restarts at the root, `..` stops there), and
 /// creating what is missing where the links point. The final open refuses any symlink, so what is
 /// returned is a real directory entry beneath `root`. Returns an `O_PATH` fd to mount onto.
-pub fn resolve_in_root(root: &Path, dest: &Path, file_target: bool) -> Result<OwnedFd, SetupError> {
+pub fn resolve_in_root(root: &Path, dest: &Path, file_target: bool) -> Result<OwnedFd, LaunchError> {
     use std::collections::VecDeque;
     use std::ffi::OsString;
     let what = || format!("resolving {}", dest.display());
     let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| SetupError::sys(format!("opening rootfs {}", root.display()), e))?;
+        .map_err(|e| LaunchError::sys(format!("opening rootfs {}", root.display()), e))?;
     let comps = |p: &Path| -> Vec<OsString> {
         p.components()
             .filter_map(|c| match c {
@@ -107,9 +107,9 @@ pub fn resolve_in_root(root: &Path, dest: &Path, file_target: bool) -> Result<Ow
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                 hops += 1;
                 if hops > 40 {
-                    return Err(SetupError::sys(what(), nix::errno::Errno::ELOOP));
+                    return Err(LaunchError::sys(what(), nix::errno::Errno::ELOOP));
                 }
-                let target = nix::fcntl::readlinkat(&root_fd, &cand).map_err(|e| SetupError::sys(what(), e))?;
+                let target = nix::fcntl::readlinkat(&root_fd, &cand).map_err(|e| LaunchError::sys(what(), e))?;
                 let target = PathBuf::from(target);
                 if target.is_absolute() {
                     done = PathBuf::new();
@@ -127,23 +127,23 @@ pub fn resolve_in_root(root: &Path, dest: &Path, file_target: bool) -> Result<Ow
                         OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
                         Mode::from_bits_truncate(0o644),
                     )
-                    .map_err(|e| SetupError::sys(format!("creating mount point {}", dest.display()), e))?;
+                    .map_err(|e| LaunchError::sys(format!("creating mount point {}", dest.display()), e))?;
                 } else {
                     match nix::sys::stat::mkdirat(&root_fd, &cand, Mode::from_bits_truncate(0o755)) {
                         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                        Err(e) => return Err(SetupError::sys(format!("creating mount point {}", dest.display()), e)),
+                        Err(e) => return Err(LaunchError::sys(format!("creating mount point {}", dest.display()), e)),
                     }
                 }
                 done = cand;
             }
-            Err(e) => return Err(SetupError::sys(what(), e)),
+            Err(e) => return Err(LaunchError::sys(what(), e)),
         }
     }
     let target: &Path = if done.as_os_str().is_empty() { Path::new(".") } else { &done };
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(&root_fd, target, how).map_err(|e| SetupError::sys(what(), e))
+    openat2(&root_fd, target, how).map_err(|e| LaunchError::sys(what(), e))
 }
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
@@ -163,12 +163,12 @@ const DEV_LINKS: [(&str, &str); 6] = [
 ];
 
 /// Builds the whole root filesystem at `rootfs` and pivots into it.
-pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), SetupError> {
+pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), LaunchError> {
     sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
-        .map_err(|e| SetupError::sys("making / private", e))?;
+        .map_err(|e| LaunchError::sys("making / private", e))?;
     if let Some((fstype, data)) = root_overlay(spec) {
         sys.mount(Some(&fstype), rootfs, Some(&fstype), MsFlags::empty(), Some(&data))
-            .map_err(|e| SetupError::sys("mounting the container's overlay root", e))?;
+            .map_err(|e| LaunchError::sys("mounting the container's overlay root", e))?;
     }
     for op in plan(spec) {
         let target_fd = resolve_in_root(rootfs, &op.destination, op.file_target)?;
@@ -177,19 +177,19 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), SetupE
         if op.flags.contains(MsFlags::MS_BIND) {
             let bind_flags = op.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
             sys.mount(Some(&op.source), &target, None, bind_flags, None)
-                .map_err(|e| SetupError::sys(what.clone(), e))?;
+                .map_err(|e| LaunchError::sys(what.clone(), e))?;
             let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
             if !rest.is_empty() {
                 // The fd opened before the bind still names the directory under it: reopen the
                 // target so the remount (read-only, …) applies to the new mount itself.
                 let mounted_fd = resolve_in_root(rootfs, &op.destination, op.file_target)?;
                 sys.mount(None, &fd_path(&mounted_fd), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest, None)
-                    .map_err(|e| SetupError::sys(what, e))?;
+                    .map_err(|e| LaunchError::sys(what, e))?;
             }
         } else {
             let data = (!op.data.is_empty()).then_some(op.data.as_str());
             sys.mount(Some(&op.source), &target, Some(&op.fstype), op.flags, data)
-                .map_err(|e| SetupError::sys(what, e))?;
+                .map_err(|e| LaunchError::sys(what, e))?;
         }
     }
     let dev = rootfs.join("dev");
@@ -197,7 +197,7 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), SetupE
         let p = dev.join(name);
         match sys.mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(major, minor)) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(SetupError::sys(format!("creating /dev/{name}"), e)),
+            Err(e) => return Err(LaunchError::sys(format!("creating /dev/{name}"), e)),
         }
         // mknod is subject to the umask; devices must be 0666.
         let _ = nix::sys::stat::fchmodat(
@@ -210,10 +210,10 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), SetupE
     for (target, name) in DEV_LINKS {
         match sys.symlink(target, &dev.join(name)) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(SetupError::sys(format!("creating /dev/{name}"), e)),
+            Err(e) => return Err(LaunchError::sys(format!("creating /dev/{name}"), e)),
         }
     }
-    sys.pivot_root(rootfs).map_err(|e| SetupError::sys("pivot_root", e))?;
+    sys.pivot_root(rootfs).map_err(|e| LaunchError::sys("pivot_root", e))?;
     if let Some(linux) = spec.linux() {
         for p in linux.masked_paths().as_deref().unwrap_or(&[]) {
             mask(sys, Path::new(p))?;
@@ -222,7 +222,7 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), SetupE
             let path = Path::new(p);
             if path.exists() {
                 sys.mount(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                    .map_err(|e| SetupError::sys(format!("read-only {p}"), e))?;
+                    .map_err(|e| LaunchError::sys(format!("read-only {p}"), e))?;
                 sys.mount(
                     None,
                     path,
@@ -235,26 +235,26 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path) -> Result<(), SetupE
                         | MsFlags::MS_NOEXEC,
                     None,
                 )
-                .map_err(|e| SetupError::sys(format!("read-only {p}"), e))?;
+                .map_err(|e| LaunchError::sys(format!("read-only {p}"), e))?;
             }
         }
     }
     if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
         sys.mount(None, Path::new("/"), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)
-            .map_err(|e| SetupError::sys("remounting / read-only", e))?;
+            .map_err(|e| LaunchError::sys("remounting / read-only", e))?;
     }
     Ok(())
 }
 
 /// Hides `path`: a directory gets an empty read-only tmpfs, a file `/dev/null`.
-fn mask(sys: &dyn Syscall, path: &Path) -> Result<(), SetupError> {
+fn mask(sys: &dyn Syscall, path: &Path) -> Result<(), LaunchError> {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
     let r = if meta.is_dir() {
         sys.mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)
     } else {
         sys.mount(Some("/dev/null"), path, None, MsFlags::MS_BIND, None)
     };
-    r.map_err(|e| SetupError::sys(format!("masking {}", path.display()), e))
+    r.map_err(|e| LaunchError::sys(format!("masking {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use super::SetupError;
+use super::LaunchError;
 
 static SEALED: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
 
@@ -21,15 +21,15 @@ pub const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F
 
 /// The sealed copy, made on first use and kept for the engine's life (close-on-exec: no
 /// container process inherits it).
-pub fn fd() -> Result<BorrowedFd<'static>, SetupError> {
+pub fn fd() -> Result<BorrowedFd<'static>, LaunchError> {
     match SEALED.get_or_init(|| copy_sealed("/proc/self/exe").map_err(|e| e.to_string())) {
         Ok(fd) => Ok(fd.as_fd()),
-        Err(e) => Err(SetupError::other(format!("sealing a copy of the engine binary: {e}"))),
+        Err(e) => Err(LaunchError::other(format!("sealing a copy of the engine binary: {e}"))),
     }
 }
 
 /// The path that executes the sealed copy (valid in this process and in its children until exec).
-pub fn exec_path() -> Result<PathBuf, SetupError> {
+pub fn exec_path() -> Result<PathBuf, LaunchError> {
     Ok(PathBuf::from(format!("/proc/self/fd/{}", fd()?.as_raw_fd())))
 }
 

@@ -12,7 +12,7 @@ use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
-use super::SetupError;
+use super::LaunchError;
 
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
@@ -90,16 +90,16 @@ fn lookup(sys: &str) -> Option<i64> {
 /// the kernel's no-new-privileges bit is set first (any process may then install a filter);
 /// without it the caller must still hold CAP_SYS_ADMIN, i.e. call this before dropping
 /// privileges, as runc does, so setuid programs keep working in the container.
-pub fn apply(spec: &Spec, no_new_privs: bool) -> Result<(), SetupError> {
+pub fn apply(spec: &Spec, no_new_privs: bool) -> Result<(), LaunchError> {
     let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else { return Ok(()) };
     if sc.default_action() != LinuxSeccompAction::ScmpActAllow {
-        return Err(SetupError::other("only deny-list seccomp profiles (defaultAction SCMP_ACT_ALLOW) are supported"));
+        return Err(LaunchError::other("only deny-list seccomp profiles (defaultAction SCMP_ACT_ALLOW) are supported"));
     }
     // One filter per errno: the kernel applies the most restrictive verdict of all filters.
     let mut by_errno: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
     for group in sc.syscalls().clone().unwrap_or_default() {
         if group.action() != LinuxSeccompAction::ScmpActErrno {
-            return Err(SetupError::other(format!("unsupported seccomp action {:?}", group.action())));
+            return Err(LaunchError::other(format!("unsupported seccomp action {:?}", group.action())));
         }
         let errno = group.errno_ret().unwrap_or(libc::EPERM as u32);
         let mut conditions = Vec::new();
@@ -108,17 +108,17 @@ pub fn apply(spec: &Spec, no_new_privs: bool) -> Result<(), SetupError> {
                 LinuxSeccompOperator::ScmpCmpMaskedEq => SeccompCmpOp::MaskedEq(a.value()),
                 LinuxSeccompOperator::ScmpCmpEq => SeccompCmpOp::Eq,
                 LinuxSeccompOperator::ScmpCmpNe => SeccompCmpOp::Ne,
-                other => return Err(SetupError::other(format!("unsupported seccomp operator {other:?}"))),
+                other => return Err(LaunchError::other(format!("unsupported seccomp operator {other:?}"))),
             };
             let value = if matches!(a.op(), LinuxSeccompOperator::ScmpCmpMaskedEq) {
                 a.value_two().unwrap_or(0)
             } else {
                 a.value()
             };
-            let idx = u8::try_from(a.index()).map_err(|_| SetupError::other("seccomp argument index out of range"))?;
+            let idx = u8::try_from(a.index()).map_err(|_| LaunchError::other("seccomp argument index out of range"))?;
             conditions.push(
                 SeccompCondition::new(idx, SeccompCmpArgLen::Qword, op, value)
-                    .map_err(|e| SetupError::other(format!("seccomp condition: {e}")))?,
+                    .map_err(|e| LaunchError::other(format!("seccomp condition: {e}")))?,
             );
         }
         for name in group.names() {
@@ -127,20 +127,20 @@ pub fn apply(spec: &Spec, no_new_privs: bool) -> Result<(), SetupError> {
             if !conditions.is_empty() {
                 rules.push(
                     SeccompRule::new(conditions.clone())
-                        .map_err(|e| SetupError::other(format!("seccomp rule: {e}")))?,
+                        .map_err(|e| LaunchError::other(format!("seccomp rule: {e}")))?,
                 );
             }
         }
     }
     for (errno, rules) in by_errno {
         let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), ARCH)
-            .map_err(|e| SetupError::other(format!("seccomp filter: {e}")))?;
+            .map_err(|e| LaunchError::other(format!("seccomp filter: {e}")))?;
         let prog: seccompiler::BpfProgram = filter
             .try_into()
-            .map_err(|e: seccompiler::BackendError| SetupError::other(format!("seccomp compile: {e}")))?;
+            .map_err(|e: seccompiler::BackendError| LaunchError::other(format!("seccomp compile: {e}")))?;
         if no_new_privs {
             seccompiler::apply_filter(&prog)
-                .map_err(|e| SetupError::other(format!("installing seccomp filter: {e}")))?;
+                .map_err(|e| LaunchError::other(format!("installing seccomp filter: {e}")))?;
         } else {
             install_privileged(&prog)?;
         }
@@ -149,14 +149,14 @@ pub fn apply(spec: &Spec, no_new_privs: bool) -> Result<(), SetupError> {
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER)` without setting no-new-privileges (needs CAP_SYS_ADMIN).
-fn install_privileged(prog: &seccompiler::BpfProgram) -> Result<(), SetupError> {
-    let len = u16::try_from(prog.len()).map_err(|_| SetupError::other("seccomp filter too long"))?;
+fn install_privileged(prog: &seccompiler::BpfProgram) -> Result<(), LaunchError> {
+    let len = u16::try_from(prog.len()).map_err(|_| LaunchError::other("seccomp filter too long"))?;
     // `seccompiler::sock_filter` is `#[repr(C)]` with the kernel's layout, as `libc::sock_filter`.
     let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast::<libc::sock_filter>().cast_mut() };
     // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the program.
     let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, std::ptr::addr_of!(fprog)) };
     if rc != 0 {
-        return Err(SetupError::sys("installing seccomp filter", nix::errno::Errno::last()));
+        return Err(LaunchError::sys("installing seccomp filter", nix::errno::Errno::last()));
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{LinuxCapabilities, Spec};
 
-use super::SetupError;
+use super::LaunchError;
 
 /// What a path holds, as the executable lookup needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +71,13 @@ pub trait Syscall {
     fn setresuid(&self, uid: u32) -> nix::Result<()>;
     /// Before the user switch: the bounding set reduced; a non-root `uid` keeps its permitted set
     /// across `setuid`.
-    fn prepare_capabilities(&self, caps: Option<&LinuxCapabilities>, uid: u32) -> Result<(), SetupError>;
+    fn prepare_capabilities(&self, caps: Option<&LinuxCapabilities>, uid: u32) -> Result<(), LaunchError>;
     /// After the user switch: the effective, permitted, inheritable and ambient sets.
-    fn apply_capabilities(&self, caps: Option<&LinuxCapabilities>) -> Result<(), SetupError>;
+    fn apply_capabilities(&self, caps: Option<&LinuxCapabilities>) -> Result<(), LaunchError>;
     /// `PR_SET_NO_NEW_PRIVS`.
     fn set_no_new_privs(&self) -> nix::Result<()>;
     /// Installs the spec's seccomp filters (see `seccomp::apply`).
-    fn apply_seccomp(&self, spec: &Spec, no_new_privs: bool) -> Result<(), SetupError>;
+    fn apply_seccomp(&self, spec: &Spec, no_new_privs: bool) -> Result<(), LaunchError>;
     /// The hard limit of an rlimit this process has.
     fn hard_rlimit(&self, resource: libc::__rlimit_resource_t) -> u64;
     /// `setrlimit(2)`.
@@ -86,7 +86,7 @@ pub trait Syscall {
     fn loopback_up(&self);
     /// With a terminal: the pty made inside the container becomes stdio and goes to the engine
     /// over the console socket.
-    fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), SetupError>;
+    fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), LaunchError>;
     /// Marks every descriptor from `first` on close-on-exec.
     fn close_on_exec_from(&self, first: u32);
     /// `execve(2)`: returns only on failure.
@@ -188,11 +188,11 @@ impl Syscall for LinuxSyscall {
         nix::unistd::setresuid(u, u, u)
     }
 
-    fn prepare_capabilities(&self, caps: Option<&LinuxCapabilities>, uid: u32) -> Result<(), SetupError> {
+    fn prepare_capabilities(&self, caps: Option<&LinuxCapabilities>, uid: u32) -> Result<(), LaunchError> {
         super::capabilities::prepare(caps, uid)
     }
 
-    fn apply_capabilities(&self, caps: Option<&LinuxCapabilities>) -> Result<(), SetupError> {
+    fn apply_capabilities(&self, caps: Option<&LinuxCapabilities>) -> Result<(), LaunchError> {
         super::capabilities::apply(caps)
     }
 
@@ -204,7 +204,7 @@ impl Syscall for LinuxSyscall {
         Ok(())
     }
 
-    fn apply_seccomp(&self, spec: &Spec, no_new_privs: bool) -> Result<(), SetupError> {
+    fn apply_seccomp(&self, spec: &Spec, no_new_privs: bool) -> Result<(), LaunchError> {
         super::seccomp::apply(spec, no_new_privs)
     }
 
@@ -239,7 +239,7 @@ impl Syscall for LinuxSyscall {
         }
     }
 
-    fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), SetupError> {
+    fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), LaunchError> {
         // SAFETY: the agent starts init with the console socket on this descriptor when the
         // process has a terminal; nothing else owns it.
         let console = unsafe { OwnedFd::from_raw_fd(super::pty::CONSOLE_SOCKET_FD) };
@@ -360,11 +360,11 @@ impl Syscall for RecordingSyscall {
         self.record(format!("setresuid {uid}"));
         Ok(())
     }
-    fn prepare_capabilities(&self, caps: Option<&LinuxCapabilities>, uid: u32) -> Result<(), SetupError> {
+    fn prepare_capabilities(&self, caps: Option<&LinuxCapabilities>, uid: u32) -> Result<(), LaunchError> {
         self.record(format!("prepare_capabilities bounding={} uid={uid}", cap_count(caps, |c| c.bounding())));
         Ok(())
     }
-    fn apply_capabilities(&self, caps: Option<&LinuxCapabilities>) -> Result<(), SetupError> {
+    fn apply_capabilities(&self, caps: Option<&LinuxCapabilities>) -> Result<(), LaunchError> {
         self.record(format!("apply_capabilities effective={}", cap_count(caps, |c| c.effective())));
         Ok(())
     }
@@ -372,7 +372,7 @@ impl Syscall for RecordingSyscall {
         self.record("no_new_privs".into());
         Ok(())
     }
-    fn apply_seccomp(&self, _spec: &Spec, no_new_privs: bool) -> Result<(), SetupError> {
+    fn apply_seccomp(&self, _spec: &Spec, no_new_privs: bool) -> Result<(), LaunchError> {
         self.record(format!("seccomp no_new_privs={no_new_privs}"));
         Ok(())
     }
@@ -385,7 +385,7 @@ impl Syscall for RecordingSyscall {
     fn loopback_up(&self) {
         self.record("loopback_up".into());
     }
-    fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), SetupError> {
+    fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), LaunchError> {
         self.record(format!("setup_terminal {rows}x{cols}"));
         Ok(())
     }
