@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use skiff_proto::control::{encode, Request, Response};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use skiff_proto::control::{Request, Response};
+use skiff_proto::jsonl::JsonLines;
 
 use crate::vsock::{GuestStream, Vsock};
 
 /// A connection to the agent's control port.
 pub struct ControlClient {
-    stream: BufReader<Box<dyn GuestStream>>,
+    channel: JsonLines<Box<dyn GuestStream>>,
 }
 
 impl std::fmt::Debug for ControlClient {
@@ -22,22 +22,17 @@ impl ControlClient {
     /// Connects to the guest's control port, retrying up to `patience`.
     pub async fn connect(vsock: &Vsock, patience: Duration) -> std::io::Result<Self> {
         let stream = vsock.connect_retrying(skiff_proto::CONTROL_PORT, patience).await?;
-        Ok(Self { stream: BufReader::new(stream) })
+        Ok(Self::from_stream(stream))
     }
 
     /// Wraps the connection the agent opened to the host once it was up.
     pub fn from_stream(stream: Box<dyn GuestStream>) -> Self {
-        Self { stream: BufReader::new(stream) }
+        Self { channel: JsonLines::new(stream) }
     }
 
     /// Sends `req` and waits for its answer.
     pub async fn call(&mut self, req: &Request) -> std::io::Result<Response> {
-        self.stream.get_mut().write_all(&encode(req)).await?;
-        let mut line = String::new();
-        if self.stream.read_line(&mut line).await? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the agent closed the control channel"));
-        }
-        serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        self.channel.call(req).await
     }
 }
 

@@ -11,10 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_proto::control::encode;
+use skiff_proto::jsonl::JsonLines;
 use skiff_proto::ports::{PortRequest, PortResponse, Proto, FORWARD_PORT};
 use skiff_proto::stream::{read_frame, write_frame, MAX_FRAME};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -42,12 +42,11 @@ pub fn serve(listener: HostListener, vsock: Arc<Vsock>) -> tokio::task::JoinHand
 }
 
 async fn session(stream: Box<dyn GuestStream>, vsock: Arc<Vsock>) {
-    let (r, mut w) = tokio::io::split(stream);
-    let mut lines = BufReader::new(r).lines();
+    let mut channel = JsonLines::new(stream);
     let mut bindings: HashMap<u64, AbortHandle> = HashMap::new();
     let mut tasks = JoinSet::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let answer = match serde_json::from_str::<PortRequest>(&line) {
+    while let Some(request) = channel.next::<PortRequest>().await {
+        let answer = match request {
             Ok(PortRequest::Publish { id, proto, host_ip, first, last }) => {
                 match bind(proto, host_ip, first, last).await {
                     Ok((port, bound)) => {
@@ -73,7 +72,7 @@ async fn session(stream: Box<dyn GuestStream>, vsock: Arc<Vsock>) {
             }
             Err(e) => PortResponse::Error { message: format!("bad request: {e}") },
         };
-        if w.write_all(&encode(&answer)).await.is_err() {
+        if channel.send(&answer).await.is_err() {
             break;
         }
     }

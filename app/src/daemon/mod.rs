@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use skiff_proto::boot::BootConfig;
 use skiff_proto::control::{Request, Response};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use skiff_proto::jsonl::JsonLines;
 use tokio::sync::{oneshot, Mutex};
 
 use self::rpc::{DaemonRequest, DaemonResponse, State, Status};
@@ -478,10 +478,9 @@ async fn serve_rpc(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
     while let Ok((stream, _)) = listener.accept().await {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let (rx, mut tx) = stream.into_split();
-            let mut lines = BufReader::new(rx).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let response = match serde_json::from_str::<DaemonRequest>(&line) {
+            let mut channel = JsonLines::new(stream);
+            while let Some(request) = channel.next::<DaemonRequest>().await {
+                let response = match request {
                     Ok(DaemonRequest::Status) => DaemonResponse::Status(Box::new(shared.status.lock().await.clone())),
                     Ok(DaemonRequest::Stop { timeout_secs }) => {
                         let (reply, answer) = oneshot::channel();
@@ -497,9 +496,7 @@ async fn serve_rpc(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
                     }
                     Err(e) => DaemonResponse::Error { message: format!("bad request: {e}") },
                 };
-                let mut out = serde_json::to_vec(&response).unwrap_or_default();
-                out.push(b'\n');
-                if tx.write_all(&out).await.is_err() {
+                if channel.send(&response).await.is_err() {
                     return;
                 }
             }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_proto::control::{encode, BootTimings, GuestStats, Request, Response};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use skiff_proto::control::{BootTimings, GuestStats, Request, Response};
+use skiff_proto::jsonl::JsonLines;
 use tokio::sync::watch;
 use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
@@ -59,14 +59,13 @@ pub fn dial_host(control: Control, port: u32) {
 }
 
 async fn serve(stream: VsockStream, control: Arc<Control>) {
-    let (rx, mut tx) = tokio::io::split(stream);
-    let mut lines = BufReader::new(rx).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let response = match serde_json::from_str::<Request>(&line) {
+    let mut channel = JsonLines::new(stream);
+    while let Some(request) = channel.next::<Request>().await {
+        let response = match request {
             Ok(req) => handle(req, &control).await,
             Err(e) => Response::Error { message: format!("bad control request: {e}") },
         };
-        if tx.write_all(&encode(&response)).await.is_err() {
+        if channel.send(&response).await.is_err() {
             return;
         }
     }

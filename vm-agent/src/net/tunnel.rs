@@ -7,14 +7,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use skiff_proto::jsonl::JsonLines;
 use skiff_proto::ports::{PortRequest, PortResponse, Proto, FORWARD_PORT};
 use skiff_proto::stream::{read_frame, write_frame, MAX_FRAME};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
 use super::NetError;
 
-type Conn = (BufReader<tokio::io::ReadHalf<VsockStream>>, tokio::io::WriteHalf<VsockStream>);
+type Conn = JsonLines<VsockStream>;
 
 /// The agent's side of the host's port service.
 #[derive(Debug)]
@@ -65,23 +66,15 @@ impl Tunnel {
                 let stream = VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, self.host_port))
                     .await
                     .map_err(|e| NetError::Internal(format!("reaching the host's port service: {e}")))?;
-                let (r, w) = tokio::io::split(stream);
-                *conn = Some((BufReader::new(r), w));
+                *conn = Some(JsonLines::new(stream));
             }
-            let Some((r, w)) = conn.as_mut() else { continue };
-            let mut line = String::new();
-            let sent = async {
-                w.write_all(&skiff_proto::control::encode(req)).await?;
-                r.read_line(&mut line).await
-            }
-            .await;
-            match sent {
-                Ok(n) if n > 0 => {
-                    return serde_json::from_str(&line)
-                        .map_err(|e| NetError::Internal(format!("bad answer from the host's port service: {e}")));
+            let Some(channel) = conn.as_mut() else { continue };
+            match channel.call::<_, PortResponse>(req).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(NetError::Internal(format!("bad answer from the host's port service: {e}")));
                 }
                 _ if attempt == 0 => *conn = None,
-                Ok(_) => return Err(NetError::Internal("the host's port service closed the connection".into())),
                 Err(e) => return Err(NetError::Internal(format!("talking to the host's port service: {e}"))),
             }
         }
