@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use skiff_proto::jsonl::JsonLines;
 use skiff_proto::ports::{PortRequest, PortResponse, Proto, FORWARD_PORT};
+use skiff_proto::proxy;
 use skiff_proto::stream::{read_frame, write_frame, MAX_FRAME};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
@@ -22,7 +23,6 @@ use tokio::task::{AbortHandle, JoinSet};
 use crate::vsock::{GuestStream, HostListener, Vsock};
 
 /// How long a UDP peer's stream lives without traffic.
-const UDP_IDLE: Duration = Duration::from_secs(60);
 
 /// Serves the agent's requests arriving on `listener` until the VM goes away.
 pub fn serve(listener: HostListener, vsock: Arc<Vsock>) -> tokio::task::JoinHandle<()> {
@@ -118,57 +118,28 @@ async fn open_guest(vsock: &Vsock, id: u64) -> io::Result<Box<dyn GuestStream>> 
     Ok(guest)
 }
 
+/// Each connection becomes a vsock stream into the guest (framed, half-close preserved).
 async fn serve_tcp(listener: TcpListener, vsock: Arc<Vsock>, id: u64) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else { continue };
-                let _ = client.set_nodelay(true);
-                let vsock = vsock.clone();
-                conns.spawn(async move {
-                    match open_guest(&vsock, id).await {
-                        Ok(guest) => {
-                            if let Err(e) = skiff_proto::stream::relay(guest, client).await {
-                                tracing::debug!(error = %e, "forwarded connection ended");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "reaching the guest for a published port"),
+    proxy::serve_tcp(listener, move |client| {
+        let vsock = vsock.clone();
+        async move {
+            match open_guest(&vsock, id).await {
+                Ok(guest) => {
+                    if let Err(e) = skiff_proto::stream::relay(guest, client).await {
+                        tracing::debug!(error = %e, "forwarded connection ended");
                     }
-                });
+                }
+                Err(e) => tracing::warn!(error = %e, "reaching the guest for a published port"),
             }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
-    }
+    })
+    .await;
 }
 
+/// Each UDP peer gets a vsock stream into the guest carrying its datagrams as frames.
 async fn serve_udp(socket: Arc<UdpSocket>, vsock: Arc<Vsock>, id: u64) {
-    let mut peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut streams = JoinSet::new();
-    let mut buf = vec![0u8; MAX_FRAME];
-    loop {
-        tokio::select! {
-            got = socket.recv_from(&mut buf) => {
-                let Ok((n, peer)) = got else { continue };
-                if n == 0 {
-                    continue;
-                }
-                let datagram = buf[..n].to_vec();
-                if let Some(tx) = peers.get(&peer) {
-                    if tx.send(datagram.clone()).await.is_ok() {
-                        continue;
-                    }
-                }
-                let (tx, rx) = mpsc::channel(256);
-                let _ = tx.send(datagram).await;
-                peers.insert(peer, tx);
-                streams.spawn(udp_peer(vsock.clone(), id, socket.clone(), peer, rx));
-            }
-            Some(_) = streams.join_next(), if !streams.is_empty() => {
-                peers.retain(|_, tx| !tx.is_closed());
-            }
-        }
-    }
+    let replies_to = socket.clone();
+    proxy::serve_udp(socket, move |peer, rx| udp_peer(vsock.clone(), id, replies_to.clone(), peer, rx)).await;
 }
 
 /// One UDP peer's stream to the guest: datagrams as frames both ways, until idle.
@@ -192,7 +163,7 @@ async fn udp_peer(
                 Ok(Some(n)) => { let _ = socket.send_to(&buf[..n], peer).await; }
                 _ => return,
             },
-            _ = tokio::time::sleep(UDP_IDLE) => return,
+            _ = tokio::time::sleep(proxy::UDP_IDLE) => return,
         }
     }
 }

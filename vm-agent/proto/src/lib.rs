@@ -7,6 +7,7 @@ pub mod boot;
 pub mod control;
 pub mod jsonl;
 pub mod ports;
+pub mod proxy;
 pub mod stream;
 
 /// The guest's vsock port serving the Docker Engine API (plain HTTP, as on a Unix socket).

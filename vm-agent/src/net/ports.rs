@@ -4,10 +4,8 @@
 //! arrive over vsock. Either way a [`PortGuard`] owns the listener: dropping it (the container
 //! stopped) frees the host port and ends its connections.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde::{Deserialize, Serialize};
@@ -15,11 +13,13 @@ pub use skiff_proto::ports::Proto;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
+use skiff_proto::proxy;
+use tokio::sync::mpsc;
+
 use super::tunnel::Tunnel;
 use super::NetError;
 
 /// How long a UDP peer's mapping lives without traffic.
-const UDP_IDLE: Duration = Duration::from_secs(60);
 
 /// One requested binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,65 +197,52 @@ async fn publish_local(spec: &PortSpec, host_ip: IpAddr, target: SocketAddr) -> 
     Err(NetError::port_in_use(host_ip, spec.first, spec.last))
 }
 
-/// Accepts connections and proxies each to `target`; half-closes pass through.
+/// Proxies each connection to `target`; half-closes pass through.
 pub async fn serve_tcp(listener: TcpListener, target: SocketAddr) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((mut client, _)) = accepted else { continue };
-                let _ = client.set_nodelay(true);
-                conns.spawn(async move {
-                    let Ok(mut upstream) = TcpStream::connect(target).await else { return };
-                    let _ = upstream.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
+    proxy::serve_tcp(listener, move |mut client| async move {
+        let Ok(mut upstream) = TcpStream::connect(target).await else { return };
+        let _ = upstream.set_nodelay(true);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    })
+    .await;
 }
 
-/// Relays datagrams: each client address gets its own socket towards `target`, so replies find
-/// their way back; idle mappings expire.
+/// Relays datagrams to `target`, one upstream socket per client address.
 pub async fn serve_udp(socket: Arc<UdpSocket>, target: SocketAddr) {
-    let mut peers: HashMap<SocketAddr, (Arc<UdpSocket>, tokio::task::AbortHandle)> = HashMap::new();
-    let mut replies = JoinSet::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        tokio::select! {
-            got = socket.recv_from(&mut buf) => {
-                let Ok((n, peer)) = got else { continue };
-                let upstream = match peers.get(&peer) {
-                    Some((s, h)) if !h.is_finished() => s.clone(),
-                    _ => {
-                        let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-                        let Ok(s) = UdpSocket::bind(bind).await else { continue };
-                        if s.connect(target).await.is_err() { continue }
-                        let s = Arc::new(s);
-                        let handle = replies.spawn(udp_replies(s.clone(), socket.clone(), peer));
-                        peers.insert(peer, (s.clone(), handle));
-                        s
-                    }
-                };
-                let _ = upstream.send(&buf[..n]).await;
-            }
-            Some(_) = replies.join_next(), if !replies.is_empty() => {
-                peers.retain(|_, (_, h)| !h.is_finished());
-            }
-        }
-    }
+    let replies_to = socket.clone();
+    proxy::serve_udp(socket, move |peer, rx| udp_peer(replies_to.clone(), peer, target, rx)).await;
 }
 
-async fn udp_replies(upstream: Arc<UdpSocket>, socket: Arc<UdpSocket>, peer: SocketAddr) {
-    let mut buf = vec![0u8; 65536];
-    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, upstream.recv(&mut buf)).await {
-        let _ = socket.send_to(&buf[..n], peer).await;
+/// One UDP client's mapping: its datagrams go out from a socket of its own, and what comes back
+/// on that socket goes to the client, until idle.
+async fn udp_peer(socket: Arc<UdpSocket>, peer: SocketAddr, target: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let bind: SocketAddr =
+        if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let Ok(upstream) = UdpSocket::bind(bind).await else { return };
+    if upstream.connect(target).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; proxy::MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            d = rx.recv() => match d {
+                Some(d) => { let _ = upstream.send(&d).await; }
+                None => return,
+            },
+            r = upstream.recv(&mut buf) => match r {
+                Ok(n) => { let _ = socket.send_to(&buf[..n], peer).await; }
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(proxy::UDP_IDLE) => return,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
     use super::*;
     use bollard_stubs::models::PortBinding;
 
