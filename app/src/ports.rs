@@ -22,8 +22,6 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::vsock::{GuestStream, HostListener, Vsock};
 
-/// How long a UDP peer's stream lives without traffic.
-
 /// Serves the agent's requests arriving on `listener` until the VM goes away.
 pub fn serve(listener: HostListener, vsock: Arc<Vsock>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

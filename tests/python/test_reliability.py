@@ -1,4 +1,4 @@
-"""Reliability: the engine killed with SIGKILL at bad moments (running containers, mid-load,
+"""Reliability: the engine killed with SIGKILL at bad moments (running containers, mid-load, mid-commit,
 mid-pull), a batch of failing runs of every kind that must leave nothing behind, malformed
 input, and a soak of create/start/remove cycles whose engine memory stays flat. Everything is
 checked against what the kernel shows (processes, mounts, links, nftables, listeners, cgroups)."""
@@ -111,6 +111,40 @@ def test_kill9_mid_load_leaves_no_half_image_and_the_next_load_works(agent, frac
     loaded = agent.load("debian.tar")
     assert loaded and "skiff-test/debian:bookworm" in loaded[0].tags
     assert agent.client.containers.run("skiff-test/debian:bookworm", ["echo", "ok"], remove=True) == b"ok\n"
+
+
+@pytest.mark.parametrize("linger", [0.15, 0.6, 1.5])
+def test_kill9_mid_commit_leaves_no_half_image_and_the_next_commit_works(agent, linger):
+    agent.load("busybox.tar")
+    c = agent.client
+    box = c.containers.run("busybox", ["sh", "-c", "dd if=/dev/urandom of=/big bs=1M count=200 2>/dev/null"],
+                           detach=True)
+    assert box.wait(timeout=120)["StatusCode"] == 0
+    before = sorted(i.id for i in c.images.list(all=True))
+    container_id = box.id
+
+    def commit():
+        try:
+            c.api.commit(container_id, repository="half", tag="done")
+        except Exception:  # the engine dies under it: that is the point
+            pass
+
+    t = threading.Thread(target=commit)
+    t.start()
+    time.sleep(linger)
+    agent.kill9()
+    t.join(30)
+    agent.start()
+    c = agent.client
+    after = sorted(i.id for i in c.images.list(all=True))
+    # Either nothing new, or the complete image (the kill may land after the commit).
+    new = [i for i in after if i not in before]
+    for image_id in new:
+        assert c.containers.run(image_id, ["sh", "-c", "ls -l /big | awk '{print $5}'"], remove=True) == b"209715200\n"
+    tmp = agent.root / "image-store" / "tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == [], list(tmp.iterdir())
+    image_id = c.api.commit(container_id, repository="half", tag="again")["Id"]
+    assert c.containers.run(image_id, ["sh", "-c", "ls -l /big | awk '{print $5}'"], remove=True) == b"209715200\n"
 
 
 def test_kill9_mid_pull_leaves_the_store_consistent(agent, agent_factory, registry):

@@ -29,13 +29,15 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
     Ok(Json(images::list(&engine, &filters)?).into_response())
 }
 
-/// `POST /images/create`: pull (`fromImage`); importing (`fromSrc`) is not supported.
-pub async fn create(State(engine): State<Arc<Engine>>, headers: HeaderMap, p: Params) -> ApiResult<Response> {
-    if p.get("fromSrc").is_some() {
-        return Err(ApiError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            message: "docker import is not supported by Skiff yet".into(),
-        });
+/// `POST /images/create`: pull (`fromImage`) or import (`fromSrc=-`, the archive in the body).
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    p: Params,
+    req: Request,
+) -> ApiResult<Response> {
+    if let Some(src) = p.get("fromSrc") {
+        return import(engine, src, &p, req).await;
     }
     let from =
         p.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
@@ -52,6 +54,68 @@ pub async fn create(State(engine): State<Arc<Engine>>, headers: HeaderMap, p: Pa
     let (progress, rx) = Progress::channel(false);
     registry::spawn_pull(engine, plan, rest.to_vec(), auth, progress);
     Ok(json_lines(rx))
+}
+
+/// `docker import`: the body is read whole (a bad archive is answered after it, so the client
+/// sees the message, not a broken pipe); the answer is one status line with the image id.
+async fn import(engine: Arc<Engine>, src: &str, p: &Params, req: Request) -> ApiResult<Response> {
+    if src != "-" {
+        return Err(ApiError::bad_request(format!(
+            "importing from a URL ({src}) is not supported: download the archive and import the file"
+        )));
+    }
+    let tag = new_image_tag(p)?;
+    let opts = crate::engine::import::ImportOptions {
+        tag,
+        message: p.get("message").unwrap_or_default().to_string(),
+        changes: p.all("changes"),
+    };
+    let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(body));
+    let id = crate::engine::blocking(move || {
+        let mut reader = reader;
+        let result = crate::engine::import::import(&engine, &mut reader, opts);
+        // Whatever the outcome, the request body is consumed before the answer.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        result
+    })
+    .await?;
+    let line = serde_json::json!({"status": id.to_string()}).to_string() + "\r\n";
+    Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response())
+}
+
+/// The `repo` and `tag` parameters of commit and import as one full tagged reference.
+fn new_image_tag(p: &Params) -> Result<Option<String>, ApiError> {
+    let Some(repo) = p.get("repo").filter(|r| !r.is_empty()) else { return Ok(None) };
+    ImageRef::with_tag(repo, p.get("tag").filter(|t| !t.is_empty()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?
+        .full_tagged()
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid reference format: {repo}")))
+}
+
+/// `POST /commit?container=…`: the container's changes as a new image; the body may carry a
+/// `Config` that overrides the container's.
+pub async fn commit(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -> ApiResult<Response> {
+    let name =
+        p.get("container").filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("container is required"))?;
+    let c = engine.containers.get(name)?;
+    let config: Option<serde_json::Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?)
+    };
+    let tag = new_image_tag(&p)?;
+    let opts = crate::engine::containers::commit::CommitOptions {
+        tag,
+        comment: p.get("comment").unwrap_or_default().to_string(),
+        author: p.get("author").unwrap_or_default().to_string(),
+        pause: p.get("pause").is_none_or(|v| !matches!(v, "0" | "false" | "False")),
+        changes: p.all("changes"),
+        config: config.filter(|c| !c.is_null()),
+    };
+    let id = crate::engine::containers::commit::commit(&engine, &c, opts).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": id.to_string()}))).into_response())
 }
 
 /// `POST /images/load`.
@@ -141,7 +205,15 @@ pub async fn named(
         return Err(ApiError { status: StatusCode::NOT_FOUND, message: "page not found".into() });
     };
     match op {
-        NamedOp::Inspect => Ok(Json(images::inspect(&engine, &name)?).into_response()),
+        NamedOp::Inspect => {
+            // `Parent` (dropped from the stubs' model, still read by clients): the image a commit
+            // or build step made this one from, else "".
+            let mut v = serde_json::to_value(images::inspect(&engine, &name)?)
+                .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+            let parent = images::resolve(&engine, &name)?.record.parent.as_ref().map(ToString::to_string);
+            v["Parent"] = serde_json::json!(parent.unwrap_or_default());
+            Ok(Json(v).into_response())
+        }
         NamedOp::History => Ok(Json(images::history(&engine, &name)?).into_response()),
         NamedOp::Save => export(engine, vec![name]).await,
         NamedOp::Tag => {

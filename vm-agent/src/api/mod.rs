@@ -164,6 +164,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
+        .route("/commit", post(images::commit))
         .route("/images/load", post(images::load_archive))
         .route("/images/get", get(images::save_images))
         .route("/images/prune", post(images::prune))

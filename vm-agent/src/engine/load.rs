@@ -342,6 +342,7 @@ fn import_candidate(
             repo_digests: Vec::new(),
             added: now_rfc3339(),
             last_tag_time: (!c.tags.is_empty()).then(now_rfc3339),
+            parent: None,
         };
         let tags: Vec<String> = c.tags.iter().filter_map(ImageRef::full_tagged).collect();
         store.commit_image(record, &tags)?;

@@ -2,12 +2,15 @@
 //! later). Functions here take typed arguments and return typed results or an `EngineError`; they
 //! know nothing of HTTP.
 
+pub mod config_changes;
 pub mod containers;
 pub mod events;
 pub mod filters;
 pub mod images;
+pub mod import;
 pub mod load;
 pub mod networks;
+pub mod new_image;
 pub mod progress;
 pub mod reference;
 pub mod registry;

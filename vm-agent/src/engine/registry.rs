@@ -350,6 +350,7 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
             repo_digests: vec![format!("{}@{}", r.full_name(), plan.top_digest)],
             added: now_rfc3339(),
             last_tag_time: r.tag().map(|_| now_rfc3339()),
+            parent: None,
         };
         let tags: Vec<String> = r.full_tagged().into_iter().collect();
         let store = engine.store.clone();

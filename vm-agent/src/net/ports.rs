@@ -19,8 +19,6 @@ use tokio::sync::mpsc;
 use super::tunnel::Tunnel;
 use super::NetError;
 
-/// How long a UDP peer's mapping lives without traffic.
-
 /// One requested binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {

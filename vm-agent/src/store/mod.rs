@@ -14,6 +14,7 @@
 pub mod atomic;
 pub mod compression;
 pub mod digest;
+pub mod layer_tar;
 pub mod model;
 pub mod unpack;
 
@@ -130,6 +131,14 @@ impl Drop for Pin<'_> {
 pub struct BlobWriter {
     tmp: PathBuf,
     out: HashingWriter<BufWriter<File>>,
+}
+
+impl BlobWriter {
+    /// Gives up on the blob: its staging file goes.
+    pub fn discard(self) {
+        drop(self.out);
+        let _ = fs::remove_file(&self.tmp);
+    }
 }
 
 impl Write for BlobWriter {
@@ -390,6 +399,37 @@ impl Store {
                 Err(_) if self.layer(&meta.diff_id).is_some() => {
                     let _ = fs::remove_dir_all(&stage);
                     Ok(meta)
+                }
+                Err(e) => Err(io_ctx("committing layer")(e)),
+            }
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&stage);
+        }
+        result
+    }
+
+    /// Unpacks the layer blob at `path` (plain or compressed tar) and commits it under the diff id
+    /// its content has (an existing identical layer is reused). Returns the layer and how the blob
+    /// is compressed. On hostile or corrupt content it fails and leaves nothing behind.
+    pub fn add_layer(&self, path: &Path) -> Result<(LayerMeta, compression::Compression), StoreError> {
+        let stage = self.staging_path("layer");
+        let diff = stage.join("diff");
+        fs::create_dir_all(&diff).map_err(io_ctx("creating layer staging"))?;
+        let result = (|| {
+            let file = File::open(path).map_err(io_ctx(format!("opening {}", path.display())))?;
+            let unpacked = unpack::unpack_layer(file, &diff)?;
+            let meta = LayerMeta { diff_id: unpacked.diff_id, size: unpacked.size };
+            if self.layer(&meta.diff_id).is_some() {
+                let _ = fs::remove_dir_all(&stage);
+                return Ok((meta, unpacked.compression));
+            }
+            atomic::write_json(&stage.join("meta.json"), &meta).map_err(io_ctx("writing layer metadata"))?;
+            match fs::rename(&stage, self.root.join("layers").join(meta.diff_id.hex())) {
+                Ok(()) => Ok((meta, unpacked.compression)),
+                Err(_) if self.layer(&meta.diff_id).is_some() => {
+                    let _ = fs::remove_dir_all(&stage);
+                    Ok((meta, unpacked.compression))
                 }
                 Err(e) => Err(io_ctx("committing layer")(e)),
             }

@@ -177,6 +177,10 @@ pub struct ImageRecord {
     /// When a tag was last added (RFC 3339).
     #[serde(default)]
     pub last_tag_time: Option<String>,
+    /// The image this one was made from here (`docker commit`, a build step); `None` for pulled,
+    /// loaded and imported images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
 }
 
 /// Metadata kept beside each unpacked layer directory.

@@ -3,6 +3,7 @@
 //! State lives in `<root>/containers/<id>/` (record, bundle, log); the runtime starts processes.
 
 pub mod archive;
+pub mod commit;
 pub mod create;
 pub mod endpoint;
 pub mod exec;
