@@ -26,7 +26,7 @@ fn registry_auth(headers: &HeaderMap) -> Result<AuthConfig, ApiError> {
 /// `GET /images/json`.
 pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let filters = Filters::parse(p.get("filters"), &["dangling", "label", "before", "since", "reference", "until"])?;
-    Ok(Json(images::list(&engine, &filters)?).into_response())
+    Ok(Json(images::list(&engine, &filters, p.bool("all"))?).into_response())
 }
 
 /// `POST /images/create`: pull (`fromImage`) or import (`fromSrc=-`, the archive in the body).
@@ -113,6 +113,7 @@ pub async fn commit(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -
         pause: p.get("pause").is_none_or(|v| !matches!(v, "0" | "false" | "False")),
         changes: p.all("changes"),
         config: config.filter(|c| !c.is_null()),
+        ..Default::default()
     };
     let id = crate::engine::containers::commit::commit(&engine, &c, opts).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": id.to_string()}))).into_response())

@@ -1,6 +1,7 @@
 //! The Docker Engine API over a Unix socket: routing, API-version prefixes, serving, shutdown.
 //! Handlers are thin: decode, call one engine function, encode. No filesystem work happens here.
 
+pub mod build;
 pub mod containers;
 pub mod error;
 pub mod exec;
@@ -165,6 +166,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/commit", post(images::commit))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/images/load", post(images::load_archive))
         .route("/images/get", get(images::save_images))
         .route("/images/prune", post(images::prune))

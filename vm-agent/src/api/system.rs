@@ -25,6 +25,8 @@ fn ping_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    // The classic builder (`POST /build`); BuildKit clients are told to use it (DOCKER_BUILDKIT=0).
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert(header::SERVER, HeaderValue::from_static(concat!("Skiff/", env!("CARGO_PKG_VERSION"), " (linux)")));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
@@ -280,7 +282,7 @@ pub async fn auth(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<R
 pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
     let filters = crate::engine::filters::Filters::default();
     let containers = engine.containers.all();
-    let mut images = crate::engine::images::list(&engine, &filters)?;
+    let mut images = crate::engine::images::list(&engine, &filters, true)?;
     for img in &mut images {
         img.containers =
             i64::try_from(containers.iter().filter(|c| c.record().image_id.as_str() == img.id).count()).unwrap_or(0);

@@ -76,8 +76,22 @@ fn image_size(img: &StoredImage) -> i64 {
 }
 
 /// `GET /images/json`.
-pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<ImageSummary>, EngineError> {
+/// How many images name each image as their parent (images made here: commit, build steps).
+pub fn child_counts(engine: &Engine) -> HashMap<Digest, usize> {
+    let mut counts = HashMap::new();
+    for img in engine.store.images() {
+        if let Some(p) = &img.record.parent {
+            *counts.entry(p.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// `GET /images/json`. Without `all`, untagged images that other images build on (build steps)
+/// are hidden, as dockerd hides intermediate images; `dangling` means untagged with no children.
+pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<ImageSummary>, EngineError> {
     let dangling = filters.bool("dangling")?;
+    let children = child_counts(engine);
     let bound = |key: &str| -> Result<Option<i64>, EngineError> {
         match filters.get(key).first() {
             None => Ok(None),
@@ -97,6 +111,10 @@ pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<ImageSummary>, Eng
         let mut tags: Vec<String> =
             all_tags.iter().filter(|(_, v)| **v == img.record.id).map(|(k, _)| familiar_repo(k)).collect();
         tags.sort();
+        let has_children = children.contains_key(&img.record.id);
+        if tags.is_empty() && has_children && (!all || dangling == Some(true)) {
+            continue;
+        }
         if let Some(want) = dangling {
             if want != tags.is_empty() {
                 continue;
@@ -124,7 +142,7 @@ pub fn list(engine: &Engine, filters: &Filters) -> Result<Vec<ImageSummary>, Eng
         }
         out.push(ImageSummary {
             id: img.record.id.to_string(),
-            parent_id: String::new(),
+            parent_id: img.record.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
             repo_tags: tags,
             repo_digests: repo_digests(&img),
             created,
@@ -280,10 +298,78 @@ pub async fn remove(
         engine.events.image("untag", id.as_str(), &familiar);
         out.push(ImageDeleteResponseItem { untagged: Some(familiar), deleted: None });
     }
-    if remaining == 0 && in_use.is_none() {
+    let has_children = child_counts(engine).contains_key(&id);
+    if remaining == 0 && has_children && to_untag.is_empty() {
+        return Err(EngineError::Conflict(format!(
+            "conflict: unable to delete {} (cannot be forced) - image has dependent child images",
+            id.short()
+        )));
+    }
+    if remaining == 0 && in_use.is_none() && !has_children {
         out.extend(delete_untagged(engine, &id).await?);
+        out.extend(delete_unused_parents(engine, img.record.parent.clone()).await?);
     }
     Ok(out)
+}
+
+/// After an image went: its parents that are untagged, have no other child and no container go
+/// too (the build steps it was made of), as dockerd does.
+async fn delete_unused_parents(
+    engine: &Arc<Engine>,
+    mut parent: Option<Digest>,
+) -> Result<Vec<ImageDeleteResponseItem>, EngineError> {
+    let mut out = Vec::new();
+    while let Some(p) = parent.take() {
+        let Some(img) = engine.store.by_id(&p) else { break };
+        let tagged = engine.store.tags().values().any(|v| *v == p);
+        if tagged || child_counts(engine).contains_key(&p) || engine.containers.image_in_use(&p).is_some() {
+            break;
+        }
+        out.extend(delete_untagged(engine, &p).await?);
+        parent = img.record.parent.clone();
+    }
+    Ok(out)
+}
+
+/// `POST /build/prune`: deletes the build cache's step images that nothing needs (untagged, no
+/// child, no container) and forgets entries whose images are gone. Returns the ids deleted and
+/// the bytes freed. Blocking.
+pub fn prune_build_cache(engine: &Engine) -> (Vec<String>, u64) {
+    let cached: std::collections::HashSet<Digest> = engine.build_cache.images().into_iter().collect();
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    loop {
+        let tags = engine.store.tags();
+        let children = child_counts(engine);
+        let victims: Vec<_> = engine
+            .store
+            .images()
+            .into_iter()
+            .filter(|i| cached.contains(&i.record.id))
+            .filter(|i| !tags.values().any(|v| *v == i.record.id) && !children.contains_key(&i.record.id))
+            .filter(|i| engine.containers.image_in_use(&i.record.id).is_none())
+            .collect();
+        if victims.is_empty() {
+            break;
+        }
+        for v in victims {
+            let layers = v.record.layers.clone();
+            match engine.store.delete_image(&v.record.id) {
+                Ok(freed) => {
+                    reclaimed +=
+                        layers.iter().filter(|l| freed.contains(&l.diff_id)).map(|l| l.unpacked_size).sum::<u64>();
+                    engine.events.image("delete", v.record.id.as_str(), v.record.id.as_str());
+                    deleted.push(v.record.id.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(image = %v.record.id, error = %e, "pruning the build cache");
+                    return (deleted, reclaimed);
+                }
+            }
+        }
+    }
+    engine.build_cache.retain(|id| engine.store.by_id(id).is_some());
+    (deleted, reclaimed)
 }
 
 /// Deletes an image that has no tags left, reporting it and the layers freed with it.
@@ -308,9 +394,11 @@ pub async fn prune(engine: &Arc<Engine>, filters: &Filters) -> Result<ImagePrune
     let tags = engine.store.tags();
     let mut deleted = Vec::new();
     let mut reclaimed: u64 = 0;
+    let children = child_counts(engine);
     for img in engine.store.images() {
         let tagged = tags.values().any(|v| *v == img.record.id);
-        if only_dangling && tagged {
+        // An untagged image that others build on is not dangling: it goes with its last child.
+        if (only_dangling && tagged) || children.contains_key(&img.record.id) {
             continue;
         }
         let labels = img.config.config.as_ref().and_then(|c| c.labels.as_ref());

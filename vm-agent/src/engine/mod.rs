@@ -2,6 +2,7 @@
 //! later). Functions here take typed arguments and return typed results or an `EngineError`; they
 //! know nothing of HTTP.
 
+pub mod build;
 pub mod config_changes;
 pub mod containers;
 pub mod events;
@@ -111,6 +112,8 @@ pub struct Engine {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// When the engine started.
     pub started: Instant,
+    /// Which image each build step produced (`<root>/build/cache.json`).
+    pub build_cache: build::cache::BuildCache,
 }
 
 impl Engine {
@@ -122,6 +125,9 @@ impl Engine {
         let containers = containers::Containers::open(&config.root.join("containers"))?;
         let volumes = volumes::Volumes::open(&config.root.join("volumes"))?;
         let networks = networks::Networks::open(&config.root.join("networks"), config.net.clone())?;
+        let build_dir = config.root.join("build");
+        build::clean_leftovers(&build_dir);
+        let build_cache = build::cache::BuildCache::open(build_dir.join("cache.json"));
         Ok(Self {
             config,
             store,
@@ -133,6 +139,7 @@ impl Engine {
             cgroups: crate::runtime::cgroup::detect(),
             shutting_down: Default::default(),
             started: Instant::now(),
+            build_cache,
         })
     }
 

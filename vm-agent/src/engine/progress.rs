@@ -49,6 +49,9 @@ pub struct ProgressDetail {
 pub struct ErrorDetail {
     /// What went wrong.
     pub message: String,
+    /// A failing build step's exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
 }
 
 /// The sending half of a progress stream; cheap to clone. Never blocks the operation (progress
@@ -125,12 +128,30 @@ impl Progress {
 
     /// An error ending the stream (always sent).
     pub fn error(&self, message: impl Into<String>) {
+        self.error_with_code(message, None);
+    }
+
+    /// An error ending the stream, with the exit code of what failed (a build step).
+    pub fn error_with_code(&self, message: impl Into<String>, code: Option<i64>) {
         let message = message.into();
         self.send_always(JsonMessage {
-            error_detail: Some(ErrorDetail { message: message.clone() }),
+            error_detail: Some(ErrorDetail { message: message.clone(), code }),
             error: Some(message),
             ..Default::default()
         });
+    }
+
+    /// Whether the client has gone (its connection closed).
+    pub fn is_closed(&self) -> bool {
+        self.tx.as_ref().is_some_and(mpsc::UnboundedSender::is_closed)
+    }
+
+    /// Resolves when the client has gone (never for a discarding sink).
+    pub async fn closed(&self) {
+        match &self.tx {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub struct CommitOptions {
     pub changes: Vec<String>,
     /// A `Config` object from the request body, overriding the container's.
     pub config: Option<Value>,
+    /// The new image's config exactly (a build step: the stage's config, not the command's).
+    pub exact_config: Option<Value>,
+    /// The history entry's `created_by` (default: the container's command).
+    pub created_by: Option<String>,
 }
 
 /// Commits `c`; returns the new image's id.
@@ -43,11 +47,17 @@ pub async fn commit(engine: &Arc<Engine>, c: &Arc<Container>, opts: CommitOption
         .store
         .by_id(&rec.image_id)
         .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
-    let mut config = serde_json::to_value(&rec.config).map_err(|e| EngineError::Internal(e.to_string()))?;
-    if let (Some(Value::Object(over)), Some(base)) = (opts.config, config.as_object_mut()) {
-        base.extend(over.into_iter().filter(|(_, v)| !v.is_null()));
-    }
-    config_changes::apply(&mut config, &opts.changes)?;
+    let config = match opts.exact_config {
+        Some(exact) => exact,
+        None => {
+            let mut config = serde_json::to_value(&rec.config).map_err(|e| EngineError::Internal(e.to_string()))?;
+            if let (Some(Value::Object(over)), Some(base)) = (opts.config, config.as_object_mut()) {
+                base.extend(over.into_iter().filter(|(_, v)| !v.is_null()));
+            }
+            config_changes::apply(&mut config, &opts.changes)?;
+            config
+        }
+    };
     let freeze = opts.pause && rec.state.status == Status::Running;
     let cg = c.cgroup(engine);
     if freeze {
@@ -65,7 +75,7 @@ pub async fn commit(engine: &Arc<Engine>, c: &Arc<Container>, opts: CommitOption
         config,
         author: opts.author,
         comment: opts.comment.clone(),
-        created_by: rec.args.join(" "),
+        created_by: opts.created_by.unwrap_or_else(|| rec.args.join(" ")),
         tags: opts.tag.clone().into_iter().collect(),
     };
     let e2 = engine.clone();

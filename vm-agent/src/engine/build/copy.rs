@@ -1,0 +1,482 @@
+//! `COPY` and `ADD` as a layer: the sources (context paths with wildcards, a stage's or image's
+//! files, here-documents, for `ADD` local archives to unpack and URLs to download) planned into
+//! tar entries under the destination, hashed for the cache (content, names, modes and owners;
+//! not modification times), then written. Parent directories that already exist in the image
+//! keep their owner and mode.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tar::{EntryType, Header};
+
+use super::view::ImageView;
+
+/// Owner and mode overrides (`--chown`, `--chmod`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Perms {
+    /// `--chown` as numbers (default root).
+    pub owner: Option<(u32, u32)>,
+    /// `--chmod` bits.
+    pub mode: Option<u32>,
+}
+
+/// One source, resolved.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A path on the host (inside the context or an image view) and its name.
+    Path { host: PathBuf, name: String },
+    /// Bytes to write as a file (a here-document, a downloaded URL).
+    Data { name: String, bytes: Vec<u8>, mode: u32, mtime: u64 },
+}
+
+/// What goes into the layer.
+#[derive(Debug)]
+enum Item {
+    Dir { dest: String, mode: u32, uid: u32, gid: u32, mtime: u64 },
+    File { src: PathBuf, dest: String, mode: u32, uid: u32, gid: u32, mtime: u64, size: u64 },
+    Data { dest: String, bytes: Vec<u8>, mode: u32, uid: u32, gid: u32, mtime: u64 },
+    Symlink { dest: String, target: PathBuf, uid: u32, gid: u32, mtime: u64 },
+    Archive { src: PathBuf, dest: String },
+}
+
+/// A planned copy: its entries and the hash that keys the cache.
+#[derive(Debug)]
+pub struct Plan {
+    items: Vec<Item>,
+    /// Hex sha256 over every entry's name, type, mode, owner and content.
+    pub hash: String,
+}
+
+/// Resolves the sources matching `pattern` under `root` (wildcards `*`, `?`, `[…]` per path
+/// component). A pattern that matches nothing is an error naming it.
+pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<Source>, String> {
+    let clean = clean_rel(pattern).ok_or_else(|| format!("forbidden path outside the build context: {pattern}"))?;
+    if !clean.contains(['*', '?', '[']) {
+        let host = inside(root, &clean).ok_or_else(|| not_found(pattern))?;
+        let name = Path::new(&clean).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok(vec![Source::Path { host, name }]);
+    }
+    let re = regex::Regex::new(&format!("^{}$", glob_regex(&clean)))
+        .map_err(|e| format!("invalid pattern {pattern}: {e}"))?;
+    let mut found = Vec::new();
+    let depth = clean.split('/').count();
+    walk_names(root, "", depth, &mut |rel, host| {
+        if re.is_match(rel) {
+            let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+            found.push(Source::Path { host: host.to_path_buf(), name });
+        }
+    });
+    found.sort_by(|a, b| source_name(a).cmp(source_name(b)));
+    if found.is_empty() {
+        return Err(not_found(pattern));
+    }
+    Ok(found)
+}
+
+fn source_name(s: &Source) -> &str {
+    match s {
+        Source::Path { host, .. } => host.to_str().unwrap_or_default(),
+        Source::Data { name, .. } => name,
+    }
+}
+
+fn not_found(pattern: &str) -> String {
+    format!("file not found in build context or excluded by .dockerignore: stat {pattern}: file does not exist")
+}
+
+/// `path` inside `root`, following symlinks as if `root` were `/`; `None` if it does not exist.
+fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut cur = root.to_path_buf();
+    let mut todo: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).map(str::to_string).rev().collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                if cur != root {
+                    cur.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let next = cur.join(&c);
+        let meta = fs::symlink_metadata(&next).ok()?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = fs::read_link(&next).ok()?;
+            if target.is_absolute() {
+                cur = root.to_path_buf();
+            }
+            for part in target.to_string_lossy().split('/').filter(|p| !p.is_empty()).rev() {
+                todo.push(part.to_string());
+            }
+        } else {
+            cur = next;
+        }
+    }
+    cur.starts_with(root).then_some(cur)
+}
+
+fn walk_names(dir: &Path, rel: &str, depth: usize, f: &mut dyn FnMut(&str, &Path)) {
+    if depth == 0 {
+        return;
+    }
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        f(&r, &e.path());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_names(&e.path(), &r, depth - 1, f);
+        }
+    }
+}
+
+/// A relative, cleaned path; `None` for one that climbs out.
+pub fn clean_rel(p: &str) -> Option<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(out.join("/"))
+}
+
+fn glob_regex(p: &str) -> String {
+    let mut re = String::new();
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '[' => {
+                re.push('[');
+                if chars.peek() == Some(&'^') || chars.peek() == Some(&'!') {
+                    chars.next();
+                    re.push('^');
+                }
+                for n in chars.by_ref() {
+                    if n == ']' {
+                        break;
+                    }
+                    if n == '\\' || n == '[' {
+                        re.push('\\');
+                    }
+                    re.push(n);
+                }
+                re.push(']');
+            }
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    re.push_str(&regex::escape(&n.to_string()));
+                }
+            }
+            other => re.push_str(&regex::escape(&other.to_string())),
+        }
+    }
+    re
+}
+
+/// Plans copying `sources` to `dest` (absolute). `add` unpacks local archives. `image` is the
+/// view of the image the layer goes on (for the destination and its parents).
+pub fn plan(sources: &[Source], dest: &str, perms: Perms, add: bool, image: &ImageView) -> io::Result<Plan> {
+    let (uid, gid) = perms.owner.unwrap_or((0, 0));
+    let dest_is_dir = dest.ends_with('/')
+        || sources.len() > 1
+        || image.stat(dest).is_some_and(|m| m.is_dir())
+        || matches!(sources, [Source::Path { host, .. }] if fs::metadata(host).is_ok_and(|m| m.is_dir()) && !(add && is_archive(host)));
+    let dest = format!("/{}", clean_rel(dest).unwrap_or_default());
+    let mut items = Vec::new();
+    // The destination's parents: as the image has them, or new (root, 0755).
+    let target_dir = if dest_is_dir { dest.clone() } else { parent_of(&dest) };
+    let mut at = String::new();
+    for part in target_dir.split('/').filter(|p| !p.is_empty()) {
+        at = format!("{at}/{part}");
+        match image.stat(&at) {
+            Some(m) if m.is_dir() => items.push(Item::Dir {
+                dest: at.clone(),
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime: u64::try_from(m.mtime()).unwrap_or(0),
+            }),
+            _ => {
+                // Only the destination directory itself takes --chown; new parents are root's.
+                let own = at == target_dir;
+                items.push(Item::Dir {
+                    dest: at.clone(),
+                    mode: 0o755,
+                    uid: if own { uid } else { 0 },
+                    gid: if own { gid } else { 0 },
+                    mtime: now(),
+                });
+            }
+        }
+    }
+    for s in sources {
+        match s {
+            Source::Data { name, bytes, mode, mtime } => {
+                let to = if dest_is_dir { join(&dest, name) } else { dest.clone() };
+                items.push(Item::Data {
+                    dest: to,
+                    bytes: bytes.clone(),
+                    mode: perms.mode.unwrap_or(*mode),
+                    uid,
+                    gid,
+                    mtime: *mtime,
+                });
+            }
+            Source::Path { host, name } => {
+                let meta = fs::metadata(host)?;
+                if meta.is_dir() {
+                    tree(host, &dest, perms, &mut items)?;
+                } else if add && is_archive(host) {
+                    items.push(Item::Archive { src: host.clone(), dest: dest.clone() });
+                } else {
+                    let to = if dest_is_dir { join(&dest, name) } else { dest.clone() };
+                    items.push(file_item(host, &meta, to, perms));
+                }
+            }
+        }
+    }
+    let hash = hash_items(&items)?;
+    Ok(Plan { items, hash })
+}
+
+fn file_item(host: &Path, meta: &fs::Metadata, dest: String, perms: Perms) -> Item {
+    let (uid, gid) = perms.owner.unwrap_or((0, 0));
+    Item::File {
+        src: host.to_path_buf(),
+        dest,
+        mode: perms.mode.unwrap_or(meta.permissions().mode() & 0o7777),
+        uid,
+        gid,
+        mtime: u64::try_from(meta.mtime()).unwrap_or(0),
+        size: meta.len(),
+    }
+}
+
+/// A directory's contents (not the directory itself) under `dest`.
+fn tree(dir: &Path, dest: &str, perms: Perms, items: &mut Vec<Item>) -> io::Result<()> {
+    let (uid, gid) = perms.owner.unwrap_or((0, 0));
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let to = join(dest, &e.file_name().to_string_lossy());
+        let meta = fs::symlink_metadata(e.path())?;
+        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+        if meta.is_dir() {
+            items.push(Item::Dir {
+                dest: to.clone(),
+                mode: perms.mode.unwrap_or(meta.mode() & 0o7777),
+                uid,
+                gid,
+                mtime,
+            });
+            tree(&e.path(), &to, perms, items)?;
+        } else if meta.file_type().is_symlink() {
+            items.push(Item::Symlink { dest: to, target: fs::read_link(e.path())?, uid, gid, mtime });
+        } else if meta.is_file() {
+            items.push(file_item(&e.path(), &meta, to, perms));
+        }
+    }
+    Ok(())
+}
+
+fn join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+fn parent_of(p: &str) -> String {
+    match p.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => p[..i].to_string(),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A tar archive (plain, gzip or zstd) that `ADD` unpacks.
+fn is_archive(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else { return false };
+    let Ok((_, mut decoded)) = crate::store::compression::decompress(io::BufReader::new(f)) else { return false };
+    let mut head = vec![0u8; 512];
+    let mut got = 0;
+    while got < head.len() {
+        match decoded.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got == 512 && &head[257..262] == b"ustar"
+}
+
+fn hash_items(items: &[Item]) -> io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for item in items {
+        match item {
+            Item::Dir { dest, mode, uid, gid, .. } => h.update(format!("d {dest} {mode:o} {uid}:{gid}\n")),
+            Item::Symlink { dest, target, uid, gid, .. } => {
+                h.update(format!("l {dest} {} {uid}:{gid}\n", target.display()));
+            }
+            Item::Data { dest, bytes, mode, uid, gid, .. } => {
+                h.update(format!("f {dest} {mode:o} {uid}:{gid} {}\n", bytes.len()));
+                h.update(bytes);
+            }
+            Item::File { src, dest, mode, uid, gid, size, .. } => {
+                h.update(format!("f {dest} {mode:o} {uid}:{gid} {size}\n"));
+                feed(&mut h, src, &mut buf)?;
+            }
+            Item::Archive { src, dest } => {
+                h.update(format!("a {dest}\n"));
+                feed(&mut h, src, &mut buf)?;
+            }
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn feed(h: &mut Sha256, path: &Path, buf: &mut [u8]) -> io::Result<()> {
+    let mut f = File::open(path)?;
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Writes the planned layer into `out`.
+pub fn write<W: Write>(plan: &Plan, out: W) -> io::Result<W> {
+    let mut b = tar::Builder::new(out);
+    for item in &plan.items {
+        match item {
+            Item::Dir { dest, mode, uid, gid, mtime } => {
+                let mut h = header(EntryType::Directory, *mode, *uid, *gid, *mtime, 0);
+                b.append_data(&mut h, rel(dest), io::empty())?;
+            }
+            Item::File { src, dest, mode, uid, gid, mtime, size } => {
+                let mut h = header(EntryType::Regular, *mode, *uid, *gid, *mtime, *size);
+                b.append_data(&mut h, rel(dest), File::open(src)?.take(*size))?;
+            }
+            Item::Data { dest, bytes, mode, uid, gid, mtime } => {
+                let mut h = header(EntryType::Regular, *mode, *uid, *gid, *mtime, bytes.len() as u64);
+                b.append_data(&mut h, rel(dest), bytes.as_slice())?;
+            }
+            Item::Symlink { dest, target, uid, gid, mtime } => {
+                let mut h = header(EntryType::Symlink, 0o777, *uid, *gid, *mtime, 0);
+                b.append_link(&mut h, rel(dest), target)?;
+            }
+            Item::Archive { src, dest } => unpack_into(&mut b, src, dest)?,
+        }
+    }
+    b.into_inner()
+}
+
+fn rel(dest: &str) -> &str {
+    dest.trim_start_matches('/')
+}
+
+fn header(kind: EntryType, mode: u32, uid: u32, gid: u32, mtime: u64, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
+    h.set_mtime(mtime);
+    h.set_size(size);
+    h
+}
+
+/// `ADD archive.tar /dest`: the archive's entries re-rooted under `dest` (the store checks them
+/// as it checks any layer: no escapes, no devices).
+fn unpack_into<W: Write>(b: &mut tar::Builder<W>, src: &Path, dest: &str) -> io::Result<()> {
+    let (_, decoded) = crate::store::compression::decompress(io::BufReader::new(File::open(src)?))?;
+    let mut archive = tar::Archive::new(decoded);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let Some(clean) = clean_rel(&path) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("archive entry {path} climbs out")));
+        };
+        if clean.is_empty() {
+            continue;
+        }
+        let to = join(dest, &clean);
+        let mut h = entry.header().clone();
+        match h.entry_type() {
+            EntryType::Symlink | EntryType::Link => {
+                let target = entry.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
+                let target = if h.entry_type() == EntryType::Link {
+                    PathBuf::from(rel(&join(dest, &clean_rel(&target.to_string_lossy()).unwrap_or_default())))
+                } else {
+                    target
+                };
+                b.append_link(&mut h, rel(&to), target)?;
+            }
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
+            _ => {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, rel(&to), data.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_and_escapes_refused() {
+        assert_eq!(clean_rel("./a/b/../c").as_deref(), Some("a/c"));
+        assert_eq!(clean_rel("/abs/x").as_deref(), Some("abs/x"));
+        assert_eq!(clean_rel("../x"), None);
+        assert_eq!(glob_regex("src/*.rs"), "src/[^/]*\\.rs");
+    }
+
+    #[test]
+    fn wildcards_and_symlinks_resolve_inside_the_root() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = root.path();
+        fs::create_dir_all(r.join("src/sub")).unwrap_or_else(|e| panic!("{e}"));
+        for f in ["src/a.rs", "src/b.rs", "src/c.txt", "src/sub/d.rs"] {
+            fs::write(r.join(f), f).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::os::unix::fs::symlink("/etc", r.join("escape")).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<String> = resolve(r, "src/*.rs")
+            .unwrap_or_default()
+            .iter()
+            .map(|s| match s {
+                Source::Path { name, .. } => name.clone(),
+                Source::Data { name, .. } => name.clone(),
+            })
+            .collect();
+        assert_eq!(names, vec!["a.rs", "b.rs"]);
+        assert!(resolve(r, "nosuch*").is_err());
+        assert!(resolve(r, "../outside").is_err());
+        // An absolute symlink restarts at the context root: /etc is not the host's.
+        assert!(resolve(r, "escape/passwd").is_err());
+    }
+}
