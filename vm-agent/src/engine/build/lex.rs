@@ -104,9 +104,7 @@ fn process(text: &str, vars: &Vars, escape: char, split: bool) -> Result<Vec<Str
                     i += 1;
                     break;
                 }
-                if d == escape && matches!(chars.get(i + 1), Some('"' | '$'))
-                    || (d == escape && chars.get(i + 1) == Some(&escape))
-                {
+                if d == escape && (matches!(chars.get(i + 1), Some('"' | '$')) || chars.get(i + 1) == Some(&escape)) {
                     cur.push(chars[i + 1]);
                     i += 2;
                 } else if d == '$' {

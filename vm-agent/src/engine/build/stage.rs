@@ -726,6 +726,11 @@ fn go_duration(s: &str) -> Option<i64> {
         total += n * mult;
         rest = &rest[unit_end..];
     }
+    if !(0.0..9.2e18).contains(&total) {
+        return None;
+    }
+    // In range (checked above); sub-nanosecond fractions are dropped, as Go does.
+    #[allow(clippy::cast_possible_truncation)]
     Some(total as i64)
 }
 
