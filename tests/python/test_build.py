@@ -379,3 +379,25 @@ def test_compose_1_29_and_v2_build_services(agent, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "built by compose" in r.stdout
     subprocess.run([compose_v2(), "down"], cwd=tmp_path, env=env2, capture_output=True, timeout=120)
+
+
+def test_independent_stages_run_at_the_same_time(agent, tmp_path):
+    agent.load("busybox.tar")
+    write(tmp_path, {"Dockerfile": """\
+        FROM busybox AS left
+        RUN cut -d' ' -f1 /proc/uptime > /start && sleep 2 && cut -d' ' -f1 /proc/uptime > /end
+
+        FROM busybox AS right
+        RUN cut -d' ' -f1 /proc/uptime > /start && sleep 2 && cut -d' ' -f1 /proc/uptime > /end
+
+        FROM busybox
+        COPY --from=left /start /left-start
+        COPY --from=left /end /left-end
+        COPY --from=right /start /right-start
+        COPY --from=right /end /right-end
+        """})
+    build(agent, tmp_path, "-t", "overlap")
+    t = [float(x) for x in run(agent, "overlap", "cat", "/left-start", "/left-end", "/right-start", "/right-end").split()]
+    left, right = (t[0], t[1]), (t[2], t[3])
+    # Both RUNs were running at once: each started before the other ended.
+    assert left[0] < right[1] and right[0] < left[1], (left, right)

@@ -206,22 +206,51 @@ pub async fn build(engine: Arc<Engine>, ctx: Context, opts: BuildOptions, out: O
     let total =
         order.iter().map(|&i| 1 + df.stages[i].steps.len()).sum::<usize>() + usize::from(!opts.labels.is_empty());
     let cache_sources = cache_sources(&engine, &opts.cache_from);
-    let mut built: Built = HashMap::new();
-    let mut run = stage::Run {
-        engine: &engine,
-        context: &ctx,
-        dockerfile: &df,
-        global: &global,
-        opts: &opts,
-        out: &out,
-        step: 0,
-        total,
-        cache_sources: cache_sources.as_ref(),
-        used_args: &mut used_args,
-    };
+    // Step numbers are fixed up front (stage by stage), so concurrent stages print theirs.
+    let mut first_step = HashMap::new();
+    let mut n = 0;
     for &i in &order {
-        let image = run.stage(i, &built, i == target).await?;
-        built.insert(i, image);
+        first_step.insert(i, n);
+        n += 1 + df.stages[i].steps.len();
+    }
+    // Stages run as soon as the stages they build on or copy from are done: independent stages
+    // run at the same time.
+    let mut built: Built = HashMap::new();
+    let mut remaining = order.clone();
+    while !remaining.is_empty() {
+        let ready: Vec<usize> = remaining
+            .iter()
+            .copied()
+            .filter(|i| stage_deps(&df, *i, &global).iter().all(|d| built.contains_key(d)))
+            .collect();
+        if ready.is_empty() {
+            return Err(BuildError::new("the build stages depend on each other in a circle"));
+        }
+        let done = &built;
+        let runs = ready.iter().map(|&i| {
+            let mut run = stage::Run {
+                engine: &engine,
+                context: &ctx,
+                dockerfile: &df,
+                global: &global,
+                opts: &opts,
+                out: &out,
+                step: first_step.get(&i).copied().unwrap_or(0),
+                total,
+                cache_sources: cache_sources.as_ref(),
+                used_args: HashSet::new(),
+            };
+            async move {
+                let image = run.stage(i, done, i == target).await;
+                (i, image, run.used_args)
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        for (i, image, used) in results {
+            built.insert(i, image?);
+            used_args.extend(used);
+        }
+        remaining.retain(|i| !ready.contains(i));
     }
     let image = built
         .remove(&target)
@@ -288,34 +317,40 @@ fn check_platform(p: &str) -> Result<(), BuildError> {
     }
 }
 
-/// Which stages the target needs: itself and, recursively, the stages it builds on or copies
-/// from. Returns stage indices in build order.
-fn needed_stages(df: &dockerfile::Dockerfile, target: usize, global: &lex::Vars) -> Vec<usize> {
+/// The earlier stages stage `i` builds on (`FROM stage`) or copies from (`COPY --from`).
+fn stage_deps(df: &dockerfile::Dockerfile, i: usize, global: &lex::Vars) -> Vec<usize> {
     let index_of = |name: &str| -> Option<usize> {
         let name = name.to_ascii_lowercase();
         df.stages.iter().position(|s| s.name.as_deref() == Some(name.as_str())).or_else(|| name.parse().ok())
     };
-    let mut needed: HashSet<usize> = HashSet::new();
-    let mut todo = vec![target];
-    while let Some(i) = todo.pop() {
-        if !needed.insert(i) {
-            continue;
-        }
-        let stage = &df.stages[i];
-        let base = lex::word(&stage.base, global, df.escape).unwrap_or_default();
-        if let Some(j) = index_of(&base).filter(|j| *j < i) {
-            todo.push(j);
-        }
-        for step in &stage.steps {
-            if let StepKind::Copy { flags, .. } = &step.kind {
-                for (name, value) in flags {
-                    if name == "from" {
-                        if let Some(j) = value.as_deref().and_then(&index_of).filter(|j| *j < i) {
-                            todo.push(j);
-                        }
+    let stage = &df.stages[i];
+    let mut deps = Vec::new();
+    let base = lex::word(&stage.base, global, df.escape).unwrap_or_default();
+    if let Some(j) = index_of(&base).filter(|j| *j < i) {
+        deps.push(j);
+    }
+    for step in &stage.steps {
+        if let StepKind::Copy { flags, .. } = &step.kind {
+            for (name, value) in flags {
+                if name == "from" {
+                    if let Some(j) = value.as_deref().and_then(index_of).filter(|j| *j < i) {
+                        deps.push(j);
                     }
                 }
             }
+        }
+    }
+    deps
+}
+
+/// Which stages the target needs: itself and, recursively, the stages it depends on. Returns
+/// stage indices in order.
+fn needed_stages(df: &dockerfile::Dockerfile, target: usize, global: &lex::Vars) -> Vec<usize> {
+    let mut needed: HashSet<usize> = HashSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if needed.insert(i) {
+            todo.extend(stage_deps(df, i, global));
         }
     }
     let mut order: Vec<usize> = needed.into_iter().collect();

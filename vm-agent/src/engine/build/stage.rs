@@ -31,7 +31,8 @@ pub(super) struct Run<'a> {
     pub step: usize,
     pub total: usize,
     pub cache_sources: Option<&'a HashSet<Digest>>,
-    pub used_args: &'a mut HashSet<String>,
+    /// The build args this stage declared (for the "not consumed" warning).
+    pub used_args: HashSet<String>,
 }
 
 /// A stage's state between instructions.
