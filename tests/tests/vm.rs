@@ -224,12 +224,29 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
             .into_owned();
     assert!(err.contains("outside the host folders shared") && err.contains("--share"), "{err}");
 
+    // `docker build` of a project folder: the context travels over the forwarded socket; the
+    // cache holds across a VM restart; `docker commit` of a container works in the VM too.
+    std::fs::write(
+        shared.path().join("Dockerfile"),
+        "FROM busybox\nCOPY input /input\nRUN --mount=type=cache,target=/cache cat /input > /copy && date >> /cache/log\n",
+    )
+    .expect("Dockerfile");
+    let built = s.docker_ok(&["build", "-t", "vmbuilt", &dir]);
+    assert!(built.contains("Successfully tagged vmbuilt:latest"), "{built}");
+    assert_eq!(s.docker_ok(&["run", "--rm", "vmbuilt", "cat", "/copy"]), "from the host\n");
+    s.docker_ok(&["run", "--name", "tocommit", "busybox", "sh", "-c", "echo committed > /c"]);
+    s.docker_ok(&["commit", "tocommit", "vmcommitted"]);
+    assert_eq!(s.docker_ok(&["run", "--rm", "vmcommitted", "cat", "/c"]), "committed\n");
+    s.docker_ok(&["rm", "tocommit"]);
+
     // A named volume: written by one container, read by another, kept over stop/start.
     s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
     assert_eq!(s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "cat", "/data/f"]), "kept\n");
     s.skiff_ok(&["stop", "--timeout", "1"]);
     s.skiff_ok(&["start"]);
     assert_eq!(s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "cat", "/data/f"]), "kept\n");
+    let rebuilt = s.docker_ok(&["build", "-t", "vmbuilt", &dir]);
+    assert_eq!(rebuilt.matches("Using cache").count(), 2, "{rebuilt}");
 
     // Data written with fsync survives a SIGKILL of QEMU.
     s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo synced > /data/g && sync"]);
