@@ -69,7 +69,7 @@ async fn strip_version(mut req: Request) -> Result<Request, Response> {
 }
 
 /// Swarm-mode endpoints: Skiff is a single engine, like a dockerd that never joined a swarm.
-const SWARM_ROUTES: [&str; 16] = [
+const SWARM_ROUTES: [&str; 17] = [
     "/swarm",
     "/swarm/{*rest}",
     "/nodes",
@@ -86,11 +86,12 @@ const SWARM_ROUTES: [&str; 16] = [
     "/plugins/{*rest}",
     "/distribution/{*rest}",
     "/session",
+    "/grpc",
 ];
 
 async fn not_a_swarm_manager(uri: Uri) -> Response {
     let path = uri.path();
-    if path == "/session" {
+    if path == "/session" || path == "/grpc" {
         return ApiError {
             status: StatusCode::NOT_IMPLEMENTED,
             message: "BuildKit sessions are not supported by Skiff yet: use the classic builder (DOCKER_BUILDKIT=0)"
