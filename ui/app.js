@@ -366,7 +366,8 @@ let runImage = null;
 refreshers.images = async () => {
   if (!state.engineUp) return;
   const box = $("#image-list");
-  const list = await loadList("images", box, ["No images", "Pull one above, or `docker load` / `docker build` in a terminal."]);
+  const list = await loadList("images", box, ["No images", "Pull or build one above, or `docker load` / `docker build` in a terminal."]);
+  renderBuildHistory(list || []);
   if (!list?.length) return;
   const rows = list.sort((a, b) => b.Created - a.Created).flatMap((img) => {
     const tags = img.RepoTags?.length ? img.RepoTags : ["<none>:<none>"];
@@ -441,6 +442,44 @@ $("#pull-form").addEventListener("submit", (e) => {
       button.disabled = false;
       if (m.end) { log.textContent += `Error: ${m.end}\n`; toast(`Pull failed: ${m.end}`, true); }
       else { $("#pull-bar").style.width = "100%"; log.textContent += "Done.\n"; toast(`Pulled ${ref}`); refresh("images"); }
+    }
+  });
+});
+
+// Build history: the images built or committed here (they have a parent image), newest first,
+// with when each was built.
+function renderBuildHistory(list) {
+  const box = $("#build-history");
+  box.replaceChildren();
+  const built = list.filter((img) => img.ParentId).sort((a, b) => b.Created - a.Created).slice(0, 10);
+  if (!built.length) return;
+  const rows = built.map((img) => {
+    const tag = img.RepoTags?.[0] || "<none>:<none>";
+    return h("tr", { class: "row", "data-built": tag },
+      h("td", {}, h("div", { class: "name" }, tag), h("div", { class: "muted small" }, img.Id.replace("sha256:", "").slice(0, 12))),
+      h("td", {}, new Date(img.Created * 1000).toLocaleString()),
+      h("td", {}, ago(img.Created)));
+  });
+  box.append(h("div", { class: "group" }, h("h2", {}, "Build history"), h("table", {},
+    h("thead", {}, h("tr", {}, ["Built image", "Built at", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows))));
+}
+
+$("#build-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const path = $("#build-path").value.trim();
+  const tag = $("#build-tag").value.trim();
+  const button = $("#build-button");
+  button.disabled = true;
+  $("#build-progress").hidden = false;
+  const log = $("#build-log");
+  log.textContent = `Building ${path}…\n`;
+  stream("build", { path, tag, dockerfile: $("#build-dockerfile").value.trim() }, (m) => {
+    if (m.output) { log.textContent += m.output.replace(/\x1b\[[0-9;]*m/g, ""); log.scrollTop = log.scrollHeight; }
+    if (m.built) log.textContent += `Built ${m.built}\n`;
+    if (m.end !== undefined) {
+      button.disabled = false;
+      if (m.end) { log.textContent += `Error: ${m.end}\n`; toast(`Build failed: ${m.end}`, true); }
+      else { log.textContent += "Done.\n"; toast(`Built ${tag || path}`); refresh("images"); }
     }
   });
 });

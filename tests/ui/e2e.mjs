@@ -109,3 +109,19 @@ test("keyboard navigation and themes", async () => {
   assert.notEqual(await page.getAttribute("html", "data-theme"), before);
   await page.click("#theme");
 });
+
+test("build a folder with live output; it shows in the build history", async () => {
+  await page.click("button.nav-item[data-view=images]");
+  await page.fill("#build-path", process.env.BUILD_DIR);
+  await page.fill("#build-tag", "e2e-built:1");
+  await page.click("#build-button");
+  await page.waitForFunction(() => document.querySelector("#build-log").textContent.includes("Done."), null, { timeout: 60000 })
+    .catch(async (e) => { throw new Error(`${e.message}; build log: ${await page.textContent("#build-log")}`); });
+  const log = await page.textContent("#build-log");
+  assert.match(log, /Step 1\/3 : FROM busybox/);
+  assert.match(log, /built-by-the-gui/);
+  assert.match(log, /Successfully tagged e2e-built:1/);
+  await page.locator("#build-history tr[data-built='e2e-built:1']").waitFor(T);
+  await page.locator("#image-list tr[data-tag='e2e-built:1']").waitFor(T);
+  await page.screenshot({ path: `${SHOTS}/browser-build.png` });
+});

@@ -34,12 +34,16 @@ scripts/registry.sh start "$REG_PORT" "$WORK/registry" >/dev/null
 docker tag busybox:latest "127.0.0.1:$REG_PORT/e2e/busybox:1.0"
 docker push -q "127.0.0.1:$REG_PORT/e2e/busybox:1.0" >/dev/null
 docker rmi -f "127.0.0.1:$REG_PORT/e2e/busybox:1.0" >/dev/null
+# A project folder for the build test.
+mkdir -p "$WORK/project"
+printf 'FROM busybox\nCOPY message /message\nRUN cat /message\n' > "$WORK/project/Dockerfile"
+echo built-by-the-gui > "$WORK/project/message"
 
 echo "== browser mode (Chromium + Playwright)"
 target/debug/skiff-desktop --serve "127.0.0.1:$UI_PORT" 2>"$WORK/ui.log" &
 UI_PID=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$UI_PORT/" >/dev/null && break; sleep 0.05; done
-SKIFF_UI_URL=http://127.0.0.1:$UI_PORT REGISTRY=127.0.0.1:$REG_PORT SCREENSHOTS=$OUT \
+SKIFF_UI_URL=http://127.0.0.1:$UI_PORT REGISTRY=127.0.0.1:$REG_PORT SCREENSHOTS=$OUT BUILD_DIR=$WORK/project \
   node --test --test-reporter=spec tests/ui/e2e.mjs || { echo "--- ui log"; cat "$WORK/ui.log"; exit 1; }
 kill "$UI_PID"; UI_PID=
 

@@ -1,5 +1,5 @@
 //! Long-lived streams to the front end: engine events, container logs, an interactive terminal
-//! (exec with a TTY), image pull progress and container statistics. Each runs until the front end
+//! (exec with a TTY), image pull progress, image builds and container statistics. Each runs until the front end
 //! closes it or the source ends; messages are JSON, bytes travel base64-encoded.
 
 use std::collections::HashMap;
@@ -45,6 +45,7 @@ pub async fn run(backend: Backend, kind: &str, args: Value, sink: &dyn Sink, con
         "logs" => logs(&backend, &args, sink).await,
         "exec" => exec(&backend, &args, sink, control).await,
         "pull" => pull(&backend, &args, sink).await,
+        "build" => build(&backend, &args, sink).await,
         "stats" => stats(&backend, sink).await,
         other => Err(format!("unknown stream {other:?}")),
     };
@@ -156,6 +157,57 @@ async fn pull(b: &Backend, args: &Value, sink: &dyn Sink) -> Result<(), String> 
             break;
         }
     }
+    Ok(())
+}
+
+/// Builds the image of a folder on this machine (its Dockerfile, or `dockerfile` in it), tagged
+/// `tag` if given: the folder goes to the engine as the build context (the engine applies its
+/// `.dockerignore`); the builder's output lines stream to the front end, then `{"built": id}`.
+async fn build(b: &Backend, args: &Value, sink: &dyn Sink) -> Result<(), String> {
+    let folder =
+        args.get("path").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).ok_or("missing folder")?;
+    let dir = std::path::PathBuf::from(folder);
+    if !dir.is_dir() {
+        return Err(format!("{folder} is not a folder on this machine"));
+    }
+    let dir2 = dir.clone();
+    let context = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut t = tar::Builder::new(Vec::new());
+        t.follow_symlinks(false);
+        t.append_dir_all(".", &dir2)?;
+        t.into_inner()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("reading {folder}: {e}"))?;
+    sink.send(json!({"output": format!("Sending build context ({} KiB)\n", context.len() / 1024)}));
+    let mut opts = bollard::query_parameters::BuildImageOptionsBuilder::default().rm(true);
+    let dockerfile = args.get("dockerfile").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    if let Some(d) = dockerfile {
+        opts = opts.dockerfile(d);
+    }
+    let tag = args.get("tag").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    if let Some(t) = tag {
+        opts = opts.t(t);
+    }
+    let docker = b.docker()?;
+    let mut s = docker.build_image(opts.build(), None, Some(bollard::body_full(context.into())));
+    let mut built = None;
+    while let Some(item) = s.next().await {
+        let info = item.map_err(message)?;
+        if let Some(e) = info.error_detail.as_ref().and_then(|e| e.message.clone()) {
+            return Err(e);
+        }
+        if let Some(id) = info.aux.as_ref().and_then(|a| a.id.clone()) {
+            built = Some(id);
+        }
+        if let Some(text) = info.stream {
+            if !sink.send(json!({"output": text})) {
+                return Ok(()); // the window went away: dropping the stream cancels the build
+            }
+        }
+    }
+    sink.send(json!({"built": built}));
     Ok(())
 }
 
