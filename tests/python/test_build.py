@@ -347,10 +347,19 @@ def test_docker_py_build_options(agent, tmp_path):
     img, _ = c.images.build(fileobj=io.BytesIO(b"FROM busybox AS first\nRUN touch /first\nFROM busybox\nRUN touch /second"),
                             target="first", tag="first")
     assert c.containers.run("first", ["ls", "/first"], remove=True) == b"/first\n"
-    # builder prune removes only what nothing uses; system df counts images.
+    # `system df` counts the build steps; builder prune removes only what nothing builds on.
+    cache = c.df()["BuildCache"]
+    assert cache and all(isinstance(e["Size"], int) and e["Type"] == "regular" for e in cache), cache
+    assert any(e["InUse"] for e in cache)
+    r = cli(agent, "system", "df")
+    assert b"Build Cache" in r.stdout, r.stdout
+    # A failed build leaves the steps that worked in the cache, and nothing builds on them.
+    with pytest.raises(BuildError):
+        c.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN echo kept > /kept\nRUN exit 1"))
+    c.containers.prune()  # the failed step's container stays (as with dockerd, without --force-rm)
     pruned = c.api.prune_builds()
-    assert isinstance(pruned["SpaceReclaimed"], int)
-    assert c.images.get("dp:1")
+    assert pruned["CachesDeleted"] and pruned["SpaceReclaimed"] >= 0, pruned
+    assert c.images.get("dp:1") and c.images.get("hosts")
 
 
 def test_compose_1_29_and_v2_build_services(agent, tmp_path):

@@ -313,7 +313,7 @@ pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response
         "Images": images,
         "Containers": list,
         "Volumes": volumes,
-        "BuildCache": [],
+        "BuildCache": crate::engine::images::build_cache_usage(&engine),
     }))
     .into_response())
 }

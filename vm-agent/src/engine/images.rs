@@ -331,6 +331,38 @@ async fn delete_unused_parents(
     Ok(out)
 }
 
+/// `GET /system/df`'s `BuildCache`: the build steps' images that are not images of their own
+/// (untagged), with their layer's size; reclaimable when nothing builds on them.
+pub fn build_cache_usage(engine: &Engine) -> Vec<serde_json::Value> {
+    let tags = engine.store.tags();
+    let children = child_counts(engine);
+    let mut out = Vec::new();
+    for id in engine.build_cache.images() {
+        let Some(img) = engine.store.by_id(&id) else { continue };
+        if tags.values().any(|v| *v == id) {
+            continue;
+        }
+        let parent_layers =
+            img.record.parent.as_ref().and_then(|p| engine.store.by_id(p)).map_or(0, |p| p.record.layers.len());
+        let size: u64 = img.record.layers.iter().skip(parent_layers).map(|l| l.unpacked_size).sum();
+        let created = img.config.created.clone().unwrap_or_default();
+        let description = img.config.history.last().and_then(|h| h.created_by.clone()).unwrap_or_default();
+        out.push(serde_json::json!({
+            "ID": id.hex().chars().take(25).collect::<String>(),
+            "Parents": img.record.parent.as_ref().map(|p| vec![p.hex().to_string()]).unwrap_or_default(),
+            "Type": "regular",
+            "Description": description,
+            "InUse": children.contains_key(&id),
+            "Shared": false,
+            "Size": size,
+            "CreatedAt": created,
+            "LastUsedAt": created,
+            "UsageCount": 1,
+        }));
+    }
+    out
+}
+
 /// `POST /build/prune`: deletes the build cache's step images that nothing needs (untagged, no
 /// child, no container) and forgets entries whose images are gone. Returns the ids deleted and
 /// the bytes freed. Blocking.
