@@ -157,3 +157,33 @@ def test_compose_two_services_find_each_other_by_name(agent, tmp_path):
     assert agent.client.containers.list(all=True) == []
     assert agent.client.networks.list(names=["ctest_default"]) == []
     assert port_free(port)
+
+
+def test_legacy_links_give_hosts_env_names_and_can_be_removed(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    db = c.containers.run("busybox", ["sleep", "600"], detach=True, name="db", environment={"FOO": "1"})
+    c.api.create_container("busybox", "true", name="idle")  # not running: cannot be linked at start
+    web = c.containers.run(
+        "busybox", ["sh", "-c", "env; cat /etc/hosts"], detach=True, name="web",
+        links={"db": "my-db"}, network_mode="bridge")
+    assert web.wait(timeout=30)["StatusCode"] == 0
+    out = web.logs().decode()
+    db_ip = c.api.inspect_container("db")["NetworkSettings"]["IPAddress"]
+    assert "MY_DB_NAME=/web/my-db" in out and "MY_DB_ENV_FOO=1" in out, out
+    assert f"{db_ip}\tmy-db {db.id[:12]} db" in out, out
+    names = {x["Names"][0]: x["Names"] for x in c.api.containers(all=True)}
+    assert "/web/my-db" in names["/db"]
+    # A link to a container that does not exist fails at create; one that is stopped, at start.
+    with pytest.raises(NotFound):
+        c.api.create_container("busybox", "true", host_config=c.api.create_host_config(links={"nosuch": "x"}))
+    bad = c.api.create_container("busybox", "true", host_config=c.api.create_host_config(links={"idle": "x"}))
+    with pytest.raises(APIError) as e:
+        c.api.start(bad)
+    assert "Cannot link to a non running container" in str(e.value)
+    # `docker rm --link`: the link goes, both containers stay.
+    c.api.remove_container("web/my-db", link=True)
+    names = {x["Names"][0]: x["Names"] for x in c.api.containers(all=True)}
+    assert names["/db"] == ["/db"] and "/web" in names
+    for x in c.containers.list(all=True):
+        x.remove(force=True)

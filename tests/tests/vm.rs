@@ -39,6 +39,8 @@ fn vm_lifecycle_docker_cli_persistence_and_crash_recovery() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already running"), "{second:?}");
 
+    readme_steps_work_as_written(&s);
+
     // The docker CLI through the VM.
     let loaded = s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
     assert!(loaded.contains("busybox:latest"), "{loaded}");
@@ -443,4 +445,43 @@ fn kvm_that_aborts_qemu_at_launch_falls_back_to_tcg_with_the_reason() {
     assert_eq!(s.docker_ok(&["version", "--format", "{{.Server.Os}}"]).trim(), "linux");
     s.skiff_ok(&["stop"]);
     assert!(s.processes().is_empty(), "{:?}", s.processes());
+}
+
+/// README's steps after `scripts/run.sh` ("Then, with the VM running:"), run as written: each line
+/// of that block through a shell with a terminal (`-it`), from the repository's root, with only
+/// the docker context choosing the engine (no DOCKER_HOST).
+fn readme_steps_work_as_written(s: &SkiffHome) {
+    let readme = std::fs::read_to_string(skiff_tests::workspace().join("README.md")).expect("README.md");
+    let block: Vec<String> = readme
+        .split("Then, with the VM running:")
+        .nth(1)
+        .expect("README names the steps after run.sh")
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert!(block.len() >= 2, "README's steps: {block:?}");
+    for line in &block {
+        let command = line.split("  #").next().unwrap_or(line).trim();
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", command, "/dev/null"])
+            .current_dir(skiff_tests::workspace())
+            .env_remove("DOCKER_HOST")
+            .env("DOCKER_CONFIG", s.docker_config())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script");
+        // An interactive shell gets a command and exits.
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"echo readme-$((20+22))\nexit\n")
+            .expect("typing");
+        let out = child.wait_with_output().expect("README step");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "README step {command:?} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        if command.contains("-it") {
+            assert!(text.contains("readme-42"), "README step {command:?} gave no interactive shell: {text}");
+        }
+    }
 }

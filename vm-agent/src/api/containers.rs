@@ -103,8 +103,25 @@ pub async fn kill(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
 
 /// `DELETE /containers/{id}`.
 pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<StatusCode> {
+    if p.bool("link") {
+        containers::links::remove(&engine, &id)?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let c = engine.containers.get(&id)?;
     containers::remove(&engine, &c, p.bool("force"), p.bool("v")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /containers/{linker}/{alias}?link=1` (`docker rm --link`): the link goes, no container.
+pub async fn remove_link(
+    State(engine): State<Arc<Engine>>,
+    Path((linker, alias)): Path<(String, String)>,
+    p: Params,
+) -> ApiResult<StatusCode> {
+    if !p.bool("link") {
+        return Err(crate::engine::EngineError::NotFound(format!("No such container: {linker}/{alias}")).into());
+    }
+    containers::links::remove(&engine, &format!("{linker}/{alias}"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -160,6 +160,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
+        .route("/containers/{id}/{alias}", axum::routing::delete(containers::remove_link))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))

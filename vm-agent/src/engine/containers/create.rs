@@ -104,6 +104,7 @@ pub async fn create(
     validate_host_config(&host)?;
     health::validate(body.healthcheck.as_ref())?;
     mounts::validate(&host)?;
+    super::links::validate(engine, host.links.as_deref().unwrap_or_default())?;
     let (config, args) = effective_config(&body, &image);
     if args.is_empty() {
         return Err(EngineError::InvalidArgument("no command specified".into()));

@@ -13,6 +13,7 @@ pub mod health_state;
 pub mod host_config;
 pub mod io;
 pub mod kill;
+pub mod links;
 pub mod mounts;
 pub mod names;
 pub mod network;

@@ -598,7 +598,13 @@ impl dns::Names for EngineNames {
 }
 
 /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for a start.
-pub fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str, p: &Prepared) -> std::io::Result<()> {
+pub fn write_etc_files(
+    dir: &Path,
+    rec: &ContainerRecord,
+    hostname: &str,
+    p: &Prepared,
+    links: &str,
+) -> std::io::Result<()> {
     if let Some(from) = &p.share_etc_from {
         for f in ["hostname", "hosts", "resolv.conf"] {
             std::fs::copy(from.join(f), dir.join(f))?;
@@ -627,6 +633,7 @@ pub fn write_etc_files(dir: &Path, rec: &ContainerRecord, hostname: &str, p: &Pr
             }
         }
     }
+    hosts.push_str(links);
     if let Some(ip) = etc.ip {
         hosts.push_str(&format!("{ip}\t{hostname}\n"));
     }

@@ -156,6 +156,8 @@ pub struct SpecInputs<'a> {
     pub mounts: &'a [super::mounts::MountRecord],
     /// The network namespace to join (`None`: the engine's own, `--network host`).
     pub netns: Option<std::path::PathBuf>,
+    /// Variables the engine adds (legacy links' `ALIAS_…`).
+    pub extra_env: Vec<String>,
 }
 
 /// Builds the OCI runtime spec for a container.
@@ -228,7 +230,9 @@ pub fn build(
         rlimits.retain(|r| r["type"] != typ.as_str());
         rlimits.push(json!({"type": typ, "hard": hard, "soft": soft}));
     }
-    let env = runtime_env(config.env.clone().unwrap_or_default(), &inputs.hostname, config.tty.unwrap_or(false));
+    let mut env = inputs.extra_env.clone();
+    env.extend(config.env.clone().unwrap_or_default());
+    let env = runtime_env(env, &inputs.hostname, config.tty.unwrap_or(false));
     let cwd = config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     let privileged = host.privileged.unwrap_or(false);
     let mut annotations = serde_json::Map::new();

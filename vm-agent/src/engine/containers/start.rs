@@ -10,7 +10,7 @@ use super::io::{IoHub, STDOUT};
 use super::record::Status;
 use super::start_transaction::{self, StartSteps, Step};
 use super::volume_use::{self, VolumeHold};
-use super::{event, exit, health, host_config, network, spec, stdio, Container};
+use super::{event, exit, health, host_config, links, network, spec, stdio, Container};
 use crate::engine::{now_rfc3339, Engine, EngineError};
 use crate::runtime::{self, reaper, ErrorKind};
 use crate::store::atomic;
@@ -80,6 +80,7 @@ struct EngineStart<'a> {
     stdio: Option<(OwnedFd, OwnedFd, OwnedFd)>,
     hub: Option<Arc<IoHub>>,
     pid: Option<i32>,
+    links: Vec<links::Link>,
 }
 
 impl<'a> EngineStart<'a> {
@@ -95,6 +96,7 @@ impl<'a> EngineStart<'a> {
             stdio: None,
             hub: None,
             pid: None,
+            links: Vec::new(),
         }
     }
 
@@ -111,9 +113,11 @@ impl<'a> EngineStart<'a> {
         Ok(())
     }
 
-    fn etc_files(&self) -> Result<(), EngineError> {
+    fn etc_files(&mut self) -> Result<(), EngineError> {
         let net = self.net.as_ref().ok_or_else(|| EngineError::Internal("the network step did not run".into()))?;
-        network::write_etc_files(self.c.dir(), &self.c.record(), &self.hostname, net)
+        let rec = self.c.record();
+        self.links = links::resolve(self.engine, &rec)?;
+        network::write_etc_files(self.c.dir(), &rec, &self.hostname, net, &links::hosts(&self.links))
             .map_err(|e| EngineError::Internal(format!("writing /etc files: {e}")))
     }
 
@@ -148,6 +152,7 @@ impl<'a> EngineStart<'a> {
             cgroup_procs: self.cgroup_procs.clone(),
             mounts: &rec.mounts,
             netns: net.netns_path.clone(),
+            extra_env: links::env(&self.links, &rec.name),
         };
         let oci = spec::build(&rec.config, &rec.host_config, &inputs)?;
         let bytes = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Internal(e.to_string()))?;

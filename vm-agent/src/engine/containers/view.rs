@@ -146,7 +146,7 @@ pub fn list(
         }
         out.push(ContainerSummary {
             id: Some(r.id.clone()),
-            names: Some(vec![format!("/{}", r.name)]),
+            names: Some(std::iter::once(format!("/{}", r.name)).chain(super::links::names_of(engine, &r)).collect()),
             image: Some(r.image.clone()),
             image_id: Some(r.image_id.to_string()),
             command: Some(r.args.join(" ")),
