@@ -163,6 +163,9 @@ def test_the_cache_hits_invalidates_and_survives_a_restart(agent, tmp_path):
     os.utime(tmp_path / "app.txt", (1, 1))
     assert build(agent, tmp_path, "-t", "cached").count("Using cache") == 4
     assert "Using cache" not in build(agent, tmp_path, "--no-cache", "-t", "nocache")
+    # --cache-from: only the named images (and their parents) may serve as cache.
+    assert build(agent, tmp_path, "--cache-from", "cached", "-t", "from-cached").count("Using cache") == 4
+    assert "Using cache" not in build(agent, tmp_path, "--cache-from", "nosuch:tag", "-t", "from-nothing")
     # The step images are not the user's to clean up: `docker images` shows the tagged images and
     # the one the rebuild replaced (dangling, as with dockerd), not the steps in between.
     listed = agent.client.images.list()
@@ -264,6 +267,12 @@ def test_build_errors_are_clear(agent, tmp_path):
     text = (r.stdout + r.stderr).decode()
     assert r.returncode != 0 and "some output" in text
     assert "The command '/bin/sh -c echo some output && exit 7' returned a non-zero code: 7" in text
+    # A failed step's container stays for inspection, unless --force-rm.
+    failed = [x for x in agent.client.containers.list(all=True) if x.attrs["State"]["ExitCode"] == 7]
+    assert len(failed) == 1
+    failed[0].remove()
+    assert cli(agent, "build", "--force-rm", str(tmp_path)).returncode != 0
+    assert agent.client.containers.list(all=True) == []
     write(tmp_path, {"Dockerfile": "FROM busybox\nCOPY missing.txt /\n"})
     r = cli(agent, "build", str(tmp_path))
     assert r.returncode != 0 and b"missing.txt" in r.stderr + r.stdout
@@ -331,6 +340,7 @@ def test_concurrent_builds_of_one_dockerfile(agent, tmp_path):
 def test_docker_py_build_options(agent, tmp_path):
     agent.load("busybox.tar")
     c = agent.client
+    since = int(time.time()) - 1
     image, logs = c.images.build(fileobj=io.BytesIO(b"FROM busybox\nARG who\nCMD echo hello $who"),
                                  tag="dp:1", buildargs={"who": "docker-py"}, labels={"l": "v"})
     assert c.containers.run(image, remove=True) == b"hello\n"  # ARG is not ENV: gone at run time
@@ -360,6 +370,10 @@ def test_docker_py_build_options(agent, tmp_path):
     pruned = c.api.prune_builds()
     assert pruned["CachesDeleted"] and pruned["SpaceReclaimed"] >= 0, pruned
     assert c.images.get("dp:1") and c.images.get("hosts")
+    # Builds show in /events: their steps' containers and the tags of their images.
+    events = list(c.events(since=since, until=int(time.time()) + 1, decode=True))
+    assert any(e["Type"] == "image" and e["Action"] == "tag" and "dp:1" in e["Actor"]["Attributes"].get("name", "") for e in events)
+    assert any(e["Type"] == "container" and e["Action"] == "commit" for e in events)
 
 
 def test_compose_1_29_and_v2_build_services(agent, tmp_path):

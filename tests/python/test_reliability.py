@@ -147,6 +147,38 @@ def test_kill9_mid_commit_leaves_no_half_image_and_the_next_commit_works(agent, 
     assert c.containers.run(image_id, ["sh", "-c", "ls -l /big | awk '{print $5}'"], remove=True) == b"209715200\n"
 
 
+def test_kill9_mid_build_leaves_no_half_image_and_the_next_build_works(agent, tmp_path):
+    agent.load("busybox.tar")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nCOPY big /big\nRUN echo running && sleep 3 && echo done > /done\n")
+    (tmp_path / "big").write_bytes(os.urandom(30 * 1024 * 1024))
+    env = dict(os.environ, DOCKER_HOST=agent.base_url, DOCKER_BUILDKIT="0")
+    build = subprocess.Popen(["docker", "build", "-t", "half:built", str(tmp_path)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    seen = b""
+    # The command's own output line (the step line names it too).
+    while b"\nrunning\n" not in seen:
+        line = build.stdout.readline()
+        assert line or time.monotonic() < deadline, seen
+        seen += line
+    agent.kill9()
+    build.wait(30)
+    agent.start()
+    c = agent.client
+    assert [i.tags for i in c.images.list() if i.tags] == [["busybox:latest"]]
+    assert not list((agent.root / "build").glob("context-*")) and not list((agent.root / "build").glob("view-*"))
+    tmp = agent.root / "image-store" / "tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+    # The step container the kill interrupted is an exited container, as any other.
+    assert all(x.status == "exited" for x in c.containers.list(all=True)), [(x.name, x.status) for x in c.containers.list(all=True)]
+    r = subprocess.run(["docker", "build", "-t", "half:built", str(tmp_path)], env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # The COPY step finished before the kill: its image serves as cache.
+    assert r.stdout.count(b"Using cache") == 1, r.stdout
+    assert c.containers.run("half:built", ["cat", "/done"], remove=True) == b"done\n"
+
+
 def test_kill9_mid_pull_leaves_the_store_consistent(agent, agent_factory, registry):
     source = agent_factory()
     source.load("debian.tar")

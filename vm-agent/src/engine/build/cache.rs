@@ -14,11 +14,15 @@ use sha2::{Digest as _, Sha256};
 use crate::store::atomic;
 use crate::store::digest::Digest;
 
-/// The cache of one engine.
+/// How many images one key remembers (builds with `--no-cache`, or of other parents' chains
+/// that `--cache-from` may name, add theirs).
+const PER_KEY: usize = 8;
+
+/// The cache of one engine: each key names the images that step produced, newest first.
 #[derive(Debug)]
 pub struct BuildCache {
     path: PathBuf,
-    entries: Mutex<BTreeMap<String, Digest>>,
+    entries: Mutex<BTreeMap<String, Vec<Digest>>>,
 }
 
 impl BuildCache {
@@ -28,30 +32,37 @@ impl BuildCache {
         Self { path, entries: Mutex::new(entries) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Digest>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<Digest>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The image recorded for `key`.
-    pub fn get(&self, key: &str) -> Option<Digest> {
-        self.lock().get(key).cloned()
+    /// The newest image recorded for `key` that `usable` accepts (it still exists, `--cache-from`
+    /// allows it).
+    pub fn get(&self, key: &str, usable: impl Fn(&Digest) -> bool) -> Option<Digest> {
+        self.lock().get(key)?.iter().find(|d| usable(d)).cloned()
     }
 
     /// Records `image` for `key` (persisted at once; a failed write only loses the entry).
     pub fn put(&self, key: String, image: Digest) {
         let mut entries = self.lock();
-        entries.insert(key, image);
+        let list = entries.entry(key).or_default();
+        list.retain(|d| d != &image);
+        list.insert(0, image);
+        list.truncate(PER_KEY);
         if let Err(e) = atomic::write_json(&self.path, &*entries) {
             tracing::warn!(error = %e, "saving the build cache");
         }
     }
 
-    /// Drops the entries `keep` rejects; returns how many went.
+    /// Drops the images `keep` rejects; returns how many went.
     pub fn retain(&self, keep: impl Fn(&Digest) -> bool) -> usize {
         let mut entries = self.lock();
-        let before = entries.len();
-        entries.retain(|_, v| keep(v));
-        let removed = before - entries.len();
+        let before: usize = entries.values().map(Vec::len).sum();
+        for list in entries.values_mut() {
+            list.retain(&keep);
+        }
+        entries.retain(|_, v| !v.is_empty());
+        let removed = before - entries.values().map(Vec::len).sum::<usize>();
         if removed > 0 {
             if let Err(e) = atomic::write_json(&self.path, &*entries) {
                 tracing::warn!(error = %e, "saving the build cache");
@@ -62,7 +73,10 @@ impl BuildCache {
 
     /// Every image the cache names.
     pub fn images(&self) -> Vec<Digest> {
-        self.lock().values().cloned().collect()
+        let mut all: Vec<Digest> = self.lock().values().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        all
     }
 }
 

@@ -376,10 +376,10 @@ impl Run<'_> {
         if self.opts.no_cache {
             return None;
         }
-        let id = self.engine.build_cache.get(key)?;
-        if self.cache_sources.is_some_and(|allowed| !allowed.contains(&id)) {
-            return None;
-        }
+        let usable = |id: &Digest| {
+            self.cache_sources.is_none_or(|allowed| allowed.contains(id)) && self.engine.store.by_id(id).is_some()
+        };
+        let id = self.engine.build_cache.get(key, usable)?;
         let img = self.engine.store.by_id(&id)?;
         self.out.line(" ---> Using cache\n");
         self.out.line(format!(" ---> {}\n", short(&id)));
