@@ -94,7 +94,8 @@ fn options(p: &Params) -> Result<BuildOptions, ApiError> {
 pub async fn build(State(engine): State<Arc<Engine>>, p: Params, req: Request) -> ApiResult<Response> {
     let opts = options(&p);
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
-    let reader = SyncIoBridge::new(StreamReader::new(body));
+    // Large reads: every read of the bridge is a round trip to the async runtime.
+    let reader = std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(StreamReader::new(body)));
     let e2 = engine.clone();
     let ctx = crate::engine::blocking(move || {
         let mut reader = reader;
