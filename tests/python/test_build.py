@@ -353,6 +353,18 @@ def test_docker_py_build_options(agent, tmp_path):
     with pytest.raises(BuildError):
         c.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN wget -q -T 2 http://10.255.255.1/ || nslookup x.invalid"),
                        network_mode="none", nocache=True)
+    # Steps that change nothing make identical empty layers; later steps still run on them.
+    img, _ = c.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN true\nRUN true\nRUN echo after > /after"), tag="empties")
+    assert c.containers.run("empties", ["cat", "/after"], remove=True) == b"after\n"
+    # docker-py sends a Dockerfile outside the context as a second `dockerfile` value.
+    outside = tmp_path / "outside.Dockerfile"
+    outside.write_text("FROM busybox\nCOPY . /src\n")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "file.txt").write_text("hello")
+    (ctx / ".dockerignore").write_text(".dockerignore\n")
+    img, _ = c.images.build(path=str(ctx), dockerfile=str(outside), tag="ooc")
+    assert c.containers.run("ooc", ["ls", "-A", "/src"], remove=True) == b"file.txt\n"
     # target
     img, _ = c.images.build(fileobj=io.BytesIO(b"FROM busybox AS first\nRUN touch /first\nFROM busybox\nRUN touch /second"),
                             target="first", tag="first")

@@ -108,6 +108,15 @@ def test_commit_keeps_file_capabilities_as_xattrs(agent):
     assert out == CAP_NET_RAW_EP
 
 
+def test_commit_right_after_start_races_the_exit_without_error(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    for _ in range(10):
+        cid = c.api.create_container("busybox", ["touch", "/test"])["Id"]
+        c.api.start(cid)
+        assert c.api.commit(cid)["Id"].startswith("sha256:")
+
+
 def test_commit_errors(agent):
     agent.load("busybox.tar")
     c = agent.client

@@ -60,7 +60,8 @@ fn options(p: &Params) -> Result<BuildOptions, ApiError> {
     let nano_cpus =
         if quota > 0 { quota.saturating_mul(1_000_000_000) / if period > 0 { period } else { 100_000 } } else { 0 };
     Ok(BuildOptions {
-        dockerfile: p.get("dockerfile").unwrap_or_default().to_string(),
+        // The first value, as dockerd reads it (docker-py sends a second: the file's content).
+        dockerfile: p.all("dockerfile").into_iter().next().unwrap_or_default(),
         tags,
         build_args: json_param::<BTreeMap<String, Option<String>>>(p, "buildargs")?,
         labels: json_param::<BTreeMap<String, String>>(p, "labels")?,

@@ -162,8 +162,7 @@ pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<ImageSu
 pub fn inspect(engine: &Engine, name: &str) -> Result<ImageInspect, EngineError> {
     let img = resolve(engine, name)?;
     let c = &img.config;
-    let lower: Vec<String> =
-        img.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string()).collect();
+    let lower: Vec<String> = crate::engine::containers::lower_dirs(engine, &img);
     Ok(ImageInspect {
         id: Some(img.record.id.to_string()),
         repo_tags: Some(repo_tags(engine, &img.record.id)),

@@ -21,7 +21,7 @@ impl ImageView {
     /// Opens a view of `image` (`None`: scratch). Blocking.
     pub fn open(engine: &Engine, image: Option<&StoredImage>) -> Result<Self, EngineError> {
         let layers: Vec<PathBuf> = image
-            .map(|i| i.record.layers.iter().rev().map(|l| engine.store.layer_diff_dir(&l.diff_id)).collect())
+            .map(|i| crate::engine::containers::lower_dirs(engine, i).into_iter().map(PathBuf::from).collect())
             .unwrap_or_default();
         if layers.len() == 1 {
             return Ok(Self { path: layers[0].clone(), owned: None });

@@ -60,9 +60,14 @@ pub async fn commit(engine: &Arc<Engine>, c: &Arc<Container>, opts: CommitOption
     };
     let freeze = opts.pause && rec.state.status == Status::Running;
     let cg = c.cgroup(engine);
-    if freeze {
-        cg.freeze(true).map_err(|e| EngineError::Internal(format!("pausing the container: {e}")))?;
-    }
+    // A container whose process just exited (its cgroup already gone, the record not yet
+    // updated) needs no pause: its files no longer change.
+    let freeze = freeze
+        && match cg.freeze(true) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || !c.is_running() => false,
+            Err(e) => return Err(EngineError::Internal(format!("pausing the container: {e}"))),
+        };
     let upper = c.dir().join("upper");
     let e2 = engine.clone();
     let layer = blocking(move || layer_of(&e2, &upper)).await;

@@ -126,13 +126,7 @@ impl Container {
             std::fs::create_dir_all(self.dir.join(d))
                 .map_err(|e| EngineError::Internal(format!("preparing bundle: {e}")))?;
         }
-        Ok(image
-            .record
-            .layers
-            .iter()
-            .rev()
-            .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
-            .collect())
+        Ok(lower_dirs(engine, image))
     }
 
     /// The container's cgroup(s).
@@ -235,6 +229,22 @@ impl Containers {
     pub fn image_in_use(&self, id: &crate::store::digest::Digest) -> Option<String> {
         self.read().values().find(|c| &c.record().image_id == id).map(|c| c.id.clone())
     }
+}
+
+/// An image's layer directories as overlay lower dirs, top first. A layer that occurs twice
+/// (two build steps that changed nothing have the same empty layer) is kept once, at its top-most
+/// place: overlayfs refuses a lower directory given twice, and the lower copy adds nothing the
+/// upper one does not.
+pub fn lower_dirs(engine: &Engine, image: &crate::store::StoredImage) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    image
+        .record
+        .layers
+        .iter()
+        .rev()
+        .filter(|l| seen.insert(l.diff_id.clone()))
+        .map(|l| engine.store.layer_diff_dir(&l.diff_id).display().to_string())
+        .collect()
 }
 
 fn new_container(dir: PathBuf, rec: ContainerRecord) -> Container {
