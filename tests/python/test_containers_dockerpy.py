@@ -597,3 +597,22 @@ def test_stats_top_and_archives_round_trip(client):
             ct.get_archive("/no/such/path")
     finally:
         ct.remove(force=True)
+
+
+def test_put_archive_into_a_never_started_containers_volume(client, fixture_path):
+    with open(fixture_path("busybox.tar"), "rb") as f:
+        client.images.load(f)
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        data = b"into the volume\n"
+        info = tarfile.TarInfo("note.txt")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    c = client.api.create_container("busybox", "cat /vol1/note.txt", volumes=["/vol1"])
+    assert client.api.put_archive(c, "/vol1", buf.getvalue())
+    client.api.start(c)
+    client.api.wait(c)
+    assert client.api.logs(c) == b"into the volume\n"
+    client.api.remove_container(c, v=True)

@@ -93,7 +93,12 @@ fn mount_volumes(root: &Path, mounts: &[super::mounts::MountRecord]) -> Result<(
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let Ok(point) = openat2(&root_fd, rel, how) else { continue };
+        // A mount point the image lacks (a container that never ran) is made, as the runtime
+        // makes it at start, so the copy lands in the volume.
+        let file_target = !Path::new(&m.source).is_dir();
+        let Ok(point) = crate::runtime::rootfs::resolve_in_root(root, Path::new(&m.destination), file_target) else {
+            continue;
+        };
         let at = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&point)));
         let fail =
             |e: nix::errno::Errno| EngineError::Internal(format!("mounting {} for the copy: {e}", m.destination));
