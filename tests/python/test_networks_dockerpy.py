@@ -187,3 +187,28 @@ def test_legacy_links_give_hosts_env_names_and_can_be_removed(agent):
     assert names["/db"] == ["/db"] and "/web" in names
     for x in c.containers.list(all=True):
         x.remove(force=True)
+
+
+def test_endpoint_links_driver_options_mac_and_free_network_names(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    net = c.networks.create("my net 01")
+    assert c.networks.get("my net 01").name == "my net 01"
+    box = c.api.create_container(
+        "busybox", "sleep 600", host_config=c.api.create_host_config(network_mode="my net 01"),
+        networking_config=c.api.create_networking_config({"my net 01": c.api.create_endpoint_config(
+            links=[("target", "bar")], driver_opt={"com.example.opt": "on"})}))
+    c.api.start(box)
+    c.containers.run("busybox", ["sleep", "600"], name="target", network="my net 01", detach=True)
+    ep = c.api.inspect_container(box)["NetworkSettings"]["Networks"]["my net 01"]
+    assert ep["Links"] == ["target:bar"] and ep["DriverOpts"] == {"com.example.opt": "on"}
+    target_ip = c.api.inspect_container("target")["NetworkSettings"]["Networks"]["my net 01"]["IPAddress"]
+    exec_id = c.api.exec_create(box, ["nslookup", "bar", "127.0.0.11"])
+    assert target_ip in c.api.exec_start(exec_id).decode()
+    # A MAC asked for at connect shows before the container runs.
+    other = c.api.create_container("busybox", "true")
+    c.api.connect_container_to_network(other, "my net 01", mac_address="02:42:ac:11:00:02")
+    assert c.api.inspect_container(other)["NetworkSettings"]["Networks"]["my net 01"]["MacAddress"] == "02:42:ac:11:00:02"
+    for x in c.containers.list(all=True):
+        x.remove(force=True)
+    net.remove()

@@ -120,10 +120,10 @@ pub struct Networks {
     pub config: NetConfig,
 }
 
+/// dockerd takes any name (`test 01` included) but an empty one; a `/` would not survive a URL
+/// path and control characters no terminal.
 fn valid_name(n: &str) -> bool {
-    let mut chars = n.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    !n.trim().is_empty() && n.len() <= 255 && !n.contains('/') && !n.chars().any(char::is_control)
 }
 
 fn random_id() -> String {
@@ -362,7 +362,7 @@ impl Networks {
     pub async fn create(&self, req: CreateRequest) -> Result<NetworkRecord, EngineError> {
         if !valid_name(&req.name) {
             return Err(EngineError::InvalidArgument(format!(
-                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                "invalid network name {:?}: it must not be empty nor contain '/' or control characters",
                 req.name
             )));
         }

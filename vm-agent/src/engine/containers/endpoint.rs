@@ -32,4 +32,11 @@ pub struct EndpointRecord {
     /// A fixed MAC address asked for (`--mac-address`), else one derived from the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<[u8; 6]>,
+    /// Links scoped to this network (`name:alias`): on a user network, the alias resolves to the
+    /// linked container for this container only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// Driver options of the endpoint (kept and shown; the bridge driver has none to apply).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub driver_opts: std::collections::BTreeMap<String, String>,
 }

@@ -23,6 +23,28 @@ use crate::net::netns::Netns;
 use crate::net::ports;
 use crate::net::{dns, Sandbox};
 
+/// A new membership of `net` from the client's endpoint settings.
+fn endpoint_record(
+    net: &NetworkRecord,
+    aliases: Vec<String>,
+    cfg: &EndpointSettings,
+) -> Result<EndpointRecord, EngineError> {
+    let mac = cfg.mac_address.as_deref().filter(|m| !m.is_empty());
+    let links = cfg.links.clone().unwrap_or_default();
+    for l in &links {
+        super::links::parse(l)?;
+    }
+    Ok(EndpointRecord {
+        network_id: net.id.clone(),
+        aliases,
+        ipv4_address: ipv4_of(cfg)?,
+        mac_address: mac.map(parse_mac).transpose()?,
+        links,
+        driver_opts: cfg.driver_opts.clone().unwrap_or_default().into_iter().collect(),
+        ..Default::default()
+    })
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff` (a unicast address).
 pub fn parse_mac(s: &str) -> Result<[u8; 6], EngineError> {
     let bad = || EngineError::InvalidArgument(format!("invalid MAC address: {s}"));
@@ -152,14 +174,7 @@ pub fn endpoints_at_create(
                     ));
                 }
                 check_aliases(&aliases)?;
-                let mac = cfg.mac_address.as_deref().filter(|m| !m.is_empty());
-                let ep = EndpointRecord {
-                    network_id: net.id.clone(),
-                    aliases,
-                    ipv4_address: ipv4_of(&cfg)?,
-                    mac_address: mac.map(parse_mac).transpose()?,
-                    ..Default::default()
-                };
+                let ep = endpoint_record(&net, aliases, &cfg)?;
                 out.insert(net.name.clone(), ep);
             }
         }
@@ -449,8 +464,7 @@ pub async fn connect(
             rec.name, net.name
         )));
     }
-    let ep =
-        EndpointRecord { network_id: net.id.clone(), aliases, ipv4_address: ipv4_of(&settings)?, ..Default::default() };
+    let ep = endpoint_record(&net, aliases, &settings)?;
     c.update(|r| {
         r.networks.insert(net.name.clone(), ep.clone());
     })?;
@@ -571,6 +585,15 @@ impl dns::Names for EngineNames {
                 name.strip_suffix(&format!(".{}", n.to_ascii_lowercase())).map(|b| (b, Some(id.clone())))
             })
             .unwrap_or((name, None));
+        // A link on a shared network: its alias names the linked container, for the asker only.
+        let linked: Vec<String> = me
+            .networks
+            .values()
+            .flat_map(|e| e.links.iter())
+            .filter_map(|l| super::links::parse(l).ok())
+            .filter(|(_, alias)| alias.eq_ignore_ascii_case(base))
+            .map(|(target, _)| target)
+            .collect();
         let mut found = Vec::new();
         for c in engine.containers.all() {
             let r = c.record();
@@ -582,6 +605,7 @@ impl dns::Names for EngineNames {
                     continue;
                 }
                 let hit = r.name.eq_ignore_ascii_case(base)
+                    || linked.iter().any(|t| r.name.eq_ignore_ascii_case(t))
                     || r.id.get(..12).is_some_and(|s| s == base)
                     || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(base));
                 if let (true, Some(ip)) = (hit, e.ip) {
@@ -715,10 +739,10 @@ pub fn settings_json(engine: &Engine, rec: &ContainerRecord) -> serde_json::Valu
             name.clone(),
             json!({
                 "IPAMConfig": e.ipv4_address.map(|a| json!({"IPv4Address": a.to_string()})),
-                "Links": null,
+                "Links": if e.links.is_empty() { serde_json::Value::Null } else { json!(e.links) },
                 "Aliases": if e.aliases.is_empty() { serde_json::Value::Null } else { json!(e.aliases) },
-                "MacAddress": e.mac.clone().unwrap_or_default(),
-                "DriverOpts": null,
+                "MacAddress": e.mac.clone().or_else(|| e.mac_address.map(mac_string)).unwrap_or_default(),
+                "DriverOpts": if e.driver_opts.is_empty() { serde_json::Value::Null } else { json!(e.driver_opts) },
                 "NetworkID": e.network_id,
                 "EndpointID": e.endpoint_id,
                 "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
