@@ -212,3 +212,25 @@ def test_endpoint_links_driver_options_mac_and_free_network_names(agent):
     for x in c.containers.list(all=True):
         x.remove(force=True)
     net.remove()
+
+
+def test_ipam_auxiliary_addresses_are_shown_and_never_handed_out(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    from docker.types import IPAMConfig, IPAMPool
+    pool = IPAMPool(subnet="172.29.9.0/29", gateway="172.29.9.1",
+                    aux_addresses={"a": "172.29.9.2", "b": "172.29.9.3", "c": "172.29.9.4"})
+    net = c.networks.create("auxnet", ipam=IPAMConfig(pool_configs=[pool]))
+    cfg = c.api.inspect_network(net.id)["IPAM"]["Config"]
+    assert cfg == [{"Subnet": "172.29.9.0/29", "Gateway": "172.29.9.1",
+                    "AuxiliaryAddresses": {"a": "172.29.9.2", "b": "172.29.9.3", "c": "172.29.9.4"}}]
+    got = []
+    for i in range(2):
+        x = c.containers.run("busybox", ["sleep", "600"], network="auxnet", detach=True)
+        got.append(c.api.inspect_container(x.id)["NetworkSettings"]["Networks"]["auxnet"]["IPAddress"])
+    assert sorted(got) == ["172.29.9.5", "172.29.9.6"], got
+    with pytest.raises(APIError):
+        c.networks.create("badaux", ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="172.29.10.0/24", aux_addresses={"x": "10.0.0.1"})]))
+    for x in c.containers.list(all=True):
+        x.remove(force=True)
+    net.remove()

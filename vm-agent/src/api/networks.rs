@@ -26,6 +26,7 @@ struct IpamConfig {
     gateway: Option<String>,
     #[serde(rename = "IPRange")]
     ip_range: Option<String>,
+    auxiliary_addresses: Option<HashMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,7 @@ pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult
         subnet: first.and_then(|c| c.subnet.clone()).filter(|s| !s.is_empty()),
         gateway: first.and_then(|c| c.gateway.clone()).filter(|s| !s.is_empty()),
         ip_range: first.and_then(|c| c.ip_range.clone()).filter(|s| !s.is_empty()),
+        aux_addresses: first.and_then(|c| c.auxiliary_addresses.clone()).unwrap_or_default().into_iter().collect(),
         internal: b.internal.unwrap_or(false),
         attachable: b.attachable.unwrap_or(false),
         enable_ipv6: b.enable_ipv6.unwrap_or(false),

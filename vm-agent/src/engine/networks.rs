@@ -95,6 +95,8 @@ pub struct CreateRequest {
     pub gateway: Option<String>,
     /// IP range.
     pub ip_range: Option<String>,
+    /// Named addresses to keep out of allocation (`--aux-address`).
+    pub aux_addresses: BTreeMap<String, String>,
     /// Internal.
     pub internal: bool,
     /// Attachable.
@@ -403,7 +405,15 @@ impl Networks {
         };
         let gateway = req.gateway.as_deref().map(|g| parse_net(g, "gateway").map(|n| n.addr())).transpose()?;
         let range = req.ip_range.as_deref().map(|r| parse_net(r, "ip-range")).transpose()?;
-        let ipam = Ipam::new(subnet, gateway, range)?;
+        let mut ipam = Ipam::new(subnet, gateway, range)?;
+        let mut aux = BTreeMap::new();
+        for (name, ip) in &req.aux_addresses {
+            let ip: std::net::Ipv4Addr = ip
+                .parse()
+                .map_err(|_| EngineError::InvalidArgument(format!("invalid auxiliary address {name}={ip}")))?;
+            aux.insert(name.clone(), ip);
+        }
+        ipam.reserve(aux)?;
         let bridge = match req.options.get("com.docker.network.bridge.name") {
             Some(b) if b.len() <= 15 && b.starts_with(firewall::BRIDGE_PREFIX) && valid_name(b) => b.clone(),
             Some(b) => {
@@ -533,6 +543,10 @@ pub fn to_json(rec: &NetworkRecord, containers: &[(String, String, String, Strin
             let mut c = json!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
             if i.range != i.subnet {
                 c["IPRange"] = json!(i.range.to_string());
+            }
+            if !i.aux.is_empty() {
+                c["AuxiliaryAddresses"] =
+                    json!(i.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<BTreeMap<_, _>>());
             }
             c
         })

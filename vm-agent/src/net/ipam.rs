@@ -40,6 +40,9 @@ pub struct Ipam {
     /// The last address handed out; the next search starts after it.
     #[serde(default)]
     pub last: Option<Ipv4Addr>,
+    /// Addresses reserved by name (`--aux-address`), never handed out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<String, Ipv4Addr>,
 }
 
 impl Ipam {
@@ -68,7 +71,21 @@ impl Ipam {
             Some(r) => r.trunc(),
             None => subnet,
         };
-        Ok(Self { subnet, gateway, range, allocated: BTreeMap::new(), last: None })
+        Ok(Self { subnet, gateway, range, allocated: BTreeMap::new(), last: None, aux: BTreeMap::new() })
+    }
+
+    /// Reserves `aux` (name → address inside the subnet, not the gateway).
+    pub fn reserve(&mut self, aux: BTreeMap<String, Ipv4Addr>) -> Result<(), NetError> {
+        for (name, ip) in &aux {
+            if !self.subnet.contains(ip) || *ip == self.gateway {
+                return Err(NetError::Invalid(format!(
+                    "auxiliary address {name}={ip} must be inside subnet {} and not its gateway",
+                    self.subnet
+                )));
+            }
+        }
+        self.aux = aux;
+        Ok(())
     }
 
     fn usable(&self, ip: Ipv4Addr) -> bool {
@@ -77,6 +94,7 @@ impl Ipam {
             && ip != self.subnet.broadcast()
             && ip != self.gateway
             && !self.allocated.contains_key(&ip)
+            && !self.aux.values().any(|a| *a == ip)
     }
 
     /// Takes `wanted` (when given, e.g. `--ip`) or the next free address after the last one handed out.
