@@ -234,3 +234,20 @@ def test_ipam_auxiliary_addresses_are_shown_and_never_handed_out(agent):
     for x in c.containers.list(all=True):
         x.remove(force=True)
     net.remove()
+
+
+def test_link_local_ips_are_configured_and_shown(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    cid = c.api.create_container(
+        "busybox", ["ip", "-4", "addr", "show", "eth0"],
+        networking_config=c.api.create_networking_config({"bridge": c.api.create_endpoint_config(link_local_ips=["169.254.8.8"])}),
+        host_config=c.api.create_host_config(network_mode="bridge"))["Id"]
+    c.api.start(cid)
+    c.api.wait(cid)
+    assert "169.254.8.8/16" in c.api.logs(cid).decode()
+    assert c.api.inspect_container(cid)["NetworkSettings"]["Networks"]["bridge"]["IPAMConfig"]["LinkLocalIPs"] == ["169.254.8.8"]
+    with pytest.raises(APIError):
+        c.api.create_container("busybox", "true", networking_config=c.api.create_networking_config(
+            {"bridge": c.api.create_endpoint_config(link_local_ips=["10.0.0.1"])}))
+    c.api.remove_container(cid, force=True)

@@ -231,6 +231,8 @@ pub struct InsideLink {
     pub gateway: Option<Ipv4Addr>,
     /// Its MAC address.
     pub mac: [u8; 6],
+    /// Link-local addresses it also carries (`169.254.0.0/16`).
+    pub link_local: Vec<Ipv4Addr>,
 }
 
 /// Inside `netns`: brings `lo` up (when asked) and configures `link`.
@@ -260,7 +262,17 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
                     .execute()
                     .await
                     .map_err(|e| nl(&format!("naming {}", l.name), e))?;
-                links.bring_up(i, l.address, l.gateway).await
+                links.bring_up(i, l.address, l.gateway).await?;
+                for ip in &l.link_local {
+                    let net = Ipv4Net::new(*ip, 16).map_err(|e| NetError::Invalid(e.to_string()))?;
+                    handle
+                        .address()
+                        .add(i, IpAddr::V4(net.addr()), net.prefix_len())
+                        .execute()
+                        .await
+                        .map_err(|e| nl(&format!("adding link-local {ip}"), e))?;
+                }
+                Ok(())
             })
         })
         .map_err(|e| NetError::Internal(format!("entering the container's network: {e}")))?

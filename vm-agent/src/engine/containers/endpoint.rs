@@ -36,6 +36,9 @@ pub struct EndpointRecord {
     /// linked container for this container only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<String>,
+    /// Link-local addresses asked for (`--link-local-ip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<Ipv4Addr>,
     /// Driver options of the endpoint (kept and shown; the bridge driver has none to apply).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub driver_opts: std::collections::BTreeMap<String, String>,

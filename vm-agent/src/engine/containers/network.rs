@@ -40,6 +40,7 @@ fn endpoint_record(
         ipv4_address: ipv4_of(cfg)?,
         mac_address: mac.map(parse_mac).transpose()?,
         links,
+        link_local_ips: link_local_of(cfg)?,
         driver_opts: cfg.driver_opts.clone().unwrap_or_default().into_iter().collect(),
         ..Default::default()
     })
@@ -92,6 +93,17 @@ pub fn valid_dns_name(name: &str) -> bool {
         && name.split('.').all(|l| {
             (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
+}
+
+fn link_local_of(s: &EndpointSettings) -> Result<Vec<Ipv4Addr>, EngineError> {
+    let asked = s.ipam_config.as_ref().and_then(|c| c.link_local_ips.clone()).unwrap_or_default();
+    asked
+        .iter()
+        .map(|a| match a.parse::<Ipv4Addr>() {
+            Ok(ip) if ip.is_link_local() => Ok(ip),
+            _ => Err(EngineError::InvalidArgument(format!("invalid link-local IP address: {a} (169.254.0.0/16)"))),
+        })
+        .collect()
 }
 
 fn ipv4_of(s: &EndpointSettings) -> Result<Option<Ipv4Addr>, EngineError> {
@@ -368,7 +380,14 @@ async fn attach(
     sandbox.interfaces += 1;
     let address = Ipv4Net::new(ip, subnet.prefix_len()).unwrap_or(subnet);
     let mac = ep.mac_address.unwrap_or_else(|| crate::net::link::mac_for(ip));
-    let inside = InsideLink { peer, name: format!("eth{index}"), address, gateway: (index == 0).then_some(gw), mac };
+    let inside = InsideLink {
+        peer,
+        name: format!("eth{index}"),
+        address,
+        gateway: (index == 0).then_some(gw),
+        mac,
+        link_local: ep.link_local_ips.clone(),
+    };
     let ns = ns.path();
     tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
         let ns = Netns::at(&ns).map_err(|e| EngineError::Internal(format!("opening the container's network: {e}")))?;
@@ -707,6 +726,21 @@ fn resolv_conf(rec: &ContainerRecord, etc: &EtcInfo) -> String {
     lines.join("\n") + "\n"
 }
 
+/// An endpoint's `IPAMConfig` (what was asked for), `null` when nothing was.
+fn ipam_config_json(e: &EndpointRecord) -> serde_json::Value {
+    if e.ipv4_address.is_none() && e.link_local_ips.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let mut v = json!({});
+    if let Some(a) = e.ipv4_address {
+        v["IPv4Address"] = json!(a.to_string());
+    }
+    if !e.link_local_ips.is_empty() {
+        v["LinkLocalIPs"] = json!(e.link_local_ips.iter().map(ToString::to_string).collect::<Vec<_>>());
+    }
+    v
+}
+
 /// `NetworkSettings` for inspect, with the legacy top-level fields old clients read.
 pub fn settings_json(engine: &Engine, rec: &ContainerRecord) -> serde_json::Value {
     let running = matches!(rec.state.status, Status::Running | Status::Paused);
@@ -738,7 +772,7 @@ pub fn settings_json(engine: &Engine, rec: &ContainerRecord) -> serde_json::Valu
         networks.insert(
             name.clone(),
             json!({
-                "IPAMConfig": e.ipv4_address.map(|a| json!({"IPv4Address": a.to_string()})),
+                "IPAMConfig": ipam_config_json(e),
                 "Links": if e.links.is_empty() { serde_json::Value::Null } else { json!(e.links) },
                 "Aliases": if e.aliases.is_empty() { serde_json::Value::Null } else { json!(e.aliases) },
                 "MacAddress": e.mac.clone().or_else(|| e.mac_address.map(mac_string)).unwrap_or_default(),
