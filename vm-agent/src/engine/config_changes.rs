@@ -113,7 +113,8 @@ fn json_array(rest: &str) -> Option<Vec<String>> {
     rest.starts_with('[').then(|| serde_json::from_str::<Vec<String>>(rest).ok()).flatten()
 }
 
-fn object_at<'a>(cfg: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+/// The object at `cfg[key]`, made one if missing or of another type.
+pub(crate) fn object_at<'a>(cfg: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
     let v = cfg.entry(key).or_insert_with(|| json!({}));
     if !v.is_object() {
         *v = json!({});
@@ -124,7 +125,8 @@ fn object_at<'a>(cfg: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Stri
     }
 }
 
-fn set_env(cfg: &mut Map<String, Value>, key: &str, value: &str) {
+/// Sets `key=value` in `cfg`'s `Env`, replacing an earlier value of `key`.
+pub(crate) fn set_env(cfg: &mut Map<String, Value>, key: &str, value: &str) {
     let env = cfg.entry("Env").or_insert_with(|| json!([]));
     if !env.is_array() {
         *env = json!([]);

@@ -380,45 +380,32 @@ impl Store {
         if let Some(meta) = self.layer(expected_diff_id) {
             return Ok(meta);
         }
-        let stage = self.staging_path("layer");
-        let diff = stage.join("diff");
-        fs::create_dir_all(&diff).map_err(io_ctx("creating layer staging"))?;
-        let result = (|| {
-            let file = File::open(path).map_err(io_ctx(format!("opening {}", path.display())))?;
-            let unpacked = unpack::unpack_layer(file, &diff)?;
-            if &unpacked.diff_id != expected_diff_id {
-                return Err(StoreError::DigestMismatch {
-                    expected: expected_diff_id.clone(),
-                    actual: unpacked.diff_id,
-                });
-            }
-            let meta = LayerMeta { diff_id: unpacked.diff_id, size: unpacked.size };
-            atomic::write_json(&stage.join("meta.json"), &meta).map_err(io_ctx("writing layer metadata"))?;
-            match fs::rename(&stage, self.root.join("layers").join(meta.diff_id.hex())) {
-                Ok(()) => Ok(meta),
-                Err(_) if self.layer(&meta.diff_id).is_some() => {
-                    let _ = fs::remove_dir_all(&stage);
-                    Ok(meta)
-                }
-                Err(e) => Err(io_ctx("committing layer")(e)),
-            }
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&stage);
-        }
-        result
+        self.commit_layer(path, Some(expected_diff_id)).map(|(meta, _)| meta)
     }
 
     /// Unpacks the layer blob at `path` (plain or compressed tar) and commits it under the diff id
     /// its content has (an existing identical layer is reused). Returns the layer and how the blob
     /// is compressed. On hostile or corrupt content it fails and leaves nothing behind.
     pub fn add_layer(&self, path: &Path) -> Result<(LayerMeta, compression::Compression), StoreError> {
+        self.commit_layer(path, None)
+    }
+
+    /// Unpacks `path` into a staging directory, checks its diff id against `expected` (if given)
+    /// and renames it into `layers/` (or drops it when that layer exists already).
+    fn commit_layer(
+        &self,
+        path: &Path,
+        expected: Option<&Digest>,
+    ) -> Result<(LayerMeta, compression::Compression), StoreError> {
         let stage = self.staging_path("layer");
         let diff = stage.join("diff");
         fs::create_dir_all(&diff).map_err(io_ctx("creating layer staging"))?;
         let result = (|| {
             let file = File::open(path).map_err(io_ctx(format!("opening {}", path.display())))?;
             let unpacked = unpack::unpack_layer(file, &diff)?;
+            if let Some(exp) = expected.filter(|e| **e != unpacked.diff_id) {
+                return Err(StoreError::DigestMismatch { expected: exp.clone(), actual: unpacked.diff_id });
+            }
             let meta = LayerMeta { diff_id: unpacked.diff_id, size: unpacked.size };
             if self.layer(&meta.diff_id).is_some() {
                 let _ = fs::remove_dir_all(&stage);

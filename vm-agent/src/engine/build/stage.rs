@@ -652,26 +652,22 @@ fn owner_of(spec: &str, image: &ImageView) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
+/// `config_changes`' helpers on the stage's config (always an object).
 fn object_at<'a>(config: &'a mut Value, key: &str) -> &'a mut serde_json::Map<String, Value> {
-    if !config.is_object() {
-        *config = json!({});
-    }
-    if !config.get(key).is_some_and(Value::is_object) {
-        config[key] = json!({});
-    }
-    match config.get_mut(key) {
-        Some(Value::Object(m)) => m,
-        _ => unreachable!("made an object just above"),
-    }
+    config_changes::object_at(as_object(config), key)
 }
 
 fn set_env(config: &mut Value, key: &str, value: &str) {
-    if !config.get("Env").is_some_and(Value::is_array) {
-        config["Env"] = json!([]);
+    config_changes::set_env(as_object(config), key, value);
+}
+
+fn as_object(config: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !config.is_object() {
+        *config = json!({});
     }
-    if let Some(list) = config.get_mut("Env").and_then(Value::as_array_mut) {
-        list.retain(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(k, _)| k) != Some(key));
-        list.push(json!(format!("{key}={value}")));
+    match config {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object just above"),
     }
 }
 
