@@ -251,3 +251,54 @@ def test_link_local_ips_are_configured_and_shown(agent):
         c.api.create_container("busybox", "true", networking_config=c.api.create_networking_config(
             {"bridge": c.api.create_endpoint_config(link_local_ips=["10.0.0.1"])}))
     c.api.remove_container(cid, force=True)
+
+
+def cli(agent, *args):
+    """The real docker CLI against the agent."""
+    r = subprocess.run(["docker", *args], env=dict(os.environ, DOCKER_HOST=agent.base_url),
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_ipv6_networks_carry_traffic_names_and_fixed_addresses(agent):
+    agent.load("busybox.tar")
+    c = agent.client
+    rc, out = cli(agent, "network", "create", "--ipv6", "--subnet", "fd00:db8:7::/64", "v6net")
+    assert rc == 0, out
+    rc, out = cli(agent, "run", "-d", "--name", "v6server", "--network", "v6net", "--ip6", "fd00:db8:7::f00d",
+                  "busybox", "sh", "-c", "echo hello-v6 > /tmp/i && httpd -f -p 8080 -h /tmp")
+    assert rc == 0, out
+    # The address, the default route, the server by address, its name as an AAAA record, and ping by name.
+    rc, out = cli(agent, "run", "--rm", "--network", "v6net", "busybox", "sh", "-c",
+                  "ip -6 route; wget -q -O- 'http://[fd00:db8:7::f00d]:8080/i';"
+                  "nslookup -type=aaaa v6server 127.0.0.11; ping -6 -c1 -W5 v6server")
+    assert rc == 0, out
+    assert "default via fd00:db8:7::1" in out and "hello-v6" in out, out
+    assert "Address: fd00:db8:7::f00d" in out and "1 packets received" in out, out
+    ep = c.api.inspect_container("v6server")["NetworkSettings"]["Networks"]["v6net"]
+    assert ep["IPAMConfig"] == {"IPv6Address": "fd00:db8:7::f00d"}
+    assert (ep["GlobalIPv6Address"], ep["GlobalIPv6PrefixLen"], ep["IPv6Gateway"]) == ("fd00:db8:7::f00d", 64, "fd00:db8:7::1")
+    net = c.api.inspect_network("v6net")
+    assert net["EnableIPv6"] is True
+    assert {"Subnet": "fd00:db8:7::/64", "Gateway": "fd00:db8:7::1"} in net["IPAM"]["Config"]
+    assert [m["IPv6Address"] for m in net["Containers"].values()] == ["fd00:db8:7::f00d/64"]
+    # Connect with a fixed address (docker-py), and --ipv6 without a subnet: a unique local /64.
+    other = c.containers.run("busybox", ["sleep", "600"], detach=True)
+    c.api.connect_container_to_network(other.id, "v6net", ipv6_address="fd00:db8:7::beef")
+    assert c.api.inspect_container(other.id)["NetworkSettings"]["Networks"]["v6net"]["GlobalIPv6Address"] == "fd00:db8:7::beef"
+    rc, out = cli(agent, "network", "create", "--ipv6", "auto6")
+    assert rc == 0, out
+    v6 = [p for p in c.api.inspect_network("auto6")["IPAM"]["Config"] if ":" in p["Subnet"]]
+    assert len(v6) == 1 and v6[0]["Subnet"].startswith("fd") and v6[0]["Subnet"].endswith("::/64"), v6
+    # Clear errors: an address outside the subnet, IPv6 on a network without it, a v6 subnet without --ipv6.
+    for args, msg in [(["run", "--rm", "--network", "v6net", "--ip6", "fd00:db8:9::1", "busybox", "true"], "not in network"),
+                      (["run", "--rm", "--ip6", "fd00:db8:9::1", "busybox", "true"], "has no IPv6"),
+                      (["network", "create", "--subnet", "fd00:db8:8::/64", "nov6"], "needs IPv6 enabled")]:
+        rc, out = cli(agent, *args)
+        assert rc != 0 and msg in out, out
+    for x in c.containers.list(all=True):
+        x.remove(force=True)
+    c.networks.prune()
+    # The network's ip and ip6 tables went with it.
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert not any(n in tables for n in [net["Id"][:9]]), tables

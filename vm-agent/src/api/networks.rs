@@ -15,7 +15,7 @@ use super::error::ApiResult;
 use super::params::{json_body, Params};
 use crate::engine::containers::network;
 use crate::engine::filters::Filters;
-use crate::engine::networks::{self, CreateRequest, NetworkRecord};
+use crate::engine::networks::{self, CreateRequest, NetworkRecord, PoolRequest};
 use crate::engine::{Engine, EngineError};
 
 /// `IPAM.Config[]` entries.
@@ -106,24 +106,21 @@ pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
         return Err(EngineError::NotFound(format!("plugin \"{}\" not found", ipam.driver.unwrap_or_default())).into());
     }
-    let configs = ipam.config.unwrap_or_default();
-    let v4: Vec<&IpamConfig> = configs.iter().filter(|c| !c.subnet.as_deref().unwrap_or("").contains(':')).collect();
-    if configs.len() > v4.len() && !b.enable_ipv6.unwrap_or(false) {
-        return Err(
-            EngineError::InvalidArgument("an IPv6 subnet needs --ipv6 (and IPv6 is not supported yet)".into()).into()
-        );
-    }
-    if v4.len() > 1 {
-        return Err(EngineError::InvalidArgument("only one IPv4 subnet per network is supported".into()).into());
-    }
-    let first = v4.first();
+    let pools = ipam
+        .config
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| PoolRequest {
+            subnet: c.subnet.filter(|s| !s.is_empty()),
+            gateway: c.gateway.filter(|s| !s.is_empty()),
+            ip_range: c.ip_range.filter(|s| !s.is_empty()),
+            aux_addresses: sorted(c.auxiliary_addresses),
+        })
+        .collect();
     let req = CreateRequest {
         name,
         driver: b.driver.unwrap_or_default(),
-        subnet: first.and_then(|c| c.subnet.clone()).filter(|s| !s.is_empty()),
-        gateway: first.and_then(|c| c.gateway.clone()).filter(|s| !s.is_empty()),
-        ip_range: first.and_then(|c| c.ip_range.clone()).filter(|s| !s.is_empty()),
-        aux_addresses: first.and_then(|c| c.auxiliary_addresses.clone()).unwrap_or_default().into_iter().collect(),
+        pools,
         internal: b.internal.unwrap_or(false),
         attachable: b.attachable.unwrap_or(false),
         enable_ipv6: b.enable_ipv6.unwrap_or(false),

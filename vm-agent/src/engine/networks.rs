@@ -4,17 +4,17 @@
 //! use, removed with the network and when the engine stops.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::filters::Filters;
 use super::EngineError;
-use crate::net::ipam::{default_pools, overlaps, Ipam};
+use crate::net::ipam::{default_pools, overlaps, random_ula, Family, Ipam};
 use crate::net::link::Links;
 use crate::net::{firewall, host_forward, NetConfig};
 use crate::store::atomic;
@@ -60,7 +60,10 @@ pub struct NetworkRecord {
     pub bridge: Option<String>,
     /// Addresses (bridge driver; chosen at first use for the default bridge).
     #[serde(default)]
-    pub ipam: Option<Ipam>,
+    pub ipam: Option<Ipam<Ipv4Addr>>,
+    /// IPv6 addresses, when the network has IPv6 (`--ipv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam6: Option<Ipam<Ipv6Addr>>,
     /// No traffic in or out.
     #[serde(default)]
     pub internal: bool,
@@ -89,14 +92,8 @@ pub struct CreateRequest {
     pub name: String,
     /// Driver (empty: bridge).
     pub driver: String,
-    /// Subnet, gateway and range, as strings.
-    pub subnet: Option<String>,
-    /// Gateway.
-    pub gateway: Option<String>,
-    /// IP range.
-    pub ip_range: Option<String>,
-    /// Named addresses to keep out of allocation (`--aux-address`).
-    pub aux_addresses: BTreeMap<String, String>,
+    /// `IPAM.Config`: at most one IPv4 and one IPv6 pool.
+    pub pools: Vec<PoolRequest>,
     /// Internal.
     pub internal: bool,
     /// Attachable.
@@ -107,6 +104,26 @@ pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     /// Options.
     pub options: BTreeMap<String, String>,
+}
+
+/// One `IPAM.Config` entry, as strings.
+#[derive(Debug, Default, Clone)]
+pub struct PoolRequest {
+    /// Subnet (`None`: one from the default pools).
+    pub subnet: Option<String>,
+    /// Gateway.
+    pub gateway: Option<String>,
+    /// IP range.
+    pub ip_range: Option<String>,
+    /// Named addresses to keep out of allocation (`--aux-address`).
+    pub aux_addresses: BTreeMap<String, String>,
+}
+
+impl PoolRequest {
+    /// Whether the pool is an IPv6 one (its subnet, or else its gateway, says so).
+    fn is_v6(&self) -> bool {
+        self.subnet.as_deref().or(self.gateway.as_deref()).is_some_and(|s| s.contains(':'))
+    }
 }
 
 /// The networks service.
@@ -139,13 +156,38 @@ fn random_id() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-fn parse_net(s: &str, what: &str) -> Result<Ipv4Net, EngineError> {
-    if s.contains(':') {
-        return Err(EngineError::InvalidArgument(format!("IPv6 {what} {s}: IPv6 networks are not supported yet")));
+/// A subnet or range of family `A` (`a.b.c.d/n`); `what` names it in errors.
+fn parse_net<A: Family + std::str::FromStr>(s: &str, what: &str) -> Result<A::Net, EngineError>
+where
+    A::Net: std::str::FromStr,
+{
+    s.parse::<A::Net>().map_err(|_| EngineError::InvalidArgument(format!("invalid {} {what}: {s}", A::NAME)))
+}
+
+/// An address of family `A`.
+fn parse_addr<A: Family + std::str::FromStr>(s: &str, what: &str) -> Result<A, EngineError> {
+    s.parse::<A>().map_err(|_| EngineError::InvalidArgument(format!("invalid {} {what}: {s}", A::NAME)))
+}
+
+/// The allocation state of one requested pool of family `A` (subnet already chosen).
+fn pool_ipam<A: Family + std::str::FromStr>(subnet: A::Net, pool: &PoolRequest) -> Result<Ipam<A>, EngineError>
+where
+    A::Net: std::str::FromStr,
+{
+    let gateway =
+        pool.gateway.as_deref().filter(|g| !g.is_empty()).map(|g| parse_addr::<A>(g, "gateway")).transpose()?;
+    let range =
+        pool.ip_range.as_deref().filter(|r| !r.is_empty()).map(|r| parse_net::<A>(r, "ip-range")).transpose()?;
+    let mut ipam = Ipam::<A>::new(subnet, gateway, range)?;
+    let mut aux = BTreeMap::new();
+    for (name, ip) in &pool.aux_addresses {
+        let ip = ip
+            .parse::<A>()
+            .map_err(|_| EngineError::InvalidArgument(format!("invalid auxiliary address {name}={ip}")))?;
+        aux.insert(name.clone(), ip);
     }
-    s.parse::<Ipv4Net>()
-        .or_else(|_| s.parse::<Ipv4Addr>().map(|a| Ipv4Net::new(a, 32).unwrap_or_default()))
-        .map_err(|_| EngineError::InvalidArgument(format!("invalid {what}: {s}")))
+    ipam.reserve(aux)?;
+    Ok(ipam)
 }
 
 impl Networks {
@@ -164,6 +206,9 @@ impl Networks {
                         // No container runs while the engine opens: every address is free again
                         // (the search position is kept, so recent addresses are not reused first).
                         if let Some(ipam) = r.ipam.as_mut() {
+                            ipam.allocated.clear();
+                        }
+                        if let Some(ipam) = r.ipam6.as_mut() {
                             ipam.allocated.clear();
                         }
                         records.insert(r.id.clone(), r);
@@ -190,6 +235,7 @@ impl Networks {
                     builtin: true,
                     bridge: (driver == Driver::Bridge).then(|| this.config.bridge.clone()),
                     ipam: None,
+                    ipam6: None,
                     internal: false,
                     attachable: false,
                     labels: BTreeMap::new(),
@@ -301,7 +347,7 @@ impl Networks {
                 Some(s) => s,
                 None => self.pick_subnet(Some(&rec.id)).await?,
             };
-            let ipam = Ipam::new(subnet, None, None)?;
+            let ipam = Ipam::<Ipv4Addr>::new(subnet, None, None)?;
             self.update(&rec.id, |r| {
                 r.ipam.get_or_insert(ipam);
                 Ok(Some(()))
@@ -326,8 +372,14 @@ impl Networks {
         }
         let links = self.links().await?;
         let result = async {
-            links.ensure_bridge(bridge, ipam.gateway, ipam.subnet.prefix_len()).await?;
-            let rules = firewall::BridgeRules { bridge: bridge.clone(), subnet: ipam.subnet, internal: rec.internal };
+            let v6 = rec.ipam6.as_ref().map(|i| (i.gateway, i.subnet.prefix_len()));
+            links.ensure_bridge(bridge, (ipam.gateway, ipam.subnet.prefix_len()), v6).await?;
+            let rules = firewall::BridgeRules {
+                bridge: bridge.clone(),
+                subnet: ipam.subnet,
+                subnet6: rec.ipam6.as_ref().map(|i| i.subnet),
+                internal: rec.internal,
+            };
             tokio::task::spawn_blocking(move || {
                 firewall::apply(&rules)?;
                 // Best effort: without them only a host whose FORWARD policy drops is affected.
@@ -385,42 +437,64 @@ impl Networks {
             }
             other => return Err(EngineError::NotFound(format!("plugin \"{other}\" not found"))),
         }
-        if req.enable_ipv6 {
-            return Err(EngineError::InvalidArgument("IPv6 networks are not supported yet".into()));
+        let (v6_pools, v4_pools): (Vec<&PoolRequest>, Vec<&PoolRequest>) = req.pools.iter().partition(|p| p.is_v6());
+        if v4_pools.len() > 1 || v6_pools.len() > 1 {
+            return Err(EngineError::InvalidArgument(
+                "a network has at most one IPv4 and one IPv6 subnet (IPAM.Config)".into(),
+            ));
+        }
+        if !v6_pools.is_empty() && !req.enable_ipv6 {
+            return Err(EngineError::InvalidArgument(
+                "an IPv6 subnet needs IPv6 enabled on the network (--ipv6, EnableIPv6)".into(),
+            ));
         }
         let _changes = self.changes.lock().await;
         if self.all().iter().any(|r| r.name == req.name) {
             return Err(EngineError::Conflict(format!("network with name {} already exists", req.name)));
         }
         let id = random_id();
-        let subnet = match &req.subnet {
+        let overlap = || {
+            EngineError::Forbidden("invalid pool request: Pool overlaps with other one on this address space".into())
+        };
+        let v4 = v4_pools.first().copied().cloned().unwrap_or_default();
+        let subnet = match v4.subnet.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => {
-                let subnet = parse_net(s, "subnet")?.trunc();
-                let others: Vec<Ipv4Net> =
-                    self.all().iter().filter_map(|r| r.ipam.as_ref().map(|i| i.subnet)).collect();
-                if others.iter().any(|o| overlaps(o, &subnet)) {
-                    return Err(EngineError::Forbidden(
-                        "invalid pool request: Pool overlaps with other one on this address space".into(),
-                    ));
+                let subnet = parse_net::<Ipv4Addr>(s, "subnet")?.trunc();
+                if self.all().iter().filter_map(|r| r.ipam.as_ref()).any(|i| overlaps(&i.subnet, &subnet)) {
+                    return Err(overlap());
                 }
                 subnet
             }
-            None if req.gateway.is_some() || req.ip_range.is_some() => {
+            None if v4.gateway.is_some() || v4.ip_range.is_some() => {
                 return Err(EngineError::InvalidArgument("a gateway or ip-range needs a subnet".into()));
             }
             None => self.pick_subnet(None).await?,
         };
-        let gateway = req.gateway.as_deref().map(|g| parse_net(g, "gateway").map(|n| n.addr())).transpose()?;
-        let range = req.ip_range.as_deref().map(|r| parse_net(r, "ip-range")).transpose()?;
-        let mut ipam = Ipam::new(subnet, gateway, range)?;
-        let mut aux = BTreeMap::new();
-        for (name, ip) in &req.aux_addresses {
-            let ip: std::net::Ipv4Addr = ip
-                .parse()
-                .map_err(|_| EngineError::InvalidArgument(format!("invalid auxiliary address {name}={ip}")))?;
-            aux.insert(name.clone(), ip);
-        }
-        ipam.reserve(aux)?;
+        let ipam = pool_ipam::<Ipv4Addr>(subnet, &v4)?;
+        let ipam6 = if req.enable_ipv6 {
+            let v6 = v6_pools.first().copied().cloned().unwrap_or_default();
+            let others: Vec<Ipv6Net> = self.all().iter().filter_map(|r| r.ipam6.as_ref().map(|i| i.subnet)).collect();
+            let subnet = match v6.subnet.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => {
+                    let subnet = parse_net::<Ipv6Addr>(s, "subnet")?.trunc();
+                    if others.iter().any(|o| Ipv6Addr::nets_overlap(o, &subnet)) {
+                        return Err(overlap());
+                    }
+                    subnet
+                }
+                None if v6.gateway.is_some() || v6.ip_range.is_some() => {
+                    return Err(EngineError::InvalidArgument("a gateway or ip-range needs a subnet".into()));
+                }
+                // 2^40 global ids: a clash is as good as impossible, but checked all the same.
+                None => std::iter::repeat_with(random_ula)
+                    .take(16)
+                    .find(|n| !others.iter().any(|o| Ipv6Addr::nets_overlap(o, n)))
+                    .ok_or_else(|| EngineError::Internal("no free IPv6 unique local subnet".into()))?,
+            };
+            Some(pool_ipam::<Ipv6Addr>(subnet, &v6)?)
+        } else {
+            None
+        };
         let bridge = match req.options.get("com.docker.network.bridge.name") {
             Some(b) if b.len() <= 15 && b.starts_with(firewall::BRIDGE_PREFIX) && valid_device_name(b) => b.clone(),
             Some(b) => {
@@ -442,6 +516,7 @@ impl Networks {
             builtin: false,
             bridge: Some(bridge),
             ipam: Some(ipam),
+            ipam6,
             internal: req.internal,
             attachable: req.attachable,
             labels: req.labels,
@@ -498,14 +573,40 @@ impl Networks {
         taken.ok_or_else(|| EngineError::Internal("address allocation changed nothing".into()))
     }
 
+    /// Takes an IPv6 address on network `id` for `owner`, when the network has IPv6.
+    pub fn allocate6(
+        &self,
+        id: &str,
+        owner: &str,
+        wanted: Option<Ipv6Addr>,
+    ) -> Result<Option<(Ipv6Addr, Ipv6Net, Ipv6Addr)>, EngineError> {
+        let id = self.get(id)?.id;
+        self.update(&id, |rec| {
+            let Some(ipam) = rec.ipam6.as_mut() else {
+                return match wanted {
+                    Some(ip) => Err(EngineError::InvalidArgument(format!(
+                        "invalid IPv6 address {ip}: network {} has no IPv6 (create it with --ipv6)",
+                        rec.name
+                    ))),
+                    None => Ok(None),
+                };
+            };
+            let ip = ipam.allocate(owner, wanted)?;
+            Ok(Some((ip, ipam.subnet, ipam.gateway)))
+        })
+    }
+
     /// Gives back what `owner` holds on network `id`.
     pub fn release(&self, id: &str, owner: &str) {
         let Some(rec) = self.find(id) else { return };
         let released = self.update(&rec.id, |rec| {
-            let Some(ipam) = rec.ipam.as_mut() else { return Ok(None) };
-            let before = ipam.allocated.len();
-            ipam.release_owner(owner);
-            Ok((ipam.allocated.len() != before).then_some(()))
+            let before = rec.ipam.as_ref().map_or(0, |i| i.allocated.len())
+                + rec.ipam6.as_ref().map_or(0, |i| i.allocated.len());
+            rec.ipam.iter_mut().for_each(|i| i.release_owner(owner));
+            rec.ipam6.iter_mut().for_each(|i| i.release_owner(owner));
+            let after = rec.ipam.as_ref().map_or(0, |i| i.allocated.len())
+                + rec.ipam6.as_ref().map_or(0, |i| i.allocated.len());
+            Ok((after != before).then_some(()))
         });
         if let Err(e) = released {
             tracing::warn!(error = %e, "saving released addresses");
@@ -540,24 +641,40 @@ impl Networks {
     }
 }
 
-/// Docker's network JSON (`GET /networks/{id}`); `containers` maps ids to (name, endpoint id,
-/// MAC, address/prefix).
-pub fn to_json(rec: &NetworkRecord, containers: &[(String, String, String, String, String)]) -> serde_json::Value {
-    let config: Vec<serde_json::Value> = rec
-        .ipam
-        .iter()
-        .map(|i| {
-            let mut c = json!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
-            if i.range != i.subnet {
-                c["IPRange"] = json!(i.range.to_string());
-            }
-            if !i.aux.is_empty() {
-                c["AuxiliaryAddresses"] =
-                    json!(i.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<BTreeMap<_, _>>());
-            }
-            c
-        })
-        .collect();
+/// A running container on a network, as the network's inspect shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Member {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Its endpoint's id.
+    pub endpoint_id: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// `address/prefix`, IPv4.
+    pub ipv4: String,
+    /// `address/prefix`, IPv6 (empty without).
+    pub ipv6: String,
+}
+
+/// One `IPAM.Config` entry of inspect.
+fn pool_json<A: Family>(i: &Ipam<A>) -> serde_json::Value {
+    let mut c = json!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
+    if i.range != i.subnet {
+        c["IPRange"] = json!(i.range.to_string());
+    }
+    if !i.aux.is_empty() {
+        c["AuxiliaryAddresses"] =
+            json!(i.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<BTreeMap<_, _>>());
+    }
+    c
+}
+
+/// Docker's network JSON (`GET /networks/{id}`), with the running containers on it.
+pub fn to_json(rec: &NetworkRecord, containers: &[Member]) -> serde_json::Value {
+    let config: Vec<serde_json::Value> =
+        rec.ipam.iter().map(pool_json).chain(rec.ipam6.iter().map(pool_json)).collect();
     let mut options: BTreeMap<String, String> = rec.options.clone();
     if rec.builtin && rec.driver == Driver::Bridge {
         options.insert("com.docker.network.bridge.default_bridge".into(), "true".into());
@@ -566,10 +683,11 @@ pub fn to_json(rec: &NetworkRecord, containers: &[(String, String, String, Strin
     }
     let containers: HashMap<&str, serde_json::Value> = containers
         .iter()
-        .map(|(id, name, ep, mac, ip)| {
+        .map(|m| {
             (
-                id.as_str(),
-                json!({"Name": name, "EndpointID": ep, "MacAddress": mac, "IPv4Address": ip, "IPv6Address": ""}),
+                m.id.as_str(),
+                json!({"Name": m.name, "EndpointID": m.endpoint_id, "MacAddress": m.mac,
+                       "IPv4Address": m.ipv4, "IPv6Address": m.ipv6}),
             )
         })
         .collect();
@@ -580,7 +698,7 @@ pub fn to_json(rec: &NetworkRecord, containers: &[(String, String, String, Strin
         "Scope": "local",
         "Driver": rec.driver.as_str(),
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": rec.ipam6.is_some(),
         "IPAM": {"Driver": "default", "Options": null, "Config": config},
         "Internal": rec.internal,
         "Attachable": rec.attachable,
@@ -647,6 +765,7 @@ mod tests {
             builtin: false,
             bridge: None,
             ipam: None,
+            ipam6: None,
             internal: false,
             attachable: false,
             labels: BTreeMap::from([("team".to_string(), "a".to_string())]),

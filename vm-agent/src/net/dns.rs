@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -27,7 +27,7 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
 pub trait Names: Send + Sync + std::fmt::Debug {
     /// The addresses `name` (lower case, no trailing dot) has for `asker`, or `None` when it is
     /// not a container name this engine knows (the query goes upstream then).
-    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<Ipv4Addr>>;
+    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<std::net::IpAddr>>;
 }
 
 /// The nameservers in a resolv.conf (where upstream queries go).
@@ -160,11 +160,14 @@ fn local_answer(msg: &Message, ctx: &Ctx) -> Option<Vec<u8>> {
         .set_recursion_available(true)
         .set_response_code(ResponseCode::NoError)
         .add_query(q.clone());
-    // Containers have IPv4 addresses only: an AAAA question gets an empty, successful answer.
-    if q.query_type() != RecordType::AAAA {
-        for ip in ips {
-            reply.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
-        }
+    // A name with no address of the asked family gets an empty, successful answer.
+    for ip in ips {
+        let data = match (ip, q.query_type()) {
+            (std::net::IpAddr::V4(v4), RecordType::A | RecordType::ANY) => RData::A(A(v4)),
+            (std::net::IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => RData::AAAA(AAAA(v6)),
+            _ => continue,
+        };
+        reply.add_answer(Record::from_rdata(q.name().clone(), TTL, data));
     }
     reply.to_vec().ok()
 }
@@ -196,8 +199,14 @@ mod tests {
     #[derive(Debug)]
     struct Fixed;
     impl Names for Fixed {
-        fn lookup(&self, asker: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
-            (asker == "me" && name == "web").then(|| vec![Ipv4Addr::new(172, 18, 0, 2)])
+        fn lookup(&self, asker: &str, name: &str) -> Option<Vec<std::net::IpAddr>> {
+            let both =
+                [Ipv4Addr::new(172, 18, 0, 2).into(), std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2).into()];
+            match (asker, name) {
+                ("me", "web") => Some(both[..1].to_vec()),
+                ("me", "dual") => Some(both.to_vec()),
+                _ => None,
+            }
         }
     }
 
@@ -220,6 +229,13 @@ mod tests {
         assert_eq!(reply.answers()[0].data(), &RData::A(A(Ipv4Addr::new(172, 18, 0, 2))));
         let aaaa = Message::from_vec(&answer(&query("web.", RecordType::AAAA), &ctx(vec![])).await.ok_or("no reply")?)?;
         assert_eq!((aaaa.response_code(), aaaa.answers().len()), (ResponseCode::NoError, 0));
+        // A container with IPv6 answers AAAA questions with its IPv6 address, A ones with its IPv4.
+        let dual =
+            Message::from_vec(&answer(&query("dual.", RecordType::AAAA), &ctx(vec![])).await.ok_or("no reply")?)?;
+        assert_eq!(dual.answers().len(), 1);
+        assert_eq!(dual.answers()[0].data(), &RData::AAAA(AAAA(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2))));
+        let dual4 = Message::from_vec(&answer(&query("dual.", RecordType::A), &ctx(vec![])).await.ok_or("no reply")?)?;
+        assert_eq!(dual4.answers().len(), 1);
 
         // Any other name goes to the upstream, whose answer comes back unchanged.
         let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;

@@ -10,13 +10,14 @@
 //!     oifname <bridge> iifname != <bridge> drop }                 # internal networks only
 //! ```
 //!
+//! A network with IPv6 has the same table in the `ip6` family (masquerading its IPv6 subnet).
 //! A drop in any table is final, so per-network tables compose, and removing a network removes
 //! exactly its rules. Every Skiff bridge name starts with [`BRIDGE_PREFIX`].
 
 use std::ffi::CString;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use nftnl::expr::InterfaceName;
 use nftnl::{nft_expr, Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
 
@@ -32,6 +33,8 @@ pub struct BridgeRules {
     pub bridge: String,
     /// The network's subnet (masqueraded unless internal).
     pub subnet: Ipv4Net,
+    /// Its IPv6 subnet, with IPv6.
+    pub subnet6: Option<Ipv6Net>,
     /// No traffic in or out of the network.
     pub internal: bool,
 }
@@ -48,12 +51,43 @@ fn fail(e: impl std::fmt::Display) -> NetError {
     NetError::Internal(format!("nftables: {e}"))
 }
 
-/// Installs (or replaces, atomically) the network's table.
+/// Installs (or replaces, atomically) the network's tables.
 pub fn apply(rules: &BridgeRules) -> Result<(), NetError> {
     let name = table_name(&rules.bridge)?;
     let bridge = cstr(&rules.bridge)?;
     let mut batch = Batch::new();
-    let table = Table::new(&name, ProtoFamily::Ipv4);
+    add_table(&mut batch, &name, ProtoFamily::Ipv4, &bridge, rules.internal, &|masq| {
+        masq.add_expr(&nft_expr!(payload ipv4 saddr));
+        masq.add_expr(&nft_expr!(bitwise mask rules.subnet.netmask(), xor Ipv4Addr::UNSPECIFIED));
+        masq.add_expr(&nft_expr!(cmp == rules.subnet.network()));
+    })?;
+    match rules.subnet6 {
+        Some(subnet6) => add_table(&mut batch, &name, ProtoFamily::Ipv6, &bridge, rules.internal, &|masq| {
+            masq.add_expr(&nft_expr!(payload ipv6 saddr));
+            masq.add_expr(&nft_expr!(bitwise mask subnet6.netmask(), xor Ipv6Addr::UNSPECIFIED));
+            masq.add_expr(&nft_expr!(cmp == subnet6.network()));
+        })?,
+        None => delete_table(&mut batch, &name, ProtoFamily::Ipv6),
+    }
+    send(&batch.finalize())?;
+    enable_forwarding("/proc/sys/net/ipv4/ip_forward")?;
+    if rules.subnet6.is_some() {
+        enable_forwarding("/proc/sys/net/ipv6/conf/all/forwarding")?;
+    }
+    Ok(())
+}
+
+/// Adds one family's table to `batch`: isolation, and (unless internal) masquerading of the
+/// sources `match_subnet` selects.
+fn add_table(
+    batch: &mut Batch,
+    name: &CString,
+    family: ProtoFamily,
+    bridge: &CString,
+    internal: bool,
+    match_subnet: &dyn Fn(&mut Rule),
+) -> Result<(), NetError> {
+    let table = Table::new(name, family);
     // "add; delete; add": replaces an existing table and is not an error when there is none.
     batch.add(&table, MsgType::Add);
     batch.add(&table, MsgType::Del);
@@ -75,7 +109,7 @@ pub fn apply(rules: &BridgeRules) -> Result<(), NetError> {
     isolate.add_expr(&nft_expr!(verdict drop));
     batch.add(&isolate, MsgType::Add);
 
-    if rules.internal {
+    if internal {
         for (from, to) in [(true, false), (false, true)] {
             let mut rule = Rule::new(&forward);
             rule.add_expr(&nft_expr!(meta iifname));
@@ -91,25 +125,28 @@ pub fn apply(rules: &BridgeRules) -> Result<(), NetError> {
         nat.set_hook(Hook::PostRouting, 100);
         batch.add(&nat, MsgType::Add);
         let mut masq = Rule::new(&nat);
-        masq.add_expr(&nft_expr!(payload ipv4 saddr));
-        masq.add_expr(&nft_expr!(bitwise mask rules.subnet.netmask(), xor Ipv4Addr::UNSPECIFIED));
-        masq.add_expr(&nft_expr!(cmp == rules.subnet.network()));
+        match_subnet(&mut masq);
         masq.add_expr(&nft_expr!(meta oifname));
         masq.add_expr(&nft_expr!(cmp != exact()));
         masq.add_expr(&nft_expr!(masquerade));
         batch.add(&masq, MsgType::Add);
     }
-    send(&batch.finalize())?;
-    enable_forwarding()
+    Ok(())
 }
 
-/// Removes the network's table; a missing one is fine.
+/// Deletes one family's table in `batch`; a missing one is fine ("add; delete").
+fn delete_table(batch: &mut Batch, name: &CString, family: ProtoFamily) {
+    let table = Table::new(name, family);
+    batch.add(&table, MsgType::Add);
+    batch.add(&table, MsgType::Del);
+}
+
+/// Removes the network's tables; missing ones are fine.
 pub fn remove(bridge: &str) -> Result<(), NetError> {
     let name = table_name(bridge)?;
     let mut batch = Batch::new();
-    let table = Table::new(&name, ProtoFamily::Ipv4);
-    batch.add(&table, MsgType::Add);
-    batch.add(&table, MsgType::Del);
+    delete_table(&mut batch, &name, ProtoFamily::Ipv4);
+    delete_table(&mut batch, &name, ProtoFamily::Ipv6);
     send(&batch.finalize())
 }
 
@@ -129,11 +166,11 @@ fn send(batch: &FinalizedBatch) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Containers reach the outside through the host's routing: IPv4 forwarding must be on.
-fn enable_forwarding() -> Result<(), NetError> {
-    let path = "/proc/sys/net/ipv4/ip_forward";
-    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+/// Containers reach the outside through the host's routing: forwarding must be on (`knob`:
+/// IPv4's, or IPv6's for networks with IPv6).
+fn enable_forwarding(knob: &str) -> Result<(), NetError> {
+    if std::fs::read_to_string(knob).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
-    std::fs::write(path, "1").map_err(|e| NetError::Internal(format!("enabling IPv4 forwarding: {e}")))
+    std::fs::write(knob, "1").map_err(|e| NetError::Internal(format!("enabling forwarding ({knob}): {e}")))
 }

@@ -1,10 +1,11 @@
 //! Links over netlink (rtnetlink): bridges, veth pairs, addresses and routes, in the engine's
 //! namespace and, through [`Netns::run`], inside a container's.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
+use rtnetlink::packet_route::address::AddressHeaderFlags;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -106,8 +107,14 @@ impl Links {
         Ok(None)
     }
 
-    /// Makes sure a bridge `name` exists, carries `gateway/prefix` (only that IPv4 address) and is up.
-    pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    /// Makes sure a bridge `name` exists, carries the gateway `v4` (and `v6`, with IPv6) as its
+    /// only addresses besides IPv6 link-local ones, and is up.
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        v4: (Ipv4Addr, u8),
+        v6: Option<(Ipv6Addr, u8)>,
+    ) -> Result<(), NetError> {
         let index = match self.index(name).await? {
             Some(i) => i,
             None => {
@@ -120,16 +127,26 @@ impl Links {
                 self.index(name).await?.ok_or_else(|| NetError::Internal(format!("bridge {name} vanished")))?
             }
         };
-        let mut present = false;
+        if v6.is_some() {
+            // A bridge created while IPv6 was off for new devices would refuse the address.
+            let knob = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+            if std::fs::read_to_string(&knob).is_ok_and(|v| v.trim() != "0") {
+                std::fs::write(&knob, "0").map_err(|e| NetError::Internal(format!("enabling IPv6 on {name}: {e}")))?;
+            }
+        }
+        let wanted: Vec<(IpAddr, u8)> =
+            std::iter::once((IpAddr::V4(v4.0), v4.1)).chain(v6.map(|(ip, p)| (IpAddr::V6(ip), p))).collect();
+        let mut present = Vec::new();
         let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
         let mut stale = Vec::new();
         while let Some(msg) = addrs.try_next().await.map_err(|e| nl("listing addresses", e))? {
             let ip = msg.attributes.iter().find_map(|a| match a {
-                rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                rtnetlink::packet_route::address::AddressAttribute::Address(ip) => Some(*ip),
                 _ => None,
             });
             match ip {
-                Some(ip) if ip == gateway && msg.header.prefix_len == prefix => present = true,
+                Some(IpAddr::V6(ip)) if ip.is_unicast_link_local() => {}
+                Some(ip) if wanted.contains(&(ip, msg.header.prefix_len)) => present.push(ip),
                 Some(_) => stale.push(msg),
                 None => {}
             }
@@ -137,11 +154,11 @@ impl Links {
         for msg in stale {
             let _ = self.handle.address().del(msg).execute().await;
         }
-        if !present {
-            match self.handle.address().add(index, IpAddr::V4(gateway), prefix).execute().await {
+        for (ip, prefix) in wanted.into_iter().filter(|(ip, _)| !present.contains(ip)) {
+            match self.add_address(index, ip, prefix).await {
                 Ok(()) => {}
                 Err(e) if is_errno(&e, libc::EEXIST) => {}
-                Err(e) => return Err(nl(&format!("addressing bridge {name}"), e)),
+                Err(e) => return Err(nl(&format!("addressing bridge {name} with {ip}/{prefix}"), e)),
             }
         }
         self.handle
@@ -150,6 +167,28 @@ impl Links {
             .execute()
             .await
             .map_err(|e| nl(&format!("bringing up {name}"), e))
+    }
+
+    /// Adds an address to a link; an IPv6 one skips duplicate address detection (the engine
+    /// hands addresses out uniquely), so it is usable at once rather than after a second or two.
+    async fn add_address(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<(), rtnetlink::Error> {
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        req.execute().await
+    }
+
+    /// Gives an interface its IPv6 address and, through `gateway`, the default IPv6 route.
+    pub async fn add_ipv6(&self, index: u32, address: Ipv6Net, gateway: Option<Ipv6Addr>) -> Result<(), NetError> {
+        self.add_address(index, IpAddr::V6(address.addr()), address.prefix_len())
+            .await
+            .map_err(|e| nl(&format!("adding {address}"), e))?;
+        if let Some(gw) = gateway {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build();
+            self.handle.route().add(route).execute().await.map_err(|e| nl("adding the default IPv6 route", e))?;
+        }
+        Ok(())
     }
 
     /// Deletes the link `name`; a missing link is fine.
@@ -233,6 +272,10 @@ pub struct InsideLink {
     pub mac: [u8; 6],
     /// Link-local addresses it also carries (`169.254.0.0/16`).
     pub link_local: Vec<Ipv4Addr>,
+    /// Its IPv6 address and prefix, on a network with IPv6.
+    pub address6: Option<Ipv6Net>,
+    /// Default IPv6 route through this gateway (the first network with IPv6 only).
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// Inside `netns`: brings `lo` up (when asked) and configures `link`.
@@ -263,6 +306,9 @@ pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Re
                     .await
                     .map_err(|e| nl(&format!("naming {}", l.name), e))?;
                 links.bring_up(i, l.address, l.gateway).await?;
+                if let Some(address6) = l.address6 {
+                    links.add_ipv6(i, address6, l.gateway6).await?;
+                }
                 for ip in &l.link_local {
                     let net = Ipv4Net::new(*ip, 16).map_err(|e| NetError::Invalid(e.to_string()))?;
                     handle

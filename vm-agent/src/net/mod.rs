@@ -125,4 +125,6 @@ pub struct Sandbox {
     pub ports: Vec<ports::PortGuard>,
     /// Interfaces created so far (`eth0`, `eth1`, …).
     pub interfaces: u32,
+    /// A default IPv6 route is in place (through the first network with IPv6).
+    pub ipv6_route: bool,
 }

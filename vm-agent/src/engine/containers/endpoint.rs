@@ -1,8 +1,8 @@
 //! A container's membership of one network, as the record keeps it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// A container's membership of one network.
@@ -39,6 +39,15 @@ pub struct EndpointRecord {
     /// Link-local addresses asked for (`--link-local-ip`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link_local_ips: Vec<Ipv4Addr>,
+    /// A fixed IPv6 address asked for (`--ip6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<Ipv6Addr>,
+    /// While running, on a network with IPv6: address and prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Net>,
+    /// While running, on a network with IPv6: the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     /// Driver options of the endpoint (kept and shown; the bridge driver has none to apply).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub driver_opts: std::collections::BTreeMap<String, String>,

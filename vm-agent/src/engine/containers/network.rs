@@ -3,14 +3,14 @@
 //! ports), its /etc/hosts and resolv.conf, and how inspect and `ps` show all that.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use bollard_stubs::models::{
     ContainerConfig, EndpointSettings, HostConfig, NetworkingConfig, PortSummary, PortSummaryTypeEnum,
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::json;
 
 pub use super::endpoint::EndpointRecord;
@@ -38,6 +38,7 @@ fn endpoint_record(
         network_id: net.id.clone(),
         aliases,
         ipv4_address: ipv4_of(cfg)?,
+        ipv6_address: ipv6_of(net, cfg)?,
         mac_address: mac.map(parse_mac).transpose()?,
         links,
         link_local_ips: link_local_of(cfg)?,
@@ -110,6 +111,24 @@ fn ipv4_of(s: &EndpointSettings) -> Result<Option<Ipv4Addr>, EngineError> {
     match s.ipam_config.as_ref().and_then(|c| c.ipv4_address.clone()).filter(|a| !a.is_empty()) {
         None => Ok(None),
         Some(a) => a.parse().map(Some).map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {a}"))),
+    }
+}
+
+fn ipv6_of(net: &NetworkRecord, s: &EndpointSettings) -> Result<Option<Ipv6Addr>, EngineError> {
+    let Some(a) = s.ipam_config.as_ref().and_then(|c| c.ipv6_address.clone()).filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let ip: Ipv6Addr = a.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv6 address: {a}")))?;
+    match &net.ipam6 {
+        None => Err(EngineError::InvalidArgument(format!(
+            "invalid IPv6 address {ip}: network {} has no IPv6 (create it with --ipv6)",
+            net.name
+        ))),
+        Some(i) if !i.subnet.contains(&ip) => Err(EngineError::InvalidArgument(format!(
+            "invalid IPv6 address {ip}: it is not in network {}'s subnet {}",
+            net.name, i.subnet
+        ))),
+        Some(_) => Ok(Some(ip)),
     }
 }
 
@@ -207,6 +226,8 @@ pub fn check_hostname(config: &ContainerConfig) -> Result<(), EngineError> {
 pub struct EtcInfo {
     /// Its primary address.
     pub ip: Option<Ipv4Addr>,
+    /// Its primary IPv6 address (on a network with IPv6).
+    pub ip6: Option<Ipv6Addr>,
     /// `host.docker.internal` (and `host-gateway`).
     pub host_gateway: Option<Ipv4Addr>,
     /// It asks the embedded DNS server.
@@ -349,8 +370,10 @@ async fn join_networks(
             sandbox.dns = Some(dns::serve(ns, &c.id, names, upstream)?);
         }
     }
+    let ip6 = c.record().networks.get(&primary).and_then(|e| e.ip6).map(|n| n.addr());
     let etc = EtcInfo {
         ip: first.map(|f| f.0),
+        ip6,
         host_gateway: engine.networks.config.host_gateway.or(first.map(|f| f.1)),
         embedded_dns,
         ..Default::default()
@@ -368,6 +391,13 @@ async fn attach(
 ) -> Result<(Ipv4Addr, Ipv4Addr), EngineError> {
     let net = engine.networks.ensure_up(&net.id).await?;
     let (ip, subnet, gw) = engine.networks.allocate(&net.id, &c.id, ep.ipv4_address)?;
+    let v6 = match engine.networks.allocate6(&net.id, &c.id, ep.ipv6_address) {
+        Ok(v6) => v6,
+        Err(e) => {
+            engine.networks.release(&net.id, &c.id);
+            return Err(e);
+        }
+    };
     let suffix = random_hex(7);
     let (host_if, peer) = (format!("veth{suffix}"), format!("vp{suffix}"));
     let ns = sandbox.netns.as_ref().ok_or_else(|| EngineError::Internal("no network namespace".into()))?;
@@ -379,6 +409,9 @@ async fn attach(
     let index = sandbox.interfaces;
     sandbox.interfaces += 1;
     let address = Ipv4Net::new(ip, subnet.prefix_len()).unwrap_or(subnet);
+    let address6 = v6.map(|(ip6, subnet6, _)| Ipv6Net::new(ip6, subnet6.prefix_len()).unwrap_or(subnet6));
+    let gateway6 = v6.map(|(_, _, gw6)| gw6).filter(|_| !sandbox.ipv6_route);
+    sandbox.ipv6_route |= gateway6.is_some();
     let mac = ep.mac_address.unwrap_or_else(|| crate::net::link::mac_for(ip));
     let inside = InsideLink {
         peer,
@@ -387,6 +420,8 @@ async fn attach(
         gateway: (index == 0).then_some(gw),
         mac,
         link_local: ep.link_local_ips.clone(),
+        address6,
+        gateway6,
     };
     let ns = ns.path();
     tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
@@ -402,6 +437,8 @@ async fn attach(
             e.ip = Some(address);
             e.gateway = Some(gw);
             e.mac = Some(mac_string(mac));
+            e.ip6 = address6;
+            e.gateway6 = v6.map(|(_, _, gw6)| gw6);
         }
     })?;
     Ok((ip, gw))
@@ -437,6 +474,8 @@ async fn undo(engine: &Arc<Engine>, c: &Arc<Container>, sandbox: Sandbox) {
             e.ip = None;
             e.gateway = None;
             e.mac = None;
+            e.ip6 = None;
+            e.gateway6 = None;
         }
     });
 }
@@ -561,8 +600,8 @@ pub fn referenced(engine: &Engine, id: &str) -> bool {
     engine.containers.all().iter().any(|c| c.record().networks.values().any(|e| e.network_id == id))
 }
 
-/// The containers on network `id`, for its inspect: (id, name, endpoint, MAC, address/prefix).
-pub fn members(engine: &Engine, id: &str) -> Vec<(String, String, String, String, String)> {
+/// The running containers on network `id`, for its inspect.
+pub fn members(engine: &Engine, id: &str) -> Vec<crate::engine::networks::Member> {
     engine
         .containers
         .all()
@@ -571,13 +610,14 @@ pub fn members(engine: &Engine, id: &str) -> Vec<(String, String, String, String
         .filter(|r| matches!(r.state.status, Status::Running | Status::Paused))
         .filter_map(|r| {
             let e = r.networks.values().find(|e| e.network_id == id)?;
-            Some((
-                r.id.clone(),
-                r.name.clone(),
-                e.endpoint_id.clone(),
-                e.mac.clone().unwrap_or_default(),
-                e.ip.map(|i| i.to_string()).unwrap_or_default(),
-            ))
+            Some(crate::engine::networks::Member {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                endpoint_id: e.endpoint_id.clone(),
+                mac: e.mac.clone().unwrap_or_default(),
+                ipv4: e.ip.map(|i| i.to_string()).unwrap_or_default(),
+                ipv6: e.ip6.map(|i| i.to_string()).unwrap_or_default(),
+            })
         })
         .collect()
 }
@@ -587,7 +627,7 @@ pub fn members(engine: &Engine, id: &str) -> Vec<(String, String, String, String
 struct EngineNames(Weak<Engine>);
 
 impl dns::Names for EngineNames {
-    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<IpAddr>> {
         let engine = self.0.upgrade()?;
         let me = engine.containers.get(asker).ok()?.record();
         let mine: HashMap<String, String> = me
@@ -627,12 +667,13 @@ impl dns::Names for EngineNames {
                     || linked.iter().any(|t| r.name.eq_ignore_ascii_case(t))
                     || r.id.get(..12).is_some_and(|s| s == base)
                     || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(base));
-                if let (true, Some(ip)) = (hit, e.ip) {
-                    found.push(ip.addr());
+                if hit {
+                    found.extend(e.ip.map(|i| IpAddr::V4(i.addr())));
+                    found.extend(e.ip6.map(|i| IpAddr::V6(i.addr())));
                 }
             }
         }
-        let unique: HashSet<Ipv4Addr> = found.iter().copied().collect();
+        let unique: HashSet<IpAddr> = found.iter().copied().collect();
         (!unique.is_empty()).then(|| {
             found.dedup();
             found
@@ -679,6 +720,9 @@ pub fn write_etc_files(
     hosts.push_str(links);
     if let Some(ip) = etc.ip {
         hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    if let Some(ip6) = etc.ip6 {
+        hosts.push_str(&format!("{ip6}\t{hostname}\n"));
     }
     if let (Some(gw), false) = (etc.host_gateway, etc.none) {
         hosts.push_str(&format!("{gw}\thost.docker.internal\n"));
@@ -728,12 +772,15 @@ fn resolv_conf(rec: &ContainerRecord, etc: &EtcInfo) -> String {
 
 /// An endpoint's `IPAMConfig` (what was asked for), `null` when nothing was.
 fn ipam_config_json(e: &EndpointRecord) -> serde_json::Value {
-    if e.ipv4_address.is_none() && e.link_local_ips.is_empty() {
+    if e.ipv4_address.is_none() && e.ipv6_address.is_none() && e.link_local_ips.is_empty() {
         return serde_json::Value::Null;
     }
     let mut v = json!({});
     if let Some(a) = e.ipv4_address {
         v["IPv4Address"] = json!(a.to_string());
+    }
+    if let Some(a) = e.ipv6_address {
+        v["IPv6Address"] = json!(a.to_string());
     }
     if !e.link_local_ips.is_empty() {
         v["LinkLocalIPs"] = json!(e.link_local_ips.iter().map(ToString::to_string).collect::<Vec<_>>());
@@ -782,9 +829,9 @@ pub fn settings_json(engine: &Engine, rec: &ContainerRecord) -> serde_json::Valu
                 "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
                 "IPAddress": ip,
                 "IPPrefixLen": e.ip.map(|i| i.prefix_len()).unwrap_or(0),
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": e.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6Address": e.ip6.map(|i| i.addr().to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": e.ip6.map(|i| i.prefix_len()).unwrap_or(0),
                 "DNSNames": if running { json!(dns_names) } else { serde_json::Value::Null },
             }),
         );
@@ -804,11 +851,11 @@ pub fn settings_json(engine: &Engine, rec: &ContainerRecord) -> serde_json::Valu
         "SecondaryIPv6Addresses": null,
         "EndpointID": pick(&|e| e.endpoint_id.clone()),
         "Gateway": pick(&|e| e.gateway.map(|g| g.to_string()).unwrap_or_default()),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": pick(&|e| e.ip6.map(|i| i.addr().to_string()).unwrap_or_default()),
+        "GlobalIPv6PrefixLen": default.and_then(|e| e.ip6).map(|i| i.prefix_len()).unwrap_or(0),
         "IPAddress": pick(&|e| e.ip.map(|i| i.addr().to_string()).unwrap_or_default()),
         "IPPrefixLen": default.and_then(|e| e.ip).map(|i| i.prefix_len()).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": pick(&|e| e.gateway6.map(|g| g.to_string()).unwrap_or_default()),
         "MacAddress": pick(&|e| e.mac.clone().unwrap_or_default()),
         "Networks": networks,
     })
@@ -863,6 +910,9 @@ pub fn summary_networks(rec: &ContainerRecord) -> HashMap<String, EndpointSettin
                     gateway: Some(e.gateway.map(|g| g.to_string()).unwrap_or_default()),
                     ip_address: Some(e.ip.map(|i| i.addr().to_string()).unwrap_or_default()),
                     ip_prefix_len: Some(i64::from(e.ip.map(|i| i.prefix_len()).unwrap_or(0))),
+                    ipv6_gateway: Some(e.gateway6.map(|g| g.to_string()).unwrap_or_default()),
+                    global_ipv6_address: Some(e.ip6.map(|i| i.addr().to_string()).unwrap_or_default()),
+                    global_ipv6_prefix_len: Some(i64::from(e.ip6.map(|i| i.prefix_len()).unwrap_or(0))),
                     mac_address: Some(e.mac.clone().unwrap_or_default()),
                     aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
                     ..Default::default()
