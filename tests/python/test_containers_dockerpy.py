@@ -336,6 +336,34 @@ def test_exec_with_stdin_through_the_socket(client, running):
     assert wait_for(lambda: api.exec_inspect(exec_id)["ExitCode"] == 0, 5)
 
 
+@pytest.mark.parametrize("keys,sent", [(None, b"\x10\x11"), ("ctrl-x", b"\x18")])
+def test_exec_detach_keys_end_the_stream_at_once_and_leave_the_process_running(client, running, keys, sent):
+    api = client.api
+    if keys:
+        # docker-py sends the config file's keys as `detachKeys` (Go's decoder folds the case).
+        api._general_configs["detachKeys"] = keys
+    try:
+        exec_id = api.exec_create(running.id, ["cat"], stdin=True, tty=True)["Id"]
+    finally:
+        api._general_configs.pop("detachKeys", None)
+    assert api.exec_inspect(exec_id)["DetachKeys"] == (keys or "")
+    sock = api.exec_start(exec_id, tty=True, socket=True)
+    try:
+        raw = sock._sock
+        raw.settimeout(5)
+        raw.sendall(b"before\n" + sent)
+        got = b""
+        t0 = time.monotonic()
+        while chunk := raw.recv(4096):
+            got += chunk
+        # The stream ends right after the detach (not when the process ends), with dockerd's reason.
+        assert time.monotonic() - t0 < 3
+        assert got.endswith(b"exec attach failed: error on attach stdin: read escape sequence\r\n"), got
+    finally:
+        sock.close()
+    assert api.exec_inspect(exec_id)["Running"] is True
+
+
 # --- lifecycle ----------------------------------------------------------------------------------
 
 

@@ -270,6 +270,7 @@ pub async fn attach(
             done: None,
             settle_before_replay: true,
             detach_keys,
+            detach_message: None,
         };
         super::session::run(upgraded, session).await;
     });

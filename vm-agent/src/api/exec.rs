@@ -11,15 +11,30 @@ use bollard_stubs::models::ExecConfig;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
-use super::params::{json_body, Params};
+use super::params::{json_body, json_body_folded, Params};
 use crate::engine::containers::exec;
 use crate::engine::containers::view::LogOptions;
 use crate::engine::Engine;
 
+/// `ExecConfig`'s fields as the API spells them (clients' other spellings are folded onto them).
+const EXEC_CONFIG_FIELDS: &[&str] = &[
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ConsoleSize",
+    "DetachKeys",
+    "Tty",
+    "Env",
+    "Cmd",
+    "Privileged",
+    "User",
+    "WorkingDir",
+];
+
 /// `POST /containers/{id}/exec`.
 pub async fn create(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
-    let cfg: ExecConfig = json_body(&body)?;
+    let cfg: ExecConfig = json_body_folded(&body, EXEC_CONFIG_FIELDS)?;
     detach_keys(&cfg)?;
     let exec_id = exec::create(&engine, &c, cfg)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": exec_id}))).into_response())
@@ -73,6 +88,7 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
                     done: Some(e.exited()),
                     settle_before_replay: false,
                     detach_keys,
+                    detach_message: Some("exec attach failed: error on attach stdin: read escape sequence"),
                 };
                 super::session::run(upgraded, session).await;
             }

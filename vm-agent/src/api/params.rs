@@ -77,9 +77,49 @@ pub fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiEr
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
+/// Like [`json_body`], with the top-level keys matched to `fields` case-insensitively, as Go's
+/// decoder in dockerd matches them (docker-py sends an exec's `detachKeys` so).
+pub fn json_body_folded<T: DeserializeOwned + Default>(body: &Bytes, fields: &[&str]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if let Some(map) = value.as_object_mut() {
+        let odd: Vec<(String, &str)> = map
+            .keys()
+            .filter(|k| !fields.contains(&k.as_str()))
+            .filter_map(|k| fields.iter().find(|f| f.eq_ignore_ascii_case(k)).map(|f| (k.clone(), *f)))
+            .collect();
+        for (key, field) in odd {
+            if let Some(v) = map.remove(&key) {
+                map.entry(field).or_insert(v);
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folds_keys_case_insensitively_as_go_does() -> Result<(), ApiError> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "PascalCase")]
+        struct B {
+            detach_keys: Option<String>,
+            tty: Option<bool>,
+        }
+        let b: B =
+            json_body_folded(&Bytes::from_static(br#"{"detachKeys":"ctrl-p","TTY":true}"#), &["DetachKeys", "Tty"])?;
+        assert_eq!((b.detach_keys.as_deref(), b.tty), (Some("ctrl-p"), Some(true)));
+        // The exact spelling wins over a folded one.
+        let b: B = json_body_folded(&Bytes::from_static(br#"{"detachkeys":"a","DetachKeys":"b"}"#), &["DetachKeys"])?;
+        assert_eq!(b.detach_keys.as_deref(), Some("b"));
+        Ok(())
+    }
 
     #[test]
     fn keeps_repeated_keys_and_decodes() {

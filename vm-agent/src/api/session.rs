@@ -50,6 +50,8 @@ pub struct Session {
     pub settle_before_replay: bool,
     /// Input that ends the session without touching the process (`ctrl-p,ctrl-q`).
     pub detach_keys: Vec<u8>,
+    /// Written to the client when it detaches (dockerd tells an exec's client why its stream ended).
+    pub detach_message: Option<&'static str>,
 }
 
 /// The detach sequence of a session: the client's `detachKeys` (a 400 when malformed), else
@@ -107,6 +109,7 @@ pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
         done,
         settle_before_replay,
         detach_keys,
+        detach_message,
     } = session;
     let (detached_tx, mut detached) = tokio::sync::watch::channel(false);
     let io = hyper_util::rt::TokioIo::new(upgraded);
@@ -185,7 +188,16 @@ pub async fn run(upgraded: hyper::upgrade::Upgraded, session: Session) {
             } => {}
         }
     }
-    if let Some(mut done) = done {
+    if *detached.borrow() {
+        // The process goes on: the stream ends now (the client's later bytes must not sit unread
+        // in a socket that closes, which would reset the connection under them).
+        if let Some(m) = detach_message {
+            let text = format!("{m}\r\n");
+            let bytes =
+                if tty { Bytes::from(text) } else { frame(crate::engine::containers::io::STDOUT, text.as_bytes()) };
+            let _ = tx.send(Ok(bytes)).await;
+        }
+    } else if let Some(mut done) = done {
         // The client asks for the exit code as soon as the stream ends: record it first.
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(5), async { done.wait_for(|d| *d).await.map(|_| ()) })
