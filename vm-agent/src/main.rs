@@ -113,6 +113,7 @@ fn serve(socket: PathBuf, config: EngineConfig, grace: std::time::Duration) -> a
             skiff_agent::engine::containers::stop_all_for_shutdown(&stopping, grace).await;
         };
         skiff_agent::engine::containers::recover(&engine).await;
+        skiff_agent::engine::swarm::tasks::start(&engine);
         let served = skiff_agent::api::serve(engine.clone(), &socket, shutdown)
             .await
             .with_context(|| format!("serving on {}", socket.display()));

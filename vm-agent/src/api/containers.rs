@@ -155,7 +155,7 @@ pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p
     Ok(StatusCode::OK)
 }
 
-fn log_options(p: &Params) -> LogOptions {
+pub(crate) fn log_options(p: &Params) -> LogOptions {
     LogOptions {
         stdout: p.bool("stdout"),
         stderr: p.bool("stderr"),

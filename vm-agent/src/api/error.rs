@@ -31,6 +31,7 @@ impl From<EngineError> for ApiError {
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Store(s) if EngineError::is_bad_input(s) => StatusCode::BAD_REQUEST,
             EngineError::Store(StoreError::MissingBlob(_)) => StatusCode::NOT_FOUND,
             EngineError::Upstream(_) | EngineError::Store(_) | EngineError::Internal(_) => {

@@ -9,8 +9,11 @@ pub mod images;
 mod live_output;
 pub mod networks;
 pub mod params;
+pub mod services;
 pub mod session;
 pub mod stream;
+pub mod swarm;
+pub mod swarm_objects;
 pub mod system;
 pub mod volumes;
 
@@ -68,28 +71,10 @@ async fn strip_version(mut req: Request) -> Result<Request, Response> {
     Ok(req)
 }
 
-/// Swarm-mode endpoints: Skiff is a single engine, like a dockerd that never joined a swarm.
-const SWARM_ROUTES: [&str; 17] = [
-    "/swarm",
-    "/swarm/{*rest}",
-    "/nodes",
-    "/nodes/{*rest}",
-    "/services",
-    "/services/{*rest}",
-    "/tasks",
-    "/tasks/{*rest}",
-    "/secrets",
-    "/secrets/{*rest}",
-    "/configs",
-    "/configs/{*rest}",
-    "/plugins",
-    "/plugins/{*rest}",
-    "/distribution/{*rest}",
-    "/session",
-    "/grpc",
-];
+/// Endpoints of what Skiff has not (managed plugins, registry distribution inspection, BuildKit).
+const UNSUPPORTED_ROUTES: [&str; 5] = ["/plugins", "/plugins/{*rest}", "/distribution/{*rest}", "/session", "/grpc"];
 
-async fn not_a_swarm_manager(uri: Uri) -> Response {
+async fn unsupported(uri: Uri) -> Response {
     let path = uri.path();
     if path == "/session" || path == "/grpc" {
         return ApiError {
@@ -114,12 +99,7 @@ async fn not_a_swarm_manager(uri: Uri) -> Response {
         }
         .into_response();
     }
-    let message = if path == "/swarm/leave" {
-        "This node is not part of a swarm"
-    } else {
-        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."
-    };
-    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }.into_response()
+    ApiError { status: StatusCode::NOT_FOUND, message: "page not found".into() }.into_response()
 }
 
 async fn not_found() -> Response {
@@ -184,7 +164,32 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/prune", post(volumes::prune))
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/images/{*rest}", get(images::named).post(images::named).delete(images::named));
-    let router = SWARM_ROUTES.iter().fold(router, |r, path| r.route(path, axum::routing::any(not_a_swarm_manager)));
+    let router = router
+        .route("/swarm", get(swarm::inspect))
+        .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
+        .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm/update", post(swarm::update))
+        .route("/swarm/unlockkey", get(swarm::unlock_key))
+        .route("/swarm/unlock", post(swarm::unlock))
+        .route("/nodes", get(swarm::list_nodes))
+        .route("/nodes/{id}", get(swarm::inspect_node).delete(swarm::remove_node))
+        .route("/nodes/{id}/update", post(swarm::update_node))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route("/services/{id}", get(services::inspect).delete(services::remove))
+        .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(services::service_logs))
+        .route("/tasks", get(services::list_tasks))
+        .route("/tasks/{id}", get(services::inspect_task))
+        .route("/tasks/{id}/logs", get(services::task_logs));
+    let router = ["/secrets", "/configs"].iter().fold(router, |r, base| {
+        r.route(base, get(swarm_objects::list))
+            .route(&format!("{base}/create"), post(swarm_objects::create))
+            .route(&format!("{base}/{{id}}"), get(swarm_objects::inspect).delete(swarm_objects::remove))
+            .route(&format!("{base}/{{id}}/update"), post(swarm_objects::update))
+    });
+    let router = UNSUPPORTED_ROUTES.iter().fold(router, |r, path| r.route(path, axum::routing::any(unsupported)));
     router
         .fallback(not_found)
         // A known path with another method: dockerd answers "page not found" too.

@@ -44,6 +44,7 @@ struct CreateBody {
     driver: Option<String>,
     internal: Option<bool>,
     attachable: Option<bool>,
+    ingress: Option<bool>,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
@@ -89,9 +90,12 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
     Ok(Json(out).into_response())
 }
 
-/// `GET /networks/{id}`.
-pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
+/// `GET /networks/{id}?scope=`: a network of another scope than the one asked for is not found.
+pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: Params) -> ApiResult<Response> {
     let rec = engine.networks.get(&id)?;
+    if p.get("scope").is_some_and(|s| !s.is_empty() && s != rec.driver.scope()) {
+        return Err(EngineError::NotFound(format!("network {id} not found")).into());
+    }
     Ok(Json(json_of(&engine, &rec)).into_response())
 }
 
@@ -106,7 +110,7 @@ pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
         return Err(EngineError::NotFound(format!("plugin \"{}\" not found", ipam.driver.unwrap_or_default())).into());
     }
-    let pools = ipam
+    let pools: Vec<PoolRequest> = ipam
         .config
         .unwrap_or_default()
         .into_iter()
@@ -117,12 +121,26 @@ pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult
             aux_addresses: sorted(c.auxiliary_addresses),
         })
         .collect();
+    let mut pools: Vec<PoolRequest> = pools;
+    // Overlay networks take their subnets from the swarm's pools, as in dockerd.
+    if b.driver.as_deref() == Some("overlay")
+        && !pools.iter().any(|p| p.subnet.as_deref().is_some_and(|s| !s.contains(':')))
+    {
+        if let Some(subnet) = crate::engine::swarm::networks::pick_subnet(&engine) {
+            match pools.iter_mut().find(|p| p.subnet.is_none() && p.gateway.is_none() && p.ip_range.is_none()) {
+                Some(p) => p.subnet = Some(subnet),
+                None => pools.push(PoolRequest { subnet: Some(subnet), ..Default::default() }),
+            }
+        }
+    }
     let req = CreateRequest {
         name,
         driver: b.driver.unwrap_or_default(),
         pools,
         internal: b.internal.unwrap_or(false),
         attachable: b.attachable.unwrap_or(false),
+        ingress: b.ingress.unwrap_or(false),
+        swarm: engine.swarm.active(),
         enable_ipv6: b.enable_ipv6.unwrap_or(false),
         labels: sorted(b.labels),
         options: sorted(b.options),

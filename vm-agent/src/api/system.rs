@@ -158,13 +158,7 @@ pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
             .collect(),
         ),
         default_runtime: Some("runc".into()),
-        swarm: Some(bollard_stubs::models::SwarmInfo {
-            local_node_state: Some(bollard_stubs::models::LocalNodeState::INACTIVE),
-            control_available: Some(false),
-            node_id: Some(String::new()),
-            node_addr: Some(String::new()),
-            ..Default::default()
-        }),
+        swarm: serde_json::from_value(engine.swarm.info()).ok(),
         live_restore_enabled: Some(false),
         init_binary: Some("skiff-agent".into()),
         security_options: Some(vec!["name=seccomp,profile=builtin".into()]),

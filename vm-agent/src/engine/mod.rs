@@ -16,6 +16,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod save;
+pub mod swarm;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine cannot do this in its current mode (503), e.g. a swarm call outside a swarm.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something that should not happen (500).
     #[error("{0}")]
     Internal(String),
@@ -114,6 +118,10 @@ pub struct Engine {
     pub started: Instant,
     /// Which image each build step produced (`<root>/build/cache.json`).
     pub build_cache: build::cache::BuildCache,
+    /// Swarm mode (`<root>/swarm`).
+    pub swarm: swarm::Swarm,
+    /// The swarm orchestrator's loop runs.
+    pub swarm_orchestrator: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -128,6 +136,7 @@ impl Engine {
         let build_dir = config.root.join("build");
         build::clean_leftovers(&build_dir);
         let build_cache = build::cache::BuildCache::open(build_dir.join("cache.json"));
+        let swarm = swarm::Swarm::open(&config.root.join("swarm"))?;
         Ok(Self {
             config,
             store,
@@ -140,6 +149,8 @@ impl Engine {
             shutting_down: Default::default(),
             started: Instant::now(),
             build_cache,
+            swarm,
+            swarm_orchestrator: Default::default(),
         })
     }
 

@@ -29,6 +29,9 @@ pub enum Driver {
     Host,
     /// Loopback only.
     Null,
+    /// A swarm-scoped network (`docker network create -d overlay` in swarm mode): on a
+    /// one-node swarm, a bridge like the others, shown as swarm's.
+    Overlay,
 }
 
 impl Driver {
@@ -37,6 +40,21 @@ impl Driver {
             Self::Bridge => "bridge",
             Self::Host => "host",
             Self::Null => "null",
+            Self::Overlay => "overlay",
+        }
+    }
+
+    /// Whether the network is a Linux bridge of ours.
+    pub fn is_bridge(self) -> bool {
+        matches!(self, Self::Bridge | Self::Overlay)
+    }
+
+    /// `local` or `swarm`.
+    pub fn scope(self) -> &'static str {
+        if self == Self::Overlay {
+            "swarm"
+        } else {
+            "local"
         }
     }
 }
@@ -70,6 +88,9 @@ pub struct NetworkRecord {
     /// `Attachable`, as given.
     #[serde(default)]
     pub attachable: bool,
+    /// The swarm's routing-mesh network (`--ingress`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ingress: bool,
     /// User labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -81,7 +102,7 @@ pub struct NetworkRecord {
 impl NetworkRecord {
     /// Whether containers on it resolve each other by name (user-defined bridges).
     pub fn has_dns(&self) -> bool {
-        self.driver == Driver::Bridge && !self.builtin
+        self.driver.is_bridge() && !self.builtin
     }
 }
 
@@ -98,6 +119,10 @@ pub struct CreateRequest {
     pub internal: bool,
     /// Attachable.
     pub attachable: bool,
+    /// The swarm's ingress network.
+    pub ingress: bool,
+    /// The engine is in a swarm (overlay networks can be made).
+    pub swarm: bool,
     /// IPv6 asked for.
     pub enable_ipv6: bool,
     /// Labels.
@@ -238,6 +263,7 @@ impl Networks {
                     ipam6: None,
                     internal: false,
                     attachable: false,
+                    ingress: false,
                     labels: BTreeMap::new(),
                     options: BTreeMap::new(),
                 };
@@ -339,7 +365,7 @@ impl Networks {
     pub async fn ensure_up(&self, id: &str) -> Result<NetworkRecord, EngineError> {
         let _changes = self.changes.lock().await;
         let mut rec = self.get(id)?;
-        if rec.driver != Driver::Bridge || self.up.lock().unwrap_or_else(|p| p.into_inner()).contains(&rec.id) {
+        if !rec.driver.is_bridge() || self.up.lock().unwrap_or_else(|p| p.into_inner()).contains(&rec.id) {
             return Ok(rec);
         }
         if rec.ipam.is_none() {
@@ -427,8 +453,10 @@ impl Networks {
                 req.name
             )));
         }
-        match req.driver.as_str() {
-            "" | "bridge" => {}
+        let driver = match req.driver.as_str() {
+            "" | "bridge" => Driver::Bridge,
+            "overlay" if req.swarm => Driver::Overlay,
+            "overlay" => return Err(EngineError::Unavailable(crate::engine::swarm::NOT_A_MANAGER.into())),
             "host" | "null" => {
                 return Err(EngineError::Forbidden(format!(
                     "only one instance of \"{}\" network is allowed",
@@ -436,6 +464,9 @@ impl Networks {
                 )))
             }
             other => return Err(EngineError::NotFound(format!("plugin \"{other}\" not found"))),
+        };
+        if req.ingress && driver != Driver::Overlay {
+            return Err(EngineError::InvalidArgument("only an overlay network can be the ingress network".into()));
         }
         let (v6_pools, v4_pools): (Vec<&PoolRequest>, Vec<&PoolRequest>) = req.pools.iter().partition(|p| p.is_v6());
         if v4_pools.len() > 1 || v6_pools.len() > 1 {
@@ -451,6 +482,11 @@ impl Networks {
         let _changes = self.changes.lock().await;
         if self.all().iter().any(|r| r.name == req.name) {
             return Err(EngineError::Conflict(format!("network with name {} already exists", req.name)));
+        }
+        if req.ingress {
+            if let Some(other) = self.all().iter().find(|r| r.ingress) {
+                return Err(EngineError::Forbidden(format!("ingress network {} already exists", other.name)));
+            }
         }
         let id = random_id();
         let overlap = || {
@@ -512,13 +548,14 @@ impl Networks {
             id,
             name: req.name,
             created: super::now_rfc3339(),
-            driver: Driver::Bridge,
+            driver,
             builtin: false,
             bridge: Some(bridge),
             ipam: Some(ipam),
             ipam6,
             internal: req.internal,
             attachable: req.attachable,
+            ingress: req.ingress,
             labels: req.labels,
             options: req.options,
         };
@@ -695,14 +732,14 @@ pub fn to_json(rec: &NetworkRecord, containers: &[Member]) -> serde_json::Value 
         "Name": rec.name,
         "Id": rec.id,
         "Created": rec.created,
-        "Scope": "local",
+        "Scope": rec.driver.scope(),
         "Driver": rec.driver.as_str(),
         "EnableIPv4": true,
         "EnableIPv6": rec.ipam6.is_some(),
         "IPAM": {"Driver": "default", "Options": null, "Config": config},
         "Internal": rec.internal,
         "Attachable": rec.attachable,
-        "Ingress": false,
+        "Ingress": rec.ingress,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
         "Containers": containers,
@@ -721,7 +758,7 @@ pub fn matches(rec: &NetworkRecord, filters: &Filters) -> bool {
     any("name", &|v| rec.name.contains(v))
         && any("id", &|v| rec.id.starts_with(v))
         && any("driver", &|v| v == rec.driver.as_str())
-        && any("scope", &|v| v == "local")
+        && any("scope", &|v| v == rec.driver.scope())
         && any("type", &|v| (v == "builtin") == rec.builtin && (v == "builtin" || v == "custom"))
         && filters.labels_match("label", Some(&labels))
 }
@@ -768,6 +805,7 @@ mod tests {
             ipam6: None,
             internal: false,
             attachable: false,
+            ingress: false,
             labels: BTreeMap::from([("team".to_string(), "a".to_string())]),
             options: BTreeMap::new(),
         };

@@ -161,6 +161,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
         }
     };
     crate::engine::containers::recover(&engine).await;
+    crate::engine::swarm::tasks::start(&engine);
     timings.network_ms = network.await.unwrap_or_default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::api::serve_on(engine.clone(), api, async {

@@ -113,7 +113,8 @@ pub async fn create(
         return Err(name_conflict(&name, &other.id));
     }
     network::check_hostname(&config)?;
-    let networks = network::endpoints_at_create(engine, &name, &host, body.networking_config.as_ref())?;
+    let task = body.labels.as_ref().is_some_and(|l| l.contains_key("com.docker.swarm.task.id"));
+    let networks = network::endpoints_at_create(engine, &name, task, &host, body.networking_config.as_ref())?;
     let mounts = mounts::resolve(engine, &config, &host)?;
     let warnings = unenforceable(&engine.cgroups, &limits_of(&host));
     let id = hex::encode(rand::random::<[u8; 32]>());

@@ -139,15 +139,22 @@ fn check_aliases(aliases: &[String]) -> Result<(), EngineError> {
     }
 }
 
-/// Checks a container may join `net` under `name` (its name must be a valid DNS name there).
-fn check_joinable(net: &NetworkRecord, name: &str) -> Result<(), EngineError> {
+/// Checks a container may join `net` under `name` (its name must be a valid DNS name there;
+/// a swarm network takes a swarm task, or anyone when it is attachable).
+fn check_joinable(net: &NetworkRecord, name: &str, task: bool) -> Result<(), EngineError> {
+    if net.driver == Driver::Overlay && !net.attachable && !task {
+        return Err(EngineError::Forbidden(format!(
+            "Could not attach to network {}: rpc error: code = PermissionDenied desc = network {} not manually attachable",
+            net.name, net.name
+        )));
+    }
     if net.has_dns() && !valid_dns_name(name) {
         return Err(EngineError::InvalidArgument(format!(
             "container name {name:?} is not a valid DNS name on network {}: each dot-separated part must be 1-63 characters",
             net.name
         )));
     }
-    if net.driver != Driver::Bridge {
+    if !net.driver.is_bridge() {
         return Err(EngineError::InvalidArgument(format!(
             "container cannot be connected to the {} network alongside others",
             net.name
@@ -160,6 +167,7 @@ fn check_joinable(net: &NetworkRecord, name: &str) -> Result<(), EngineError> {
 pub fn endpoints_at_create(
     engine: &Engine,
     name: &str,
+    task: bool,
     host: &HostConfig,
     networking: Option<&NetworkingConfig>,
 ) -> Result<BTreeMap<String, EndpointRecord>, EngineError> {
@@ -190,7 +198,7 @@ pub fn endpoints_at_create(
                     .networks
                     .find(&key)
                     .ok_or_else(|| EngineError::InvalidArgument(format!("network {key} not found")))?;
-                check_joinable(&net, name)?;
+                check_joinable(&net, name, task)?;
                 // The CLI names the default network "default" in EndpointsConfig.
                 let cfg = configs
                     .get(&key)
@@ -508,7 +516,8 @@ pub async fn connect(
             ))
         }
     }
-    check_joinable(&net, &rec.name)?;
+    let task = rec.config.labels.as_ref().is_some_and(|l| l.contains_key("com.docker.swarm.task.id"));
+    check_joinable(&net, &rec.name, task)?;
     let aliases = settings.aliases.clone().unwrap_or_default();
     check_aliases(&aliases)?;
     if !net.has_dns() && !aliases.is_empty() {
