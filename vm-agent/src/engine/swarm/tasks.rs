@@ -218,6 +218,11 @@ fn plan_round(c: &mut Cluster) -> Result<Plan, EngineError> {
             if !want_new || (job && running_now >= usize::try_from(max_concurrent).unwrap_or(usize::MAX)) {
                 continue;
             }
+            // Stop-first: a slot's old task must have ended before its replacement starts (it
+            // may hold the published port, or a volume the new one needs).
+            if tasks.iter().any(|t| t.slot == *slot && t.generation != s.generation && !t.finished()) {
+                continue;
+            }
             if let Some(t) = current.cloned() {
                 if t.desired_state == "running" {
                     let mut t = t;
