@@ -220,7 +220,9 @@ def _baseline(agent) -> dict:
         "mounts": sum(1 for line in mounts.splitlines() if str(agent.dir) in line),
         "links": count(["ip", "-o", "link"]),
         "nft tables": count(["nft", "list", "tables"]),
-        "listeners": count(["ss", "-H", "-ltnu"]),
+        # The engine's own (published ports): other processes on the host may come and go.
+        "listeners": sum(1 for line in subprocess.run(["ss", "-H", "-ltnup"], capture_output=True, text=True).stdout.splitlines()
+                         if f"pid={agent.pid()}," in line),
         "engine children": count(["pgrep", "-P", str(agent.pid())]),
         # Client connections come and go with docker-py's pool: everything but sockets counts.
         "engine fds (not sockets)": sum(
