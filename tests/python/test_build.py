@@ -283,6 +283,10 @@ def test_build_errors_are_clear(agent, tmp_path):
     resp = c.api._post(c.api._url("/build"), data=b"\x1f\x8b this is not a tar" * 1000,
                        headers={"Content-Type": "application/x-tar"})
     assert resp.status_code == 400 and "invalid build context" in resp.json()["message"]
+    # Errors before any output (an empty Dockerfile) are the answer's HTTP status, as in dockerd.
+    with pytest.raises(APIError) as empty:
+        list(c.api.build(fileobj=io.BytesIO(b""), tag="a/b/c"))
+    assert empty.value.response.status_code == 400 and "empty" in str(empty.value)
     with pytest.raises(BuildError) as bad:
         c.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 1"))
     assert "returned a non-zero code: 1" in str(bad.value)

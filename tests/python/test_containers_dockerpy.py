@@ -2,6 +2,7 @@
 a real `skiff-agent serve` with the busybox fixture loaded. Each test names one behaviour a
 docker-py user relies on, asserts what they would observe, and removes what it created."""
 
+import os
 import re
 import socket
 import threading
@@ -644,3 +645,25 @@ def test_put_archive_into_a_never_started_containers_volume(client, fixture_path
     client.api.wait(c)
     assert client.api.logs(c) == b"into the volume\n"
     client.api.remove_container(c, v=True)
+
+
+def test_real_time_cpu_limits_with_docker_py_spelling(client):
+    # docker-py sends `CPURealtimePeriod`: Go's decoder (and ours) match keys without case.
+    hc = client.api.create_host_config(cpu_rt_period=100000, cpu_rt_runtime=5000)
+    cid = client.api.create_container("busybox", ["sleep", "60"], host_config=hc)["Id"]
+    h = client.api.inspect_container(cid)["HostConfig"]
+    assert (h["CpuRealtimePeriod"], h["CpuRealtimeRuntime"]) == (100000, 5000)
+    if os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+        # cgroup v1 with real-time group scheduling (this CI host): the budget is the container's.
+        client.api.start(cid)
+        group = [l.split(":")[2] for l in open(f"/proc/{client.api.inspect_container(cid)['State']['Pid']}/cgroup")
+                 if ":cpu," in l or ":cpu:" in l or ",cpu:" in l][0]
+        assert open(f"/sys/fs/cgroup/cpu{group.strip()}/cpu.rt_runtime_us").read() == "5000\n"
+    else:
+        with pytest.raises(APIError):
+            client.api.start(cid)
+    client.api.remove_container(cid, force=True)
+    with pytest.raises(APIError) as e:
+        client.api.create_container("busybox", "true", host_config=client.api.create_host_config(
+            cpu_rt_period=1000, cpu_rt_runtime=5000))
+    assert e.value.response.status_code == 400

@@ -107,10 +107,13 @@ pub async fn build(State(engine): State<Arc<Engine>>, p: Params, req: Request) -
     })
     .await?;
     let opts = opts?;
+    // Errors before the first line of output (no Dockerfile, a syntax error, another platform)
+    // are the answer's status, as in dockerd; later ones go into the stream.
+    let checked = build::check(ctx, &opts).await.map_err(|e| ApiError::bad_request(e.message))?;
     let (progress, rx) = Progress::channel(false);
     let out = Output::new(progress.clone(), opts.quiet);
     tokio::spawn(async move {
-        if let Err(e) = build::build(engine, ctx, opts, out).await {
+        if let Err(e) = build::build(engine, checked, opts, out).await {
             progress.error_with_code(e.message, e.code);
         }
         crate::runtime::trim_memory();

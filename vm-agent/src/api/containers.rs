@@ -11,7 +11,7 @@ use bollard_stubs::models::ContainerCreateBody;
 use futures::StreamExt;
 
 use super::error::{ApiError, ApiResult};
-use super::params::{json_body, Params};
+use super::params::{field_names, fold_keys, json_body, Params};
 use crate::engine::containers::io::frame;
 use crate::engine::containers::view::{self, LogOptions};
 use crate::engine::containers::{self, WaitCondition};
@@ -41,9 +41,26 @@ fn legacy_mac_address(raw: &[u8], req: &mut ContainerCreateBody) {
     }
 }
 
+/// The create body, its keys (and `HostConfig`'s) matched case-insensitively as Go's decoder
+/// does: docker-py sends `CPURealtimePeriod` for `CpuRealtimePeriod`.
+fn create_body(body: &Bytes) -> Result<ContainerCreateBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ContainerCreateBody::default());
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if let Some(m) = v.as_object_mut() {
+        fold_keys(m, field_names::<ContainerCreateBody>());
+        if let Some(h) = m.get_mut("HostConfig").and_then(serde_json::Value::as_object_mut) {
+            fold_keys(h, field_names::<bollard_stubs::models::HostConfig>());
+        }
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
 /// `POST /containers/create`.
 pub async fn create(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -> ApiResult<Response> {
-    let mut req: ContainerCreateBody = json_body(&body)?;
+    let mut req: ContainerCreateBody = create_body(&body)?;
     legacy_mac_address(&body, &mut req);
     let (id, warnings) = containers::create(&engine, p.get("name"), req).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": id, "Warnings": warnings}))).into_response())

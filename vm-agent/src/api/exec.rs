@@ -16,25 +16,10 @@ use crate::engine::containers::exec;
 use crate::engine::containers::view::LogOptions;
 use crate::engine::Engine;
 
-/// `ExecConfig`'s fields as the API spells them (clients' other spellings are folded onto them).
-const EXEC_CONFIG_FIELDS: &[&str] = &[
-    "AttachStdin",
-    "AttachStdout",
-    "AttachStderr",
-    "ConsoleSize",
-    "DetachKeys",
-    "Tty",
-    "Env",
-    "Cmd",
-    "Privileged",
-    "User",
-    "WorkingDir",
-];
-
 /// `POST /containers/{id}/exec`.
 pub async fn create(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
-    let cfg: ExecConfig = json_body_folded(&body, EXEC_CONFIG_FIELDS)?;
+    let cfg: ExecConfig = json_body_folded(&body, super::params::field_names::<ExecConfig>())?;
     detach_keys(&cfg)?;
     let exec_id = exec::create(&engine, &c, cfg)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": exec_id}))).into_response())

@@ -20,8 +20,68 @@ pub struct Limits {
     pub cpuset_cpus: String,
     /// `--pids-limit` (0 or -1 = none).
     pub pids_limit: i64,
+    /// `--cpu-rt-period` in microseconds (0 = the parent's).
+    pub cpu_rt_period: i64,
+    /// `--cpu-rt-runtime` in microseconds (0 = none).
+    pub cpu_rt_runtime: i64,
     /// `--privileged`: every device is allowed.
     pub all_devices: bool,
+}
+
+/// Gives every group between the cpu hierarchy's root and `dir` (exclusive) the real-time
+/// budget its children need with `dir` getting `runtime` µs per `period` µs: a group hands its
+/// children at most its own share (new groups have none), so each ancestor needs the sum of its
+/// children's shares in its own period. Computed bottom-up, written top-down (as dockerd
+/// prepares its parent cgroup for `--cpu-rt-runtime`).
+fn grant_rt_runtime(mount: &std::path::Path, dir: &std::path::Path, runtime: i64, period: i64) -> std::io::Result<()> {
+    let Ok(rel) = dir.strip_prefix(mount) else { return Ok(()) };
+    let read = |p: &std::path::Path, f: &str, default: i64| -> i64 {
+        std::fs::read_to_string(p.join(f)).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    };
+    // Scaled to another period, rounded up.
+    let scale = |rt: i64, from: i64, to: i64| -> i64 {
+        if from <= 0 || rt <= 0 {
+            0
+        } else {
+            (rt * to + from - 1) / from
+        }
+    };
+    let mut path = vec![mount.to_path_buf()];
+    for part in rel.components() {
+        let next = path.last().map(|p| p.join(part)).unwrap_or_default();
+        path.push(next);
+    }
+    // path[0] is the root (never changed), path[last] is `dir`.
+    let mut need = (runtime, period);
+    let mut plan = Vec::new();
+    for i in (1..path.len().saturating_sub(1)).rev() {
+        let (group, child) = (&path[i], &path[i + 1]);
+        let own_period = read(group, "cpu.rt_period_us", 1_000_000);
+        let mut total = scale(need.0, need.1, own_period);
+        for entry in std::fs::read_dir(group)?.flatten() {
+            let p = entry.path();
+            if p.is_dir() && p != *child {
+                total += scale(read(&p, "cpu.rt_runtime_us", 0), read(&p, "cpu.rt_period_us", 1_000_000), own_period);
+            }
+        }
+        plan.push((group.clone(), total));
+        need = (total, own_period);
+    }
+    for (group, total) in plan.into_iter().rev() {
+        if read(&group, "cpu.rt_runtime_us", 0) < total {
+            write(&group.join("cpu.rt_runtime_us"), &total.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether this host can give a group real-time CPU time (cgroup v1 with
+/// `CONFIG_RT_GROUP_SCHED`; cgroup v2 has no real-time group scheduling).
+pub fn supports_rt(layout: &Layout) -> bool {
+    match layout {
+        Layout::V2(_) => false,
+        Layout::V1(m) => m.get("cpu").is_some_and(|c| c.join("cpu.rt_runtime_us").exists()),
+    }
 }
 
 /// Which cgroup layout the host has.
@@ -259,6 +319,25 @@ impl Cgroup {
                             }
                         }
                         None => warnings.push("CPU limits not applied: no cpu cgroup controller on this host".into()),
+                    }
+                }
+                if limits.cpu_rt_runtime > 0 || limits.cpu_rt_period > 0 {
+                    if let (Some(d), Some(mount)) = (dir("cpu"), mounts.get("cpu")) {
+                        let period = if limits.cpu_rt_period > 0 {
+                            limits.cpu_rt_period
+                        } else {
+                            std::fs::read_to_string(d.join("cpu.rt_period_us"))
+                                .ok()
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(1_000_000)
+                        };
+                        grant_rt_runtime(mount, &d, limits.cpu_rt_runtime, period)?;
+                        if limits.cpu_rt_period > 0 {
+                            write(&d.join("cpu.rt_period_us"), &limits.cpu_rt_period.to_string())?;
+                        }
+                        if limits.cpu_rt_runtime > 0 {
+                            write(&d.join("cpu.rt_runtime_us"), &limits.cpu_rt_runtime.to_string())?;
+                        }
                     }
                 }
                 if limits.pids_limit > 0 {

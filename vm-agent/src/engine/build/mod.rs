@@ -170,8 +170,17 @@ fn platform_args() -> lex::Vars {
     v
 }
 
-/// Runs a build; returns the image it made. Blocking work runs on blocking threads.
-pub async fn build(engine: Arc<Engine>, ctx: Context, opts: BuildOptions, out: Output) -> Result<Digest, BuildError> {
+/// A build whose Dockerfile was found and parsed and whose platform is ours: nothing has been
+/// printed yet, so the API can still answer a failure up to here with an HTTP error, as dockerd
+/// does for errors before its first output.
+#[derive(Debug)]
+pub struct Checked {
+    ctx: Arc<Context>,
+    df: dockerfile::Dockerfile,
+}
+
+/// Finds, reads and parses the Dockerfile (and applies `.dockerignore`).
+pub async fn check(ctx: Context, opts: &BuildOptions) -> Result<Checked, BuildError> {
     if let Some(p) = opts.platform.as_deref().filter(|p| !p.is_empty()) {
         check_platform(p)?;
     }
@@ -185,6 +194,17 @@ pub async fn build(engine: Arc<Engine>, ctx: Context, opts: BuildOptions, out: O
     })
     .await?;
     let df = dockerfile::parse(&text).map_err(|e| BuildError::new(e.to_string()))?;
+    Ok(Checked { ctx, df })
+}
+
+/// Runs a checked build; returns the image it made. Blocking work runs on blocking threads.
+pub async fn build(
+    engine: Arc<Engine>,
+    checked: Checked,
+    opts: BuildOptions,
+    out: Output,
+) -> Result<Digest, BuildError> {
+    let Checked { ctx, df } = checked;
     let mut global = platform_args();
     let mut used_args: HashSet<String> = HashSet::new();
     for decl in &df.global_args {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody};
 
-use super::host_config::{limits_of, unenforceable, validate_host_config};
+use super::host_config::{check_realtime, limits_of, unenforceable, validate_host_config};
 use super::record::{ContainerRecord, State};
 use super::remove::remove_anonymous_volumes;
 use super::{event, health, mounts, names, network, new_container};
@@ -116,6 +116,7 @@ pub async fn create(
     let task = body.labels.as_ref().is_some_and(|l| l.contains_key("com.docker.swarm.task.id"));
     let networks = network::endpoints_at_create(engine, &name, task, &host, body.networking_config.as_ref())?;
     let mounts = mounts::resolve(engine, &config, &host)?;
+    check_realtime(&engine.cgroups, &limits_of(&host))?;
     let warnings = unenforceable(&engine.cgroups, &limits_of(&host));
     let id = hex::encode(rand::random::<[u8; 32]>());
     let record = ContainerRecord {

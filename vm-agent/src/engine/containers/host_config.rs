@@ -18,7 +18,24 @@ pub fn limits_of(h: &HostConfig) -> cgroup::Limits {
         cpuset_cpus: h.cpuset_cpus.clone().unwrap_or_default(),
         pids_limit: h.pids_limit.unwrap_or(0),
         all_devices: h.privileged.unwrap_or(false),
+        cpu_rt_period: h.cpu_realtime_period.unwrap_or(0),
+        cpu_rt_runtime: h.cpu_realtime_runtime.unwrap_or(0),
     }
+}
+
+/// Refuses real-time CPU limits a host cannot give, as dockerd does at create.
+pub(crate) fn check_realtime(layout: &cgroup::Layout, l: &cgroup::Limits) -> Result<(), EngineError> {
+    if (l.cpu_rt_period > 0 || l.cpu_rt_runtime > 0) && !cgroup::supports_rt(layout) {
+        return Err(EngineError::InvalidArgument(
+            "Your kernel does not support CPU real-time scheduler (cgroup v2 has no real-time group scheduling)".into(),
+        ));
+    }
+    if l.cpu_rt_period > 0 && l.cpu_rt_runtime > l.cpu_rt_period {
+        return Err(EngineError::InvalidArgument(
+            "cpu real-time runtime cannot be higher than cpu real-time period".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Limits this host cannot enforce, in words (Docker prints them as warnings at create).
