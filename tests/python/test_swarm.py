@@ -133,7 +133,13 @@ def test_scale_update_stop_first_rollback_and_logs(agent):
 def test_jobs_complete_restart_policies_apply_and_bad_specs_are_refused(agent):
     agent.load("busybox.tar")
     c = agent.client
-    c.swarm.init()
+    # The swarm's task defaults give tasks a log driver their service does not name.
+    import docker
+    c.api.init_swarm(swarm_spec=c.api.create_swarm_spec(log_driver=docker.types.DriverConfig("none")))
+    quiet = c.services.create("busybox", ["sleep", "600"], name="quiet")
+    cid = wait_until(lambda: [t["Status"].get("ContainerStatus", {}).get("ContainerID") for t in quiet.tasks()
+                               if t["Status"]["State"] == "running"])[0]
+    assert c.api.inspect_container(cid)["HostConfig"]["LogConfig"]["Type"] == "none"
     job = c.services.create("busybox", ["sh", "-c", "echo done"], name="job",
                             mode={"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 4}})
     wait_until(lambda: sum(t["Status"]["State"] == "complete" for t in job.tasks()) == 4)

@@ -384,8 +384,15 @@ async fn create_container(engine: &Arc<Engine>, task_id: &str) -> Result<String,
         })
         .collect();
     let name = task_name(service_name, &task, &node_id);
+    // The swarm's task defaults fill in a log driver the service does not name.
+    let mut template = task.spec.clone();
+    if template.get("LogDriver").is_none() {
+        if let Some(d) = cluster.spec["TaskDefaults"].get("LogDriver").filter(|d| d.is_object()) {
+            template["LogDriver"] = d.clone();
+        }
+    }
     let body = spec::container_body(&TaskContainer {
-        template: &task.spec,
+        template: &template,
         service_name,
         service_id: &service.meta.id,
         task_id,
