@@ -105,6 +105,7 @@ def test_scale_update_stop_first_rollback_and_logs(agent):
     agent.load("busybox.tar")
     port = free_port()
     cli(agent, "swarm", "init")
+    since = str(int(time.time()) - 1)
     cli(agent, "service", "create", "-d", "--name", "web", "-p", f"{port}:8080", "--env", "MSG=one", "busybox",
         "sh", "-c", "echo $MSG > /tmp/index.html; echo serving $MSG; exec httpd -f -p 8080 -h /tmp")
     assert wait_until(lambda: http(port)) == "one\n"
@@ -119,6 +120,9 @@ def test_scale_update_stop_first_rollback_and_logs(agent):
     assert wait_until(lambda: http(port) == "one\n" and http(port))
     logs = cli(agent, "service", "logs", "web")
     assert "serving one" in logs and "serving two" in logs, logs
+    events = cli(agent, "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "service=web",
+                 "--format", "{{.Type}} {{.Action}} {{.Scope}} {{.Actor.Attributes.name}}")
+    assert events.splitlines()[:2] == ["service create swarm web", "service update swarm web"], events
     # Scaling a service without published ports: three running tasks, then one.
     cli(agent, "service", "create", "-d", "--name", "idle", "busybox", "sleep", "600")
     cli(agent, "service", "scale", "-d", "idle=3")
@@ -154,6 +158,12 @@ def test_jobs_complete_restart_policies_apply_and_bad_specs_are_refused(agent):
     time.sleep(1.5)
     t = once.tasks()
     assert len(t) == 1 and t[0]["Status"]["ContainerStatus"]["ExitCode"] == 3
+    # MaxAttempts counts restarts: the first run and two more, then the slot stays failed.
+    limited = c.services.create("busybox", ["sh", "-c", "exit 1"], name="limited",
+                                restart_policy={"Condition": "on-failure", "Delay": 0, "MaxAttempts": 2})
+    wait_until(lambda: [t["Status"]["State"] for t in limited.tasks()] == ["failed"] * 3)
+    time.sleep(2.5)
+    assert len(limited.tasks()) == 3
     # Errors a client can act on.
     with pytest.raises(APIError) as e:
         c.services.create("busybox", ["true"], name="once")

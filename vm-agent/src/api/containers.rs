@@ -11,11 +11,12 @@ use bollard_stubs::models::ContainerCreateBody;
 use futures::StreamExt;
 
 use super::error::{ApiError, ApiResult};
-use super::params::{field_names, fold_keys, json_body, Params};
+use super::params::{json_body, Params};
 use crate::engine::containers::io::frame;
 use crate::engine::containers::view::{self, LogOptions};
 use crate::engine::containers::{self, WaitCondition};
 use crate::engine::filters::Filters;
+use crate::engine::go_json::{field_names, fold_keys};
 use crate::engine::Engine;
 
 /// API < 1.44 (docker-py, compose 1.29) sends `--mac-address` as the container-wide

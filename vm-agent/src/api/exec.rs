@@ -19,7 +19,7 @@ use crate::engine::Engine;
 /// `POST /containers/{id}/exec`.
 pub async fn create(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let c = engine.containers.get(&id)?;
-    let cfg: ExecConfig = json_body_folded(&body, super::params::field_names::<ExecConfig>())?;
+    let cfg: ExecConfig = json_body_folded(&body, crate::engine::go_json::field_names::<ExecConfig>())?;
     detach_keys(&cfg)?;
     let exec_id = exec::create(&engine, &c, cfg)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": exec_id}))).into_response())

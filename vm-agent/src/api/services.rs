@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bollard_stubs::models::EventMessageTypeEnum;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
@@ -34,6 +35,13 @@ fn network_resolver(engine: &Engine) -> impl Fn(&str) -> Result<String, EngineEr
     }
 }
 
+/// A service's id and name.
+fn service_name(engine: &Engine, key: &str) -> Result<(String, String), EngineError> {
+    engine.swarm.read(|c| {
+        services::find(c, key).map(|s| (s.meta.id.clone(), s.spec["Name"].as_str().unwrap_or("").to_string()))
+    })?
+}
+
 /// `GET /services?filters=&status=`.
 pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let f = Filters::parse(p.get("filters"), &["id", "label", "mode", "name"])?;
@@ -52,6 +60,7 @@ pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Res
 pub async fn create(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
     let spec = object_body(&body)?;
     let id = engine.swarm.create_service(&spec, &network_resolver(&engine))?;
+    engine.events.swarm(EventMessageTypeEnum::SERVICE, "create", &id, spec["Name"].as_str().unwrap_or(""));
     Ok((StatusCode::CREATED, Json(json!({"ID": id}))).into_response())
 }
 
@@ -73,12 +82,17 @@ pub async fn update(
     let spec = object_body(&body)?;
     let given = spec.as_object().is_some_and(|m| !m.is_empty()).then_some(&spec);
     engine.swarm.update_service(&id, version(&p)?, given, rollback, &network_resolver(&engine))?;
+    if let Ok((sid, name)) = service_name(&engine, &id) {
+        engine.events.swarm(EventMessageTypeEnum::SERVICE, "update", &sid, &name);
+    }
     Ok(Json(json!({"Warnings": []})).into_response())
 }
 
 /// `DELETE /services/{id}`: its tasks' containers go with it.
 pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let containers = engine.swarm.remove_service(&id)?;
+    let (sid, name) = service_name(&engine, &id)?;
+    let containers = engine.swarm.remove_service(&sid)?;
+    engine.events.swarm(EventMessageTypeEnum::SERVICE, "remove", &sid, &name);
     for cid in containers {
         if let Ok(c) = engine.containers.get(&cid) {
             if let Err(e) = crate::engine::containers::remove(&engine, &c, true, false).await {

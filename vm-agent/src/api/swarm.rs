@@ -122,6 +122,11 @@ pub async fn update_node(
     body: Bytes,
 ) -> ApiResult<Response> {
     engine.swarm.update_node(&id, version(&p)?, object_body(&body)?)?;
+    if let Ok((nid, name)) =
+        engine.swarm.read(|c| (c.node.meta.id.clone(), c.node.spec["Name"].as_str().unwrap_or("").to_string()))
+    {
+        engine.events.swarm(bollard_stubs::models::EventMessageTypeEnum::NODE, "update", &nid, &name);
+    }
     Ok(StatusCode::OK.into_response())
 }
 

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bollard_stubs::models::EventMessageTypeEnum;
 use serde_json::json;
 
 use super::error::ApiResult;
@@ -24,6 +25,21 @@ fn kind_of(path: &str) -> Kind {
     }
 }
 
+fn event_type(kind: Kind) -> EventMessageTypeEnum {
+    if kind == Kind::Secret {
+        EventMessageTypeEnum::SECRET
+    } else {
+        EventMessageTypeEnum::CONFIG
+    }
+}
+
+/// An object's id and name.
+fn id_and_name(engine: &Engine, kind: Kind, key: &str) -> Result<(String, String), crate::engine::EngineError> {
+    engine.swarm.read(|c| {
+        objects::find(c, kind, key).map(|o| (o.meta.id.clone(), o.spec["Name"].as_str().unwrap_or("").to_string()))
+    })?
+}
+
 /// `GET /secrets`, `GET /configs`.
 pub async fn list(State(engine): State<Arc<Engine>>, uri: axum::http::Uri, p: Params) -> ApiResult<Response> {
     let kind = kind_of(uri.path());
@@ -37,7 +53,10 @@ pub async fn list(State(engine): State<Arc<Engine>>, uri: axum::http::Uri, p: Pa
 
 /// `POST /secrets/create`, `POST /configs/create`.
 pub async fn create(State(engine): State<Arc<Engine>>, uri: axum::http::Uri, body: Bytes) -> ApiResult<Response> {
-    let id = engine.swarm.create_object(kind_of(uri.path()), object_body(&body)?)?;
+    let kind = kind_of(uri.path());
+    let spec = object_body(&body)?;
+    let id = engine.swarm.create_object(kind, spec.clone())?;
+    engine.events.swarm(event_type(kind), "create", &id, spec["Name"].as_str().unwrap_or(""));
     Ok((StatusCode::CREATED, Json(json!({"ID": id}))).into_response())
 }
 
@@ -60,7 +79,11 @@ pub async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    engine.swarm.update_object(kind_of(uri.path()), &id, version(&p)?, object_body(&body)?)?;
+    let kind = kind_of(uri.path());
+    engine.swarm.update_object(kind, &id, version(&p)?, object_body(&body)?)?;
+    if let Ok((oid, name)) = id_and_name(&engine, kind, &id) {
+        engine.events.swarm(event_type(kind), "update", &oid, &name);
+    }
     Ok(StatusCode::OK.into_response())
 }
 
@@ -70,6 +93,9 @@ pub async fn remove(
     uri: axum::http::Uri,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    engine.swarm.remove_object(kind_of(uri.path()), &id)?;
+    let kind = kind_of(uri.path());
+    let (oid, name) = id_and_name(&engine, kind, &id)?;
+    engine.swarm.remove_object(kind, &oid)?;
+    engine.events.swarm(event_type(kind), "remove", &oid, &name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

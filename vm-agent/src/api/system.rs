@@ -197,7 +197,12 @@ fn event_matches(f: &Filters, e: &EventMessage) -> bool {
     let any = |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_empty() || f.get(key).iter().any(|v| ok(v));
     let attrs = e.actor.as_ref().and_then(|a| a.attributes.clone()).unwrap_or_default();
     let image_attr = attrs.get("image").cloned().unwrap_or_default();
-    // Networks, volumes and daemon events do not exist yet: such filters match nothing.
+    let scope = e
+        .scope
+        .map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .unwrap_or_default();
+    // An object filter (`network=`, `service=`…) selects events of that object: by id prefix or name.
+    let object = |key: &str, kind: &str| any(key, &|v| typ == kind && (id.starts_with(v) || name == v));
     any("type", &|v| v == typ)
         && any("event", &|v| v == action || action.starts_with(&format!("{v}:")))
         && any("image", &|v| {
@@ -205,9 +210,13 @@ fn event_matches(f: &Filters, e: &EventMessage) -> bool {
                 || (typ == "container" && (image_attr == v || image_attr.starts_with(&format!("{v}:"))))
         })
         && any("container", &|v| typ == "container" && (id.starts_with(v) || name == v))
-        && any("scope", &|v| v == "local")
-        && f.get("network").is_empty()
-        && f.get("volume").is_empty()
+        && any("scope", &|v| v == scope)
+        && object("network", "network")
+        && object("volume", "volume")
+        && object("service", "service")
+        && object("node", "node")
+        && object("secret", "secret")
+        && object("config", "config")
         && f.get("daemon").is_empty()
         && f.labels_match("label", Some(&attrs))
 }
@@ -216,7 +225,21 @@ fn event_matches(f: &Filters, e: &EventMessage) -> bool {
 pub async fn events(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let filters = Filters::parse(
         p.get("filters"),
-        &["type", "event", "image", "container", "label", "scope", "network", "volume", "daemon"],
+        &[
+            "type",
+            "event",
+            "image",
+            "container",
+            "label",
+            "scope",
+            "network",
+            "volume",
+            "daemon",
+            "service",
+            "node",
+            "secret",
+            "config",
+        ],
     )?;
     let since = p
         .get("since")

@@ -25,13 +25,30 @@ impl Default for EventBus {
 impl EventBus {
     /// Publishes an event about object `id` of kind `typ`.
     pub fn publish(&self, typ: EventMessageTypeEnum, action: &str, id: &str, attributes: HashMap<String, String>) {
+        self.publish_scoped(typ, action, id, attributes, EventMessageScopeEnum::LOCAL);
+    }
+
+    /// Publishes an event about swarm object `id` (scope `swarm`) called `name`.
+    pub fn swarm(&self, typ: EventMessageTypeEnum, action: &str, id: &str, name: &str) {
+        let attrs = HashMap::from([("name".to_string(), name.to_string())]);
+        self.publish_scoped(typ, action, id, attrs, EventMessageScopeEnum::SWARM);
+    }
+
+    fn publish_scoped(
+        &self,
+        typ: EventMessageTypeEnum,
+        action: &str,
+        id: &str,
+        attributes: HashMap<String, String>,
+        scope: EventMessageScopeEnum,
+    ) {
         let now = chrono::Utc::now();
         let nanos = now.timestamp_nanos_opt().unwrap_or(0);
         let msg = EventMessage {
             typ: Some(typ),
             action: Some(action.to_string()),
             actor: Some(EventActor { id: Some(id.to_string()), attributes: Some(attributes) }),
-            scope: Some(EventMessageScopeEnum::LOCAL),
+            scope: Some(scope),
             time: Some(now.timestamp()),
             time_nano: Some(nanos),
         };

@@ -54,6 +54,21 @@ impl Filters {
         }
     }
 
+    /// Whether filter `key` is absent or one of its values passes `ok`.
+    pub fn any(&self, key: &str, ok: impl Fn(&str) -> bool) -> bool {
+        let v = self.get(key);
+        v.is_empty() || v.iter().any(|x| ok(x))
+    }
+
+    /// Whether a JSON `Labels` object satisfies every `label=` filter of `key`.
+    pub fn json_labels_match(&self, key: &str, labels: &serde_json::Value) -> bool {
+        let labels: std::collections::HashMap<String, String> = labels
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+            .unwrap_or_default();
+        self.labels_match(key, Some(&labels))
+    }
+
     /// Whether `labels` satisfies every `label=` filter (`key` or `key=value`).
     pub fn labels_match(&self, key: &str, labels: Option<&std::collections::HashMap<String, String>>) -> bool {
         self.get(key).iter().all(|f| {

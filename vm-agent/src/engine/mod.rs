@@ -7,6 +7,7 @@ pub mod config_changes;
 pub mod containers;
 pub mod events;
 pub mod filters;
+pub mod go_json;
 pub mod images;
 pub mod import;
 pub mod load;

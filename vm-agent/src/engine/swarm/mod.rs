@@ -171,7 +171,11 @@ impl Swarm {
                 "data path port {data_path_port} is out of the range 1024-49151"
             )));
         }
-        let spec = spec::merged(&spec::swarm_defaults(), &req.spec.unwrap_or(Value::Null));
+        let given = req.spec.unwrap_or(Value::Null);
+        if !(given.is_object() || given.is_null()) {
+            return Err(EngineError::InvalidArgument("Spec must be a JSON object".into()));
+        }
+        let spec = spec::merged(&spec::swarm_defaults(), &given);
         let auto_lock = spec["EncryptionConfig"]["AutoLockManagers"].as_bool().unwrap_or(false);
         let addr = [req.advertise_addr, req.listen_addr]
             .into_iter()

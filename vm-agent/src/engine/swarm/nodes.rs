@@ -40,24 +40,15 @@ pub fn to_json(c: &Cluster) -> Value {
 
 /// Whether the node matches `GET /nodes` filters.
 pub fn matches(c: &Cluster, f: &Filters) -> bool {
-    let n = &c.node;
-    let spec = &n.spec;
-    let any = |key: &str, ok: &dyn Fn(&str) -> bool| {
-        let v = f.get(key);
-        v.is_empty() || v.iter().any(|x| ok(x))
-    };
+    let (n, spec) = (&c.node, &c.node.spec);
     let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-    let labels: std::collections::HashMap<String, String> = spec["Labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-        .unwrap_or_default();
-    any("id", &|v| n.meta.id.starts_with(v))
-        && any("name", &|v| spec["Name"].as_str().unwrap_or(&hostname).starts_with(v) || hostname.starts_with(v))
-        && any("role", &|v| spec["Role"].as_str() == Some(v))
-        && any("membership", &|v| v == "accepted")
-        && any("availability", &|v| spec["Availability"].as_str() == Some(v))
-        && f.labels_match("node.label", Some(&labels))
-        && f.labels_match("label", Some(&labels))
+    f.any("id", |v| n.meta.id.starts_with(v))
+        && f.any("name", |v| spec["Name"].as_str().unwrap_or(&hostname).starts_with(v) || hostname.starts_with(v))
+        && f.any("role", |v| spec["Role"].as_str() == Some(v))
+        && f.any("membership", |v| v == "accepted")
+        && f.any("availability", |v| spec["Availability"].as_str() == Some(v))
+        && f.json_labels_match("node.label", &spec["Labels"])
+        && f.json_labels_match("label", &spec["Labels"])
 }
 
 /// Finds the node by id, id prefix or hostname (a 404 otherwise).

@@ -105,18 +105,10 @@ pub fn to_json(kind: Kind, o: &ObjectState) -> Value {
 /// Whether `o` passes the list filters (`id`, `label`, `name` prefix, `names` exact).
 pub fn matches(o: &ObjectState, f: &Filters) -> bool {
     let name = o.spec["Name"].as_str().unwrap_or("");
-    let labels: std::collections::HashMap<String, String> = o.spec["Labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-        .unwrap_or_default();
-    let any = |key: &str, ok: &dyn Fn(&str) -> bool| {
-        let v = f.get(key);
-        v.is_empty() || v.iter().any(|x| ok(x))
-    };
-    any("id", &|v| o.meta.id.starts_with(v))
-        && any("name", &|v| name.starts_with(v))
-        && any("names", &|v| name == v)
-        && f.labels_match("label", Some(&labels))
+    f.any("id", |v| o.meta.id.starts_with(v))
+        && f.any("name", |v| name.starts_with(v))
+        && f.any("names", |v| name == v)
+        && f.json_labels_match("label", &o.spec["Labels"])
 }
 
 /// The services whose tasks reference object `id`.

@@ -143,18 +143,10 @@ pub fn to_json(c: &Cluster, s: &ServiceState, insert_defaults: bool, status: boo
 /// Whether `s` passes `GET /services` filters (`id`, `name` prefix, `label`, `mode`).
 pub fn matches(s: &ServiceState, f: &Filters) -> bool {
     let name = s.spec["Name"].as_str().unwrap_or("");
-    let labels: std::collections::HashMap<String, String> = s.spec["Labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-        .unwrap_or_default();
-    let any = |key: &str, ok: &dyn Fn(&str) -> bool| {
-        let v = f.get(key);
-        v.is_empty() || v.iter().any(|x| ok(x))
-    };
-    any("id", &|v| s.meta.id.starts_with(v))
-        && any("name", &|v| name.starts_with(v))
-        && any("mode", &|v| spec::mode_of(&s.spec).0 == v)
-        && f.labels_match("label", Some(&labels))
+    f.any("id", |v| s.meta.id.starts_with(v))
+        && f.any("name", |v| name.starts_with(v))
+        && f.any("mode", |v| spec::mode_of(&s.spec).0 == v)
+        && f.json_labels_match("label", &s.spec["Labels"])
 }
 
 impl Swarm {

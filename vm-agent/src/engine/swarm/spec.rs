@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::engine::go_json::fold_keys;
 use crate::engine::EngineError;
 
 /// `a` with every field of `b` laid over it (objects merge key by key, anything else replaces).
@@ -133,20 +134,34 @@ pub fn normalise_service(
         [k] if k.as_str() == "Replicated" => {
             let r = object_mut_or_insert(mode, "Replicated");
             r.entry("Replicas").or_insert(json!(1));
-            if !r.get("Replicas").is_some_and(Value::is_u64) {
-                return Err(bad("Mode.Replicated.Replicas must be a number"));
-            }
+            check_count(r, "Replicas")?;
         }
         [k] if k.as_str() == "ReplicatedJob" => {
             let r = object_mut_or_insert(mode, "ReplicatedJob");
             r.entry("MaxConcurrent").or_insert(json!(1));
             let max = r.get("MaxConcurrent").cloned().unwrap_or(json!(1));
             r.entry("TotalCompletions").or_insert(max);
+            check_count(r, "MaxConcurrent")?;
+            check_count(r, "TotalCompletions")?;
         }
         [k] if k.as_str() == "Global" || k.as_str() == "GlobalJob" => {}
         _ => return Err(bad("Mode must be one of Replicated, Global, ReplicatedJob, GlobalJob")),
     }
     Ok(spec)
+}
+
+/// The most tasks one service may ask of this one node at a time.
+pub const MAX_REPLICAS: u64 = 1000;
+
+/// Checks that `m[key]` is a task count this node can run.
+fn check_count(m: &Map<String, Value>, key: &str) -> Result<(), EngineError> {
+    match m.get(key).and_then(Value::as_u64) {
+        Some(n) if n <= MAX_REPLICAS => Ok(()),
+        Some(n) => Err(EngineError::InvalidArgument(format!(
+            "{key} {n} is more than the {MAX_REPLICAS} tasks a service may run on this one-node swarm"
+        ))),
+        None => Err(EngineError::InvalidArgument(format!("{key} must be a whole number"))),
+    }
 }
 
 /// Removes every `null` member, at any depth (a field sent as `null` is a field not sent).
@@ -158,20 +173,6 @@ fn strip_nulls(v: &mut Value) {
         }
         Value::Array(a) => a.iter_mut().for_each(strip_nulls),
         _ => {}
-    }
-}
-
-/// Renames keys that match one of `names` but for case to that name (as Go's decoder reads them).
-fn fold_keys(m: &mut Map<String, Value>, names: &[&str]) {
-    let odd: Vec<(String, &str)> = m
-        .keys()
-        .filter(|k| !names.contains(&k.as_str()))
-        .filter_map(|k| names.iter().find(|n| n.eq_ignore_ascii_case(k)).map(|n| (k.clone(), *n)))
-        .collect();
-    for (k, n) in odd {
-        if let Some(v) = m.remove(&k) {
-            m.entry(n).or_insert(v);
-        }
     }
 }
 
@@ -379,6 +380,9 @@ mod tests {
             json!({"MaxConcurrent": 1, "TotalCompletions": 5})
         );
         assert!(normalise_service(&json!({"Name": "x", "TaskTemplate": {"ContainerSpec": {}}}), &ids).is_err());
+        let huge = json!({"Name": "h", "Mode": {"Replicated": {"Replicas": 1u64 << 62}},
+                          "TaskTemplate": {"ContainerSpec": {"Image": "i"}}});
+        assert!(normalise_service(&huge, &ids).is_err());
         assert!(normalise_service(&json!({"Name": "a b", "TaskTemplate": {"ContainerSpec": {"Image": "i"}}}), &ids)
             .is_err());
         let global = json!({"Name": "g", "Mode": {"global": {}}, "Labels": null, "EndpointSpec": null,

@@ -64,6 +64,10 @@ pub struct TaskState {
     pub slot: u64,
     /// The service generation it runs.
     pub generation: u64,
+    /// Restarts of its slot before it (within the generation): `MaxAttempts` counts these, so
+    /// pruning old tasks from the history never resets it.
+    #[serde(default)]
+    pub attempt: u64,
     /// The task template it runs.
     pub spec: Value,
     /// Its container, once created.

@@ -201,7 +201,6 @@ fn plan_round(c: &mut Cluster) -> Result<Plan, EngineError> {
         let mut running_now = active(&tasks);
         for slot in &slots {
             let current = tasks.iter().rev().find(|t| t.slot == *slot && t.generation == s.generation);
-            let attempts = tasks.iter().filter(|t| t.slot == *slot && t.generation == s.generation).count() as u64;
             let want_new = match current {
                 None => true,
                 Some(t) if !t.finished() => false,
@@ -212,7 +211,7 @@ fn plan_round(c: &mut Cluster) -> Result<Plan, EngineError> {
                         "on-failure" => t.state != "complete",
                         _ => !(job && t.state == "complete"),
                     };
-                    restart && (max_attempts == 0 || attempts <= max_attempts) && age(&t.timestamp) >= delay
+                    restart && (max_attempts == 0 || t.attempt < max_attempts) && age(&t.timestamp) >= delay
                 }
             };
             if !want_new || (job && running_now >= usize::try_from(max_concurrent).unwrap_or(usize::MAX)) {
@@ -223,6 +222,7 @@ fn plan_round(c: &mut Cluster) -> Result<Plan, EngineError> {
             if tasks.iter().any(|t| t.slot == *slot && t.generation != s.generation && !t.finished()) {
                 continue;
             }
+            let attempt = current.map_or(0, |t| t.attempt + 1);
             if let Some(t) = current.cloned() {
                 if t.desired_state == "running" {
                     let mut t = t;
@@ -238,6 +238,7 @@ fn plan_round(c: &mut Cluster) -> Result<Plan, EngineError> {
                 service_id: s.meta.id.clone(),
                 slot: *slot,
                 generation: s.generation,
+                attempt,
                 spec: s.spec["TaskTemplate"].clone(),
                 container_id: None,
                 state: "pending".into(),
@@ -294,6 +295,11 @@ fn write_files(dir: &std::path::Path, c: &Cluster, template: &Value) -> Result<V
             };
             std::fs::create_dir_all(dir)
                 .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+            // Only the engine reads them on the host; the container sees just its bind-mounted file.
+            for d in [dir, dir.parent().unwrap_or(dir)] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| EngineError::Internal(format!("protecting {}: {e}", d.display())))?;
+            }
             let host = dir.join(format!("{}-{}", if kind == Kind::Secret { "secret" } else { "config" }, o.meta.id));
             std::fs::write(&host, objects::data(o))
                 .map_err(|e| EngineError::Internal(format!("writing {}: {e}", host.display())))?;
@@ -452,15 +458,11 @@ pub fn matches(c: &Cluster, t: &TaskState, f: &Filters) -> bool {
     let service = c.services.get(&t.service_id);
     let service_name = service.and_then(|s| s.spec["Name"].as_str()).unwrap_or("");
     let name = task_name(service_name, t, &c.node.meta.id);
-    let any = |key: &str, ok: &dyn Fn(&str) -> bool| {
-        let v = f.get(key);
-        v.is_empty() || v.iter().any(|x| ok(x))
-    };
-    let labels = std::collections::HashMap::new();
-    any("id", &|v| t.meta.id.starts_with(v))
-        && any("name", &|v| name.starts_with(v))
-        && any("service", &|v| t.service_id.starts_with(v) || service_name == v)
-        && any("node", &|v| c.node.meta.id.starts_with(v))
-        && any("desired-state", &|v| v == t.desired_state || (v == "accepted" && t.desired_state == "running"))
-        && f.labels_match("label", Some(&labels))
+    f.any("id", |v| t.meta.id.starts_with(v))
+        && f.any("name", |v| name.starts_with(v))
+        && f.any("service", |v| t.service_id.starts_with(v) || service_name == v)
+        && f.any("node", |v| c.node.meta.id.starts_with(v))
+        && f.any("desired-state", |v| v == t.desired_state || (v == "accepted" && t.desired_state == "running"))
+        // Tasks carry no labels of their own.
+        && f.json_labels_match("label", &serde_json::Value::Null)
 }
