@@ -183,10 +183,19 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
     };
     let hypervisor = crate::hypervisor::for_this_host().map_err(|e| DaemonError::Setup(e.to_string()))?;
     let mut decision = decision;
+    // A QEMU that dies the moment it starts, with nothing left to fall back to, gets one more try
+    // (seen rarely on a loaded host with several VMs starting at once); the reason is logged.
+    let mut retried = false;
     let (vm, mut control) = loop {
         let spec = VmSpec { accel: decision.accel, ..spec.clone() };
         let failed = match hypervisor.launch(&spec).await {
             Err(e) if decision.fallback_allowed => AttemptFailure::Launch(e.to_string()),
+            Err(e) if !retried && e.to_string().contains("exited at start") => {
+                tracing::warn!(error = %e, "the VM failed at launch; trying once more");
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             Err(e) => return Err(DaemonError::Setup(e.to_string())),
             Ok(vm) => {
                 let vm: Arc<dyn RunningVm> = Arc::from(vm);

@@ -170,6 +170,25 @@ async fn wait_for_listener(path: &Path, patience: Duration, child: &mut Child, w
     Ok(())
 }
 
+/// Ends the helpers of a launch that failed (with what they forked: each leads its own process
+/// group) and waits until they are gone.
+async fn stop_helpers(helpers: &mut Vec<Child>) {
+    for h in helpers.iter_mut() {
+        if let Some(pid) = h.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), h.wait()).await;
+    }
+    helpers.clear();
+}
+
+/// The last lines of a log, joined, for an error message (empty when there is none).
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
 /// Whether a Unix socket bound at `path` is listening, read from `/proc/net/unix` so that
 /// checking does not take the one connection a vhost-user back end accepts. Where there is no
 /// such table, the file's existence is all there is to go on.
@@ -266,7 +285,17 @@ impl Hypervisor for Qemu {
         die_with_parent(&mut cmd);
         tracing::info!(qemu = %self.qemu.display(), accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
         let mut child = cmd.spawn().map_err(|e| VmError::Missing(self.qemu.display().to_string(), e.to_string()))?;
-        wait_for_listener(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await?;
+        let started = wait_for_listener(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await;
+        if let Err(e) = started {
+            // The helpers go before the next attempt (an accelerator fallback reuses their socket
+            // paths), and QEMU's own words go into the error.
+            stop_helpers(&mut helpers).await;
+            let said = log_tail(&spec.run_dir.join("qemu.log"));
+            return Err(match e {
+                VmError::Failed(m) if !said.is_empty() => VmError::Failed(format!("{m}: {said}")),
+                other => other,
+            });
+        }
         let qmp = connect_qmp(&qmp_path).await?;
         Ok(Box::new(QemuVm {
             vsock,
