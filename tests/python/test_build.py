@@ -230,6 +230,37 @@ def test_dockerignore_and_dockerfile_locations(agent, tmp_path):
     assert iid.read_text().startswith("sha256:")
 
 
+def test_context_links_stay_inside_the_context(agent, tmp_path):
+    """The context is read from its tar, never extracted for COPY: symlinks resolve with the
+    context's root as `/`, hard links carry their target's content, and a link that points out
+    of the context reaches nothing outside it (COPY, a wildcard, a RUN bind mount)."""
+    agent.load("busybox.tar")
+    write(tmp_path, {"Dockerfile": "FROM busybox\nCOPY data/ /d/\nCOPY alias.txt /alias\nCOPY data/*.txt /txt/\n",
+                     "data/real.txt": "real\n"})
+    os.symlink("real.txt", tmp_path / "data/rel-link")
+    os.symlink("/data/real.txt", tmp_path / "alias.txt")
+    os.link(tmp_path / "data/real.txt", tmp_path / "data/hard.txt")
+    os.symlink("/etc/hostname", tmp_path / "escape")
+    build(agent, tmp_path, "-t", "links")
+    assert run(agent, "links", "cat", "/alias") == "real\n"
+    assert run(agent, "links", "readlink", "/d/rel-link") == "real.txt\n"
+    assert run(agent, "links", "cat", "/d/hard.txt") == "real\n"
+    assert sorted(run(agent, "links", "ls", "/txt").split()) == ["hard.txt", "real.txt"]
+    for df, says in [
+        ("FROM busybox\nCOPY escape /x\n", "file not found in build context"),
+        ("FROM busybox\nCOPY escap* /x\n", "file not found in build context"),
+        ("FROM busybox\nRUN --mount=type=bind,source=escape,target=/m cat /m\n", "is not in the build context"),
+    ]:
+        (tmp_path / "Dockerfile").write_text(df)
+        r = cli(agent, "build", str(tmp_path))
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode != 0 and says in out, out
+    # A bind mount of a directory of the context sees it, links resolved inside.
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN --mount=type=bind,source=data,target=/m cat /m/rel-link > /seen\n")
+    build(agent, tmp_path, "-t", "bound")
+    assert run(agent, "bound", "cat", "/seen") == "real\n"
+
+
 class _Files(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass

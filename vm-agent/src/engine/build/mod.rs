@@ -3,8 +3,9 @@
 //! layer for `RUN`, `COPY` and `ADD`, the config only for the rest); those step images are the
 //! build cache. Stages run in order, only those the target needs.
 //!
-//! context.rs receives the context, dockerfile.rs parses, lex.rs substitutes, stage.rs runs a
-//! stage's instructions (run_step.rs for `RUN`, copy.rs for `COPY`/`ADD`), cache.rs remembers.
+//! context.rs receives the context (spooled and indexed), dockerfile.rs parses, lex.rs
+//! substitutes, stage.rs runs a stage's instructions (run_step.rs for `RUN`, copy.rs for
+//! `COPY`/`ADD` from a tree.rs tree: the context or an image view), cache.rs remembers.
 
 pub mod cache;
 pub mod context;
@@ -14,6 +15,7 @@ pub mod ignore;
 pub mod lex;
 mod run_step;
 mod stage;
+pub mod tree;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -185,14 +187,14 @@ pub async fn check(ctx: Context, opts: &BuildOptions) -> Result<Checked, BuildEr
         check_platform(p)?;
     }
     let name = if opts.dockerfile.is_empty() { "Dockerfile".to_string() } else { opts.dockerfile.clone() };
-    let ctx = Arc::new(ctx);
-    let c2 = ctx.clone();
-    let text = super::blocking(move || {
-        let (found, text) = c2.read_dockerfile(&name)?;
-        c2.apply_dockerignore(&found)?;
-        Ok(text)
+    let (ctx, text) = super::blocking(move || {
+        let mut ctx = ctx;
+        let (_, text) = ctx.read_dockerfile(&name)?;
+        ctx.apply_dockerignore()?;
+        Ok((ctx, text))
     })
     .await?;
+    let ctx = Arc::new(ctx);
     let df = dockerfile::parse(&text).map_err(|e| BuildError::new(e.to_string()))?;
     Ok(Checked { ctx, df })
 }

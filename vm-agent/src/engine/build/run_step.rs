@@ -94,7 +94,10 @@ pub(super) fn mounts(
                 let source = get("source").or_else(|| get("src")).unwrap_or_default();
                 let rel = super::copy::clean_rel(&source)
                     .ok_or_else(|| BuildError::new(format!("--mount source {source} is outside the context")))?;
-                let host = context.dir().join(rel);
+                let dir = context.materialize()?;
+                let found = super::tree::resolve(&super::tree::FsTree::new(&dir), &rel)
+                    .ok_or_else(|| BuildError::new(format!("--mount source {source} is not in the build context")))?;
+                let host = dir.join(found);
                 let rw = get("rw").or_else(|| get("readwrite")).is_some_and(|v| v != "false");
                 m.binds.push(format!("{}:{target}{}", host.display(), if rw { "" } else { ":ro" }));
             }

@@ -10,6 +10,7 @@ use super::context::Context;
 use super::copy::{self, Perms, Source};
 use super::dockerfile::{Cmd, CopySource, Dockerfile, Step, StepKind};
 use super::lex::{self, Vars};
+use super::tree::{FsTree, Tree};
 use super::view::ImageView;
 use super::{cache, run_step, short, BuildError, BuildOptions, Built, Output, PROXY_ARGS};
 use crate::engine::new_image::{self, ImageSpec};
@@ -525,7 +526,7 @@ impl Run<'_> {
                 }
             };
         let engine = self.engine.clone();
-        let context_dir = self.context.dir().to_path_buf();
+        let context: Arc<dyn Tree> = self.context.clone();
         let current = state.image.clone();
         let srcs: Vec<CopySource> = sources.to_vec();
         let download = add && srcs.iter().any(|s| matches!(s, CopySource::Path(p) if is_url(p)));
@@ -541,59 +542,72 @@ impl Run<'_> {
             }
         }
         let text = step.text.clone();
-        let vars2 = vars.clone();
-        let planned = blocking(move || {
-            let bad = |e: String| crate::engine::EngineError::InvalidArgument(format!("{what} failed: {e}"));
-            let source_view = match &source_image {
-                Some(img) => Some(ImageView::open(&engine, img.as_deref())?),
-                None => None,
-            };
-            let root = source_view.as_ref().map_or(context_dir.clone(), |v| v.path().to_path_buf());
-            let mut resolved: Vec<Source> = downloaded;
-            for s in &srcs {
-                match s {
-                    CopySource::Path(p) if is_url(p) => {}
-                    CopySource::Path(p) => {
-                        let p = lex::word(p, &vars2, esc).map_err(bad)?;
-                        resolved.extend(copy::resolve(&root, &p).map_err(bad)?);
-                    }
-                    CopySource::HereDoc { content, expand } => {
-                        let bytes = if *expand {
-                            lex::word(content, &vars2, '\\').unwrap_or_else(|_| content.clone())
-                        } else {
-                            content.clone()
-                        };
-                        let name = dest.rsplit('/').next().unwrap_or("heredoc").to_string();
-                        resolved.push(Source::Data { name, bytes: bytes.into_bytes(), mode: 0o644, mtime: 0 });
-                    }
-                }
+        // The cache key: what decides the layer. The parent image (in the key) decides what the
+        // destination and its parents are and whom `--chown` names; the sources' names, modes
+        // and contents come from the context's index, or are the source image's (an image never
+        // changes: its id and the patterns name them). No image is mounted for a cache hit.
+        let patterns: Vec<String> = srcs
+            .iter()
+            .filter_map(|s| match s {
+                CopySource::Path(p) if !is_url(p) => Some(lex::word(p, &vars, esc).map_err(BuildError::new)),
+                _ => None,
+            })
+            .collect::<Result<_, _>>()?;
+        let mut resolved: Vec<Source> = downloaded;
+        for s in &srcs {
+            if let CopySource::HereDoc { content, expand } = s {
+                let bytes = if *expand {
+                    lex::word(content, &vars, '\\').unwrap_or_else(|_| content.clone())
+                } else {
+                    content.clone()
+                };
+                let name = dest.rsplit('/').next().unwrap_or("heredoc").to_string();
+                resolved.push(Source::Data { name, bytes: bytes.into_bytes(), mode: 0o644, mtime: 0 });
             }
-            if resolved.is_empty() {
-                return Err(bad("no source files were specified".into()));
+        }
+        if resolved.is_empty() && patterns.is_empty() {
+            return Err(BuildError::new(format!("{what} failed: no source files were specified")));
+        }
+        let bad = move |e: String| crate::engine::EngineError::InvalidArgument(format!("{what} failed: {e}"));
+        let source_hash = match &source_image {
+            Some(img) => {
+                let id = img.as_ref().map_or_else(|| "scratch".to_string(), |i| i.record.id.to_string());
+                let data = copy::source_hash(&*context, &resolved, add).map_err(|e| BuildError::new(e.to_string()))?;
+                cache::key(None, &["from", &id, &patterns.join("\0"), &data])
             }
-            let target_view = ImageView::open(&engine, current.as_deref())?;
-            let owner = match &chown {
-                Some(spec) => Some(owner_of(spec, &target_view).map_err(bad)?),
-                None => None,
-            };
-            let plan = copy::plan(&resolved, &dest, Perms { owner, mode: chmod }, add, &target_view)
-                .map_err(|e| bad(e.to_string()))?;
-            // The source view stays mounted until the layer is written.
-            Ok((plan, dest, source_view))
-        })
-        .await?;
-        let (plan, dest, source_view) = planned;
+            None => {
+                let (ctx, pats, data) = (context.clone(), patterns.clone(), resolved.clone());
+                let (found, hash) = blocking(move || {
+                    let mut found = data;
+                    for p in &pats {
+                        found.extend(copy::resolve(&*ctx, p).map_err(bad)?);
+                    }
+                    let hash = copy::source_hash(&*ctx, &found, add).map_err(|e| bad(e.to_string()))?;
+                    Ok((found, hash))
+                })
+                .await?;
+                resolved = found;
+                hash
+            }
+        };
         let created_by =
-            format!("/bin/sh -c #(nop) {what} {}:{} in {dest} ", if add { "file" } else { "dir" }, plan.hash);
+            format!("/bin/sh -c #(nop) {what} {}:{source_hash} in {dest} ", if add { "file" } else { "dir" });
         let key = cache::key(
             state.image.as_ref().map(|i| &i.record.id),
-            &["copy", &text, &plan.hash, &serde_json::to_string(&state.config).unwrap_or_default()],
+            &[
+                "copy",
+                &text,
+                &dest,
+                chown.as_deref().unwrap_or_default(),
+                &chmod.map(|m| format!("{m:o}")).unwrap_or_default(),
+                &source_hash,
+                &serde_json::to_string(&state.config).unwrap_or_default(),
+            ],
         );
         if let Some(hit) = self.cached(&key) {
             state.image = Some(hit);
             return Ok(());
         }
-        let engine = self.engine.clone();
         let spec = ImageSpec {
             parent: state.image.clone(),
             config: state.config.clone(),
@@ -603,9 +617,30 @@ impl Run<'_> {
             tags: Vec::new(),
         };
         let id = blocking(move || {
+            let source_view = match &source_image {
+                Some(img) => Some(ImageView::open(&engine, img.as_deref())?),
+                None => None,
+            };
+            let tree: Arc<dyn Tree> = match &source_view {
+                Some(v) => Arc::new(FsTree::new(v.path())),
+                None => context,
+            };
+            if source_view.is_some() {
+                for p in &patterns {
+                    resolved.extend(copy::resolve(&*tree, p).map_err(bad)?);
+                }
+            }
+            let target_view = ImageView::open(&engine, current.as_deref())?;
+            let owner = match &chown {
+                Some(spec) => Some(owner_of(spec, &target_view).map_err(bad)?),
+                None => None,
+            };
+            let plan = copy::plan(&*tree, &resolved, &dest, Perms { owner, mode: chmod }, add, &target_view)
+                .map_err(|e| bad(e.to_string()))?;
+            drop(target_view);
             let w = engine.store.blob_writer()?;
-            let w = copy::write(&plan, w)
-                .map_err(|e| crate::engine::EngineError::InvalidArgument(format!("{what} failed: {e}")))?;
+            let w = copy::write(&*tree, &plan, w).map_err(|e| bad(e.to_string()))?;
+            drop(tree);
             drop(source_view);
             new_image::create(&engine, spec, Some(w))
         })
