@@ -10,6 +10,7 @@
 # Each is repeated RUNS times (default 3) alternating engines; medians and ratios are printed.
 # Targets (issue 13): cached ≥ 5× faster than the faster baseline, one-file change ≥ 2×, cold and
 # context ≥ 1.5×, peak extra memory < 100 MiB.
+# All three work on a fresh journaled ext4 (bench/lib.sh scratch_fs).
 # Usage (as root, after scripts/install-deps.sh): bench/build.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -17,6 +18,7 @@ RUNS=${1:-3}
 WORK=$(mktemp -d /tmp/skiff-bench-XXXX)
 FIX=target/fixtures
 source bench/lib.sh
+scratch_fs
 command -v buildah >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah >/dev/null
 export DOCKER_BUILDKIT=0
 start_engines
@@ -30,6 +32,8 @@ cleanup() {
   stop_engines
   bah rm -a >/dev/null 2>&1 || true
   awk -v d="$WORK/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
+  rm -rf "${WORK:?}"/*
+  scratch_fs_done
   rm -rf "$WORK"
 }
 trap cleanup EXIT

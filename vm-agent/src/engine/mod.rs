@@ -136,6 +136,12 @@ impl Engine {
         let networks = networks::Networks::open(&config.root.join("networks"), config.net.clone())?;
         let build_dir = config.root.join("build");
         build::clean_leftovers(&build_dir);
+        if let Err(e) = std::fs::create_dir_all(&build_dir) {
+            return Err(EngineError::Internal(format!("creating {}: {e}", build_dir.display())));
+        }
+        for d in ["containers", "volumes", "build"] {
+            crate::store::topdir::mark(&config.root.join(d));
+        }
         let build_cache = build::cache::BuildCache::open(build_dir.join("cache.json"));
         let swarm = swarm::Swarm::open(&config.root.join("swarm"))?;
         Ok(Self {

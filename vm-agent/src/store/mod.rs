@@ -16,6 +16,7 @@ pub mod compression;
 pub mod digest;
 pub mod layer_tar;
 pub mod model;
+pub mod topdir;
 pub mod unpack;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -156,6 +157,7 @@ impl Store {
         for d in ["blobs/sha256", "layers", "images", "tmp"] {
             fs::create_dir_all(root.join(d)).map_err(io_ctx(format!("creating {}", root.join(d).display())))?;
         }
+        topdir::mark(&root.join("layers"));
         let lock = File::create(root.join("lock")).map_err(io_ctx("creating store lock"))?;
         // SAFETY: flock on a descriptor we own; no memory is involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -185,6 +187,8 @@ impl Store {
         let tmp = self.root.join("tmp");
         fs::remove_dir_all(&tmp).map_err(io_ctx("clearing staging"))?;
         fs::create_dir_all(&tmp).map_err(io_ctx("creating staging"))?;
+        // Layers are unpacked here and renamed into layers/.
+        topdir::mark(&tmp);
 
         let mut state = State::default();
         for entry in fs::read_dir(self.root.join("images")).map_err(io_ctx("listing image records"))? {
