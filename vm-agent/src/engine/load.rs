@@ -343,6 +343,7 @@ fn import_candidate(
             added: now_rfc3339(),
             last_tag_time: (!c.tags.is_empty()).then(now_rfc3339),
             parent: None,
+            unsynced_boot: None,
         };
         let tags: Vec<String> = c.tags.iter().filter_map(ImageRef::full_tagged).collect();
         store.commit_image(record, &tags)?;

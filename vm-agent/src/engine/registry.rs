@@ -351,6 +351,7 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
             added: now_rfc3339(),
             last_tag_time: r.tag().map(|_| now_rfc3339()),
             parent: None,
+            unsynced_boot: None,
         };
         let tags: Vec<String> = r.full_tagged().into_iter().collect();
         let store = engine.store.clone();

@@ -14,6 +14,7 @@
 pub mod atomic;
 pub mod compression;
 pub mod digest;
+pub mod durability;
 pub mod layer_tar;
 pub mod model;
 pub mod topdir;
@@ -93,7 +94,9 @@ struct State {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// Makes new images durable in the background (`None`: no boot id; each commit syncs).
+    syncer: Option<(Arc<durability::Syncer>, String)>,
     pins: Mutex<HashMap<Digest, usize>>,
     _lock: File,
 }
@@ -151,6 +154,35 @@ impl Write for BlobWriter {
     }
 }
 
+/// Clears the unsynced mark of `ids` (their files are durable now), in memory and on disk.
+fn clear_unsynced_marks(state: &Mutex<State>, images_dir: &Path, ids: Vec<Digest>) {
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    for id in ids {
+        let Some(img) = st.images.get(&id) else { continue };
+        if img.record.unsynced_boot.is_none() {
+            continue;
+        }
+        let mut record = img.record.clone();
+        record.unsynced_boot = None;
+        let path = images_dir.join(format!("{}.json", id.hex()));
+        match atomic::write_json(&path, &record) {
+            Ok(()) => {
+                let config = img.config.clone();
+                st.images.insert(id, Arc::new(StoredImage { record, config }));
+            }
+            Err(e) => tracing::warn!(image = %id, error = %e, "clearing an image's unsynced mark"),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some((syncer, _)) = &self.syncer {
+            syncer.close();
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`, takes its lock, and recovers from any crash.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
@@ -163,12 +195,19 @@ impl Store {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StoreError::Locked(root.to_path_buf()));
         }
-        let store = Self {
-            root: root.to_path_buf(),
-            state: Mutex::new(State::default()),
-            pins: Mutex::new(HashMap::new()),
-            _lock: lock,
-        };
+        let state = Arc::new(Mutex::new(State::default()));
+        let syncer = durability::boot_id().map(|boot| {
+            let (weak, images_dir) = (Arc::downgrade(&state), root.join("images"));
+            let clear: durability::ClearMarks = Box::new(move |ids| match weak.upgrade() {
+                Some(state) => {
+                    clear_unsynced_marks(&state, &images_dir, ids);
+                    true
+                }
+                None => false,
+            });
+            (durability::Syncer::start(root.to_path_buf(), clear), boot)
+        });
+        let store = Self { root: root.to_path_buf(), state, syncer, pins: Mutex::new(HashMap::new()), _lock: lock };
         store.recover()?;
         Ok(store)
     }
@@ -199,9 +238,20 @@ impl Store {
                 continue;
             }
             match self.load_record(&path) {
-                Ok(img) => {
-                    state.images.insert(img.record.id.clone(), Arc::new(img));
-                }
+                Ok(img) => match (&img.record.unsynced_boot, &self.syncer) {
+                    (Some(written), Some((syncer, boot))) if written == boot => {
+                        // Same boot: the page cache still holds its files; make them durable.
+                        syncer.request(img.record.id.clone());
+                        state.images.insert(img.record.id.clone(), Arc::new(img));
+                    }
+                    (Some(_), _) => {
+                        tracing::warn!(image = %img.record.id, "dropping an image written just before the machine stopped (its files may be incomplete)");
+                        let _ = fs::remove_file(&path);
+                    }
+                    (None, _) => {
+                        state.images.insert(img.record.id.clone(), Arc::new(img));
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(record = %path.display(), error = %e, "dropping unusable image record");
                     let _ = fs::remove_file(&path);
@@ -439,14 +489,29 @@ impl Store {
         }
     }
 
+    /// At shutdown: makes every image committed so far durable and clears the marks, so the
+    /// next boot keeps them all.
+    pub fn settle(&self) {
+        if self.syncer.is_none() {
+            return;
+        }
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "syncing the image store at shutdown");
+            return;
+        }
+        let marked: Vec<Digest> = self
+            .state()
+            .images
+            .values()
+            .filter(|i| i.record.unsynced_boot.is_some())
+            .map(|i| i.record.id.clone())
+            .collect();
+        clear_unsynced_marks(&self.state, &self.root.join("images"), marked);
+    }
+
     /// Flushes everything written so far to stable storage (one `syncfs`, not an fsync per file).
     pub fn sync(&self) -> Result<(), StoreError> {
-        let f = File::open(&self.root).map_err(io_ctx("opening store root"))?;
-        // SAFETY: syncfs on a descriptor we own.
-        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-            return Err(io_ctx("syncfs")(io::Error::last_os_error()));
-        }
-        Ok(())
+        durability::syncfs(&self.root).map_err(io_ctx("syncfs"))
     }
 
     /// Pins nothing yet; add digests with [`Pin::add`].
@@ -456,10 +521,12 @@ impl Store {
 
     /// Makes an image durable and visible, then points `tags` at it. Returns the images that lost a
     /// tag to it (they may now be dangling).
-    pub fn commit_image(&self, record: ImageRecord, tags: &[String]) -> Result<Arc<StoredImage>, StoreError> {
-        let started = std::time::Instant::now();
-        self.sync()?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "store synced");
+    pub fn commit_image(&self, mut record: ImageRecord, tags: &[String]) -> Result<Arc<StoredImage>, StoreError> {
+        match &self.syncer {
+            // Durable within this boot at once (the page cache), across a reboot once synced.
+            Some((_, boot)) => record.unsynced_boot = Some(boot.clone()),
+            None => self.sync()?,
+        }
         let config = self.parse_config(&record.id)?;
         let mut st = self.state();
         let merged = match st.images.get(&record.id) {
@@ -478,6 +545,9 @@ impl Store {
         atomic::write_json(&path, &merged).map_err(io_ctx("writing image record"))?;
         let img = Arc::new(StoredImage { record: merged, config });
         st.images.insert(img.record.id.clone(), img.clone());
+        if let (Some((syncer, _)), Some(_)) = (&self.syncer, &img.record.unsynced_boot) {
+            syncer.request(img.record.id.clone());
+        }
         if !tags.is_empty() {
             for t in tags {
                 st.tags.insert(t.clone(), img.record.id.clone());
@@ -572,4 +642,67 @@ impl Store {
 fn list_hex(dir: &Path) -> Vec<Digest> {
     let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
     rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| Digest::from_hex(n).ok())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(store: &Store) -> ImageRecord {
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+        let id = store.put_blob(config).unwrap_or_else(|e| panic!("{e}"));
+        let manifest = store.put_blob(b"{}").unwrap_or_else(|e| panic!("{e}"));
+        ImageRecord {
+            id,
+            manifest,
+            manifest_media_type: model::OCI_MANIFEST.to_string(),
+            layers: Vec::new(),
+            repo_digests: Vec::new(),
+            added: "2026-01-01T00:00:00Z".into(),
+            last_tag_time: None,
+            parent: None,
+            unsynced_boot: None,
+        }
+    }
+
+    fn on_disk(root: &Path, id: &Digest) -> ImageRecord {
+        let bytes = fs::read(root.join("images").join(format!("{}.json", id.hex()))).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn new_images_are_synced_in_the_background_and_torn_ones_dropped_after_a_reboot() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().join("store");
+        let Some(boot) = durability::boot_id() else { return };
+        let id = {
+            let store = Store::open(&root).unwrap_or_else(|e| panic!("{e}"));
+            let img = store.commit_image(record(&store), &["x/y:latest".into()]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(img.record.unsynced_boot.as_deref(), Some(boot.as_str()));
+            let id = img.record.id.clone();
+            // The syncer clears the mark, in memory and on disk.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while store.by_id(&id).is_some_and(|i| i.record.unsynced_boot.is_some()) {
+                assert!(std::time::Instant::now() < deadline, "the mark was never cleared");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert_eq!(on_disk(&root, &id).unsynced_boot, None);
+            id
+        };
+        // Marked in this boot (an engine killed before the sync): kept, and synced again.
+        let mut r = on_disk(&root, &id);
+        r.unsynced_boot = Some(boot);
+        atomic::write_json(&root.join("images").join(format!("{}.json", id.hex())), &r)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&root).unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.by_id(&id).is_some());
+        drop(store);
+        // Marked in another boot (the machine stopped first): dropped, with its tag.
+        r.unsynced_boot = Some("another-boot".into());
+        atomic::write_json(&root.join("images").join(format!("{}.json", id.hex())), &r)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&root).unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.by_id(&id).is_none());
+        assert!(store.by_tag("x/y:latest").is_none());
+    }
 }

@@ -157,7 +157,8 @@ pub struct LayerRef {
     pub unpacked_size: u64,
 }
 
-/// What the store keeps per image; written once all its blobs and layers are durable.
+/// What the store keeps per image; written once all its blobs and layers are in place (durable at
+/// once within this boot, across a reboot once synced: `store/durability.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRecord {
@@ -181,6 +182,10 @@ pub struct ImageRecord {
     /// loaded and imported images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Digest>,
+    /// The boot this image was committed in while its files may still be only in the page cache
+    /// (`store/durability.rs`); cleared once they are synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsynced_boot: Option<String>,
 }
 
 /// Metadata kept beside each unpacked layer directory.

@@ -71,4 +71,7 @@ pub async fn stop_all_for_shutdown(engine: &Arc<Engine>, grace: Duration) {
         let _ = c.update(|r| r.was_running = true);
     });
     futures::future::join_all(stops).await;
+    // Images committed moments ago become durable now, not after the next boot's recovery.
+    let store = engine.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.settle()).await;
 }
