@@ -28,6 +28,9 @@ python3 tests/fixtures/build_fixtures.py target/fixtures
 step "guest image (vm-image/build.py: agent, kernel, initramfs)"
 python3 vm-image/build.py
 
+step "arm64 guest image (vm-image/build.py --arch arm64: the agent cross-built)"
+python3 vm-image/build.py --arch arm64
+
 step "unit and docker CLI integration tests"
 cargo test --workspace
 

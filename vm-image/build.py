@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Build the Skiff guest: an uncompressed kernel for direct boot and an initramfs.
 
-    vm-image/build.py [--arch amd64|arm64] [--out target/vm-image] [--offline]
+    vm-image/build.py [--arch amd64|arm64] [--out DIR] [--offline]
+
+The host's architecture goes to target/vm-image, another one to target/vm-image/ARCH (where
+`skiff start --arch ARCH` finds it). Another architecture's agent is cross-built with Debian's
+rustc-web (-Zbuild-std) and the cross gcc; scripts/install-deps.sh installs both.
 
 Everything comes from pinned Debian packages (vm-image/packages.lock, with sha256 sums) that are
 downloaded once into OUT/debs; with them cached the build needs no network (--offline makes that an
@@ -14,6 +18,8 @@ The initramfs holds exactly:
   /lib/modules/VER/...       the kernel modules listed in modules.txt plus their dependencies,
                              with a modules.dep computed from each module's own `depends=`
   /sbin/{mke2fs,e2fsck,resize2fs} + the shared libraries they need, /etc/mke2fs.conf
+  /usr/libexec/skiff/qemu-*-static  QEMU's user-mode emulator for the other architecture, which
+                             the agent registers with binfmt_misc (foreign-architecture images)
   empty mount points (dev proc sys run tmp var/lib/skiff) and /etc/{hosts,nsswitch.conf}
 """
 
@@ -33,20 +39,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-# Per-architecture facts. arm64 is the Apple-silicon path: designed, not testable on these hosts
-# (see README.md).
+# Per-architecture facts. arm64 is the Apple-silicon guest; on amd64 machines it boots under
+# emulation (qemu-system-aarch64, TCG).
 ARCHES = {
     "amd64": {
         "rust_target": "x86_64-unknown-linux-gnu",
         "triplet": "x86_64-linux-gnu",
         "loader": ("lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
         "kernel_file": "vmlinuz-{ver}",
+        # QEMU user-mode emulators the guest registers with binfmt_misc (foreign-architecture
+        # images: arm64 ones on an amd64 guest), from the pinned qemu-user-static.
+        "emulators": ["aarch64"],
     },
     "arm64": {
         "rust_target": "aarch64-unknown-linux-gnu",
         "triplet": "aarch64-linux-gnu",
         "loader": ("lib/ld-linux-aarch64.so.1", "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"),
         "kernel_file": "vmlinuz-{ver}",
+        "emulators": ["x86_64"],
     },
 }
 
@@ -242,38 +252,74 @@ def needed(path: Path) -> list[str]:
     return [line.split("[", 1)[1].rstrip("]") for line in r.stdout.splitlines() if "(NEEDED)" in line]
 
 
-def build_agent(arch: str, prebuilt: str | None) -> Path:
+def host_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def build_agent(arch: str, prebuilt: str | None, pkgroot: Path, work: Path) -> Path:
     if prebuilt:
         return Path(prebuilt)
     target = ARCHES[arch]["rust_target"]
-    log(f"building skiff-agent for {target} (cargo build --release)")
-    r = subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "skiff-agent", "--target", target],
-                       cwd=REPO)
+    cmd = ["cargo", "build", "--release", "--quiet", "-p", "skiff-agent", "--target", target]
+    env = dict(os.environ)
+    if arch != host_arch():
+        # Another architecture without a rustup target: Debian's rustc-web ships the standard
+        # library's sources, so cargo builds std itself (-Zbuild-std, allowed by RUSTC_BOOTSTRAP),
+        # with Debian's toolchain first on PATH for this build only; the cross gcc links, against
+        # the pinned packages' libnftnl and libmnl (their unversioned names in a directory of ours).
+        triplet = ARCHES[arch]["triplet"]
+        libs = work / "cross-libs"
+        libs.mkdir(exist_ok=True)
+        for lib, soname in [("libnftnl.so", "libnftnl.so.11"), ("libmnl.so", "libmnl.so.0")]:
+            found = next((d / soname for d in [pkgroot / "usr" / "lib" / triplet, pkgroot / "lib" / triplet]
+                          if (d / soname).exists()), None)
+            if found is None:
+                die(f"{soname} is in none of the pinned {arch} packages")
+            for name in (lib, soname):
+                if not (libs / name).exists():
+                    os.symlink(found.resolve(), libs / name)
+        var = target.upper().replace("-", "_")
+        env.update({
+            "PATH": "/usr/bin:" + env.get("PATH", ""),
+            "RUSTC_BOOTSTRAP": "1",
+            f"CARGO_TARGET_{var}_LINKER": f"{triplet}-gcc",
+            f"CARGO_TARGET_{var}_RUSTFLAGS": f"-C link-arg=-Wl,-rpath-link,{libs}",
+            "LIBNFTNL_LIB_DIR": str(libs),
+            "LIBMNL_LIB_DIR": str(libs),
+        })
+        cmd.insert(2, "-Zbuild-std=std,panic_abort")
+        if not Path("/usr/bin/cargo").exists() or not shutil.which(f"{triplet}-gcc"):
+            die(f"building for {arch} needs Debian's rustc-web, cargo-web, rust-web-src and gcc-{triplet} "
+                "(scripts/install-deps.sh installs them)")
+    log(f"building skiff-agent for {target} ({' '.join(cmd[1:])})")
+    r = subprocess.run(cmd, cwd=REPO, env=env)
     if r.returncode != 0:
-        die(f"cargo build for {target} failed (is the Rust target installed? `rustup target add {target}`)")
+        die(f"cargo build for {target} failed")
     return REPO / "target" / target / "release" / "skiff-agent"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="amd64", choices=sorted(ARCHES))
-    ap.add_argument("--out", default=str(REPO / "target" / "vm-image"))
+    ap.add_argument("--arch", default=host_arch(), choices=sorted(ARCHES))
+    ap.add_argument("--out", help="default: target/vm-image for the host's architecture, "
+                                  "target/vm-image/ARCH for another (where `skiff start --arch` looks)")
     ap.add_argument("--offline", action="store_true", help="fail instead of downloading a missing .deb")
     ap.add_argument("--agent", help="use this skiff-agent binary instead of building one")
     args = ap.parse_args()
     arch, facts = args.arch, ARCHES[args.arch]
-    out = Path(args.out).resolve()
+    default_out = REPO / "target" / "vm-image" / ("" if arch == host_arch() else arch)
+    out = Path(args.out or default_out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
     pkgs = read_lock(arch)
     debs = fetch_debs(pkgs, arch, out / "debs", args.offline)
-    agent = build_agent(arch, args.agent)
 
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         work = Path(tmp)
         pkgroot = work / "pkgs"
         for deb in debs.values():
             extract(deb, pkgroot)
+        agent = build_agent(arch, args.agent, pkgroot, work)
         kver = next(p.name for p in (pkgroot / "lib" / "modules").iterdir())
         decompress_kernel(pkgroot / "boot" / facts["kernel_file"].format(ver=kver), out / "vmlinux.tmp", arch)
 
@@ -331,6 +377,12 @@ def main() -> None:
         os.chmod(stage / loader_file, 0o755)
         (stage / loader_link).parent.mkdir(parents=True, exist_ok=True)
         os.symlink("/" + loader_file, stage / loader_link)
+        # Emulators (static binaries) where the agent looks for them (vm-agent/src/runtime/binfmt.rs).
+        for emu in facts.get("emulators", []):
+            dst = stage / "usr" / "libexec" / "skiff" / f"qemu-{emu}-static"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pkgroot / "usr" / "bin" / f"qemu-{emu}-static", dst)
+            os.chmod(dst, 0o755)
         shutil.copyfile(pkgroot / "etc" / "mke2fs.conf", stage / "etc" / "mke2fs.conf")
         (stage / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
         (stage / "etc" / "nsswitch.conf").write_text("hosts: files dns\n")

@@ -66,6 +66,33 @@ impl Decision {
 /// How long the KVM test guest may take before KVM counts as hanging.
 const KVM_PROBE_DEADLINE: Duration = Duration::from_secs(3);
 
+/// Picks the accelerator for a guest of `arch`: the host's own architecture as [`decide`]
+/// does; another one only under emulation (TCG), with a notice saying so.
+pub fn decide_for(
+    arch: crate::arch::GuestArch,
+    choice: AccelChoice,
+    probe_exe: &Path,
+    cache: &Path,
+) -> Result<Decision, String> {
+    if arch.is_native() {
+        return decide(choice, probe_exe, cache);
+    }
+    let host = crate::arch::GuestArch::host();
+    match choice {
+        AccelChoice::Auto | AccelChoice::Tcg => Ok(Decision {
+            accel: Accel::Tcg,
+            notice: Some(format!(
+                "an {arch} guest on an {host} host runs emulated (TCG): expect it to be several times slower than an {host} guest"
+            )),
+            fallback_allowed: false,
+        }),
+        other => Err(format!(
+            "--accel {}: a hardware accelerator runs only {host} guests here; an {arch} guest needs --accel tcg (or auto)",
+            format!("{other:?}").to_lowercase()
+        )),
+    }
+}
+
 /// Picks the accelerator for `choice`; `probe_exe` is the `skiff` binary (re-executed to run the
 /// KVM test guest in a child that can be killed if it hangs).
 pub fn decide(choice: AccelChoice, probe_exe: &Path, cache: &Path) -> Result<Decision, String> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::accel::AccelChoice;
+use crate::arch::GuestArch;
 
 /// The VM's resources.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,8 @@ pub struct VmConfig {
     /// Host folders shared with the VM over virtio-fs, mounted at the same path in the guest so
     /// `-v "$PWD":/app` works unchanged (default: the home directory).
     pub shares: Vec<PathBuf>,
+    /// The guest's architecture (default: the host's; the other one runs emulated).
+    pub arch: GuestArch,
 }
 
 fn default_shares() -> Vec<PathBuf> {
@@ -34,6 +37,7 @@ impl Default for VmConfig {
             disk_gib: 64,
             accel: AccelChoice::Auto,
             shares: default_shares(),
+            arch: GuestArch::host(),
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct Overrides {
     pub accel: Option<AccelChoice>,
     /// Replaces the shared folders when given.
     pub shares: Option<Vec<PathBuf>>,
+    pub arch: Option<GuestArch>,
 }
 
 impl VmConfig {
@@ -87,6 +92,7 @@ impl VmConfig {
             self.disk_gib = d;
         }
         self.accel = o.accel.unwrap_or(self.accel);
+        self.arch = o.arch.unwrap_or(self.arch);
         if let Some(shares) = &o.shares {
             self.shares = shares.clone();
         }

@@ -3,6 +3,7 @@
 //! CLI uses to talk to it.
 
 pub mod accel;
+pub mod arch;
 pub mod client;
 pub mod config;
 pub mod context;

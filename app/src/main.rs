@@ -39,6 +39,10 @@ enum Command {
         /// saved list, which defaults to your home directory).
         #[arg(long = "share", value_name = "PATH")]
         shares: Vec<std::path::PathBuf>,
+        /// The guest's architecture (saved; default: the host's). The other one runs emulated
+        /// (TCG): slower, for testing images of that architecture as their users run them.
+        #[arg(long, value_enum)]
+        arch: Option<skiff::arch::GuestArch>,
     },
     /// Shut the VM down cleanly (hard after the timeout).
     Stop {
@@ -75,10 +79,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = Home::from_env();
     let result = match cli.command {
-        Command::Start { cpus, memory, disk, accel, shares } => {
+        Command::Start { cpus, memory, disk, accel, shares, arch } => {
             let shares = (!shares.is_empty())
                 .then(|| shares.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect());
-            start(&home, &Overrides { cpus, memory_mib: memory, disk_gib: disk, accel, shares })
+            start(&home, &Overrides { cpus, memory_mib: memory, disk_gib: disk, accel, shares, arch })
         }
         Command::Stop { timeout } => stop(&home, timeout),
         Command::Status { json } => status(&home, json),
@@ -237,7 +241,8 @@ fn status(home: &Home, json: bool) -> Result<(), String> {
     };
     out(&format!("state:    {:?}", s.state).to_lowercase());
     out(&format!(
-        "vm:       {} CPUs, {} MiB memory, {} GiB disk, {} ({})",
+        "vm:       {} {} CPUs, {} MiB memory, {} GiB disk, {} ({})",
+        if s.arch.is_empty() { "?" } else { s.arch.as_str() },
         s.cpus,
         s.memory_mib,
         s.disk_gib,

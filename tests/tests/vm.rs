@@ -241,6 +241,10 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
     assert_eq!(s.docker_ok(&["run", "--rm", "vmcommitted", "cat", "/c"]), "committed\n");
     s.docker_ok(&["rm", "tocommit"]);
 
+    // An arm64 image on this amd64 guest: the guest's bundled emulator runs it (binfmt_misc).
+    s.docker_ok(&["load", "-i", &fixture("busybox-arm64.tar").display().to_string()]);
+    assert_eq!(s.docker_ok(&["run", "--rm", "skiff-test/busybox-arm64", "uname", "-m"]), "aarch64\n");
+
     // A named volume: written by one container, read by another, kept over stop/start.
     s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
     assert_eq!(s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "cat", "/data/f"]), "kept\n");
@@ -484,4 +488,55 @@ fn readme_steps_work_as_written(s: &SkiffHome) {
             assert!(text.contains("readme-42"), "README step {command:?} gave no interactive shell: {text}");
         }
     }
+}
+
+/// The arm64 (Apple-silicon) guest, emulated on this amd64 machine: `skiff start --arch arm64`
+/// boots it, its engine picks arm64 from a multi-platform image and runs it natively, and volumes,
+/// bind mounts and published ports work as on amd64.
+#[test]
+fn arm64_guest_boots_under_emulation_and_runs_containers() {
+    use std::io::{Read, Write};
+    let s = SkiffHome::new();
+    let shared = tempfile::Builder::new().prefix("skiff-share-").tempdir_in("/tmp").expect("share dir");
+    let dir = shared.path().display().to_string();
+    std::fs::write(shared.path().join("input"), "from the host\n").expect("input");
+    s.skiff_ok(&["start", "--arch", "arm64", "--cpus", "2", "--memory", "1024", "--share", &dir]);
+    let status = s.status();
+    assert_eq!(status["arch"], "arm64", "{status}");
+    assert!(status["accel_notice"].as_str().is_some_and(|n| n.contains("emulated")), "{status}");
+    assert!(s.skiff_ok(&["status"]).contains("arm64"));
+
+    let image = "skiff-test/busybox-multi";
+    s.docker_ok(&["load", "-i", &fixture("busybox-multi-oci.tar").display().to_string()]);
+    assert_eq!(s.docker_ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", image]), "linux/arm64\n");
+    assert_eq!(s.docker_ok(&["run", "--rm", image, "uname", "-m"]), "aarch64\n");
+
+    s.docker_ok(&["run", "--rm", "-v", "data:/d", image, "sh", "-c", "echo kept > /d/f"]);
+    assert_eq!(s.docker_ok(&["run", "--rm", "-v", "data:/d", image, "cat", "/d/f"]), "kept\n");
+    let bind = format!("{dir}:/w");
+    assert_eq!(s.docker_ok(&["run", "--rm", "-v", &bind, image, "cat", "/w/input"]), "from the host\n");
+
+    let port = skiff_tests::free_port();
+    let publish = format!("{port}:80");
+    s.docker_ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, "-v", &bind, image, "httpd", "-f", "-p", "80", "-h", "/w",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let body = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            c.write_all(b"GET /input HTTP/1.0\r\n\r\n").ok()?;
+            let mut text = String::new();
+            c.read_to_string(&mut text).ok()?;
+            Some(text)
+        });
+        match got {
+            Some(text) if text.contains("from the host") => break text,
+            _ if Instant::now() > deadline => panic!("the published port never served the file: {got:?}"),
+            _ => std::thread::sleep(Duration::from_millis(250)),
+        }
+    };
+    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    s.skiff_ok(&["stop", "--timeout", "1"]);
+    assert_eq!(s.status()["state"], "stopped");
 }

@@ -94,6 +94,8 @@ fn serve(socket: PathBuf, config: EngineConfig, grace: std::time::Duration) -> a
         skiff_agent::runtime::reaper::start().context("becoming the containers' reaper")?;
         let engine = Engine::open(config).with_context(|| format!("opening engine state at {}", root.display()))?;
         let engine = Arc::new(engine);
+        // Emulators for foreign-architecture images, where this host has them.
+        skiff_agent::runtime::binfmt::register_emulators();
         // On SIGTERM: containers stop first (thawed, stop signal, SIGKILL after the grace; their
         // restart policies apply at the next start), so attached clients see them exit and the
         // server's graceful shutdown does not wait on them.

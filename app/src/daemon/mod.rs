@@ -112,6 +112,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
             state: State::Starting,
             daemon_pid: std::process::id(),
             hypervisor: "qemu".into(),
+            arch: cfg.arch.name().into(),
             accel: None,
             accel_notice: None,
             cpus: cfg.cpus,
@@ -134,7 +135,8 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
 
     let exe = std::env::current_exe().map_err(|e| DaemonError::Setup(format!("finding the skiff binary: {e}")))?;
     let cache = home.accel_cache();
-    let decision = tokio::task::spawn_blocking(move || crate::accel::decide(cfg.accel, &exe, &cache))
+    let arch = cfg.arch;
+    let decision = tokio::task::spawn_blocking(move || crate::accel::decide_for(arch, cfg.accel, &exe, &cache))
         .await
         .map_err(|e| DaemonError::Setup(e.to_string()))?
         .map_err(DaemonError::Setup)?;
@@ -146,7 +148,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         s.accel = Some(decision.accel);
         s.accel_notice = decision.notice.clone();
     }
-    let image = crate::image::locate().map_err(DaemonError::Setup)?;
+    let image = crate::image::locate(cfg.arch).map_err(DaemonError::Setup)?;
     crate::disk::ensure(&home.disk(), cfg.disk_gib).map_err(|e| DaemonError::Setup(e.to_string()))?;
     rotate(&home.console_log());
 
@@ -169,13 +171,18 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         shares: shares.iter().map(|s| (s.tag.clone(), s.path.display().to_string())).collect(),
     };
     let spec = VmSpec {
+        arch: cfg.arch,
         cpus: cfg.cpus,
         memory_mib: cfg.memory_mib,
         accel: decision.accel,
         kernel: image.kernel,
         initramfs: image.initramfs,
         // No crypto self-tests at boot: under TCG they take seconds and can stall a starved vCPU.
-        cmdline: format!("console=ttyS0 quiet panic=-1 cryptomgr.notests {}", boot.to_cmdline().join(" ")),
+        cmdline: format!(
+            "console={} quiet panic=-1 cryptomgr.notests {}",
+            cfg.arch.console(),
+            boot.to_cmdline().join(" ")
+        ),
         disk: home.disk(),
         console_log: home.console_log(),
         run_dir: home.run_dir(),

@@ -44,6 +44,9 @@ pub struct Status {
     pub state: State,
     pub daemon_pid: u32,
     pub hypervisor: String,
+    /// The guest's architecture (`amd64`, `arm64`).
+    #[serde(default)]
+    pub arch: String,
     pub accel: Option<Accel>,
     pub accel_notice: Option<String>,
     pub cpus: u32,

@@ -12,6 +12,8 @@ use crate::vsock::Vsock;
 /// Everything a back end needs to boot the Skiff guest.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
+    /// The guest's architecture (its QEMU binary and machine).
+    pub arch: crate::arch::GuestArch,
     pub cpus: u32,
     pub memory_mib: u32,
     pub accel: Accel,

@@ -10,11 +10,14 @@ use tokio::sync::Mutex;
 
 use super::{Exit, Hypervisor, RunningVm, VmError, VmSpec};
 use crate::accel::Accel;
+use crate::arch::GuestArch;
 use crate::vsock::Vsock;
 
 /// The QEMU back end.
 #[derive(Debug, Clone)]
 pub struct Qemu {
+    /// QEMU for the host's architecture (`SKIFF_QEMU` overrides it); another guest architecture's
+    /// emulator is looked up when such a guest starts.
     qemu: PathBuf,
     vhost_device_vsock: PathBuf,
     virtiofsd: PathBuf,
@@ -41,13 +44,20 @@ fn find_program(name: &str, env_var: &str) -> Result<PathBuf, VmError> {
 impl Qemu {
     /// Locates QEMU for this host's architecture and the vsock helper.
     pub fn locate() -> Result<Self, VmError> {
-        let arch = if cfg!(target_arch = "aarch64") { "aarch64" } else { "x86_64" };
         Ok(Self {
-            qemu: find_program(&format!("qemu-system-{arch}"), "SKIFF_QEMU")?,
+            qemu: find_program(GuestArch::host().qemu_system(), "SKIFF_QEMU")?,
             vhost_device_vsock: find_program("vhost-device-vsock", "SKIFF_VHOST_DEVICE_VSOCK")
                 .unwrap_or_else(|_| PathBuf::from("vhost-device-vsock")),
             virtiofsd: find_program("virtiofsd", "SKIFF_VIRTIOFSD").unwrap_or_else(|_| PathBuf::from("virtiofsd")),
         })
+    }
+
+    /// The QEMU binary for `arch`.
+    fn qemu_for(&self, arch: GuestArch) -> Result<PathBuf, VmError> {
+        if arch.is_native() {
+            return Ok(self.qemu.clone());
+        }
+        find_program(arch.qemu_system(), "SKIFF_QEMU_FOREIGN")
     }
 
     /// QEMU's arguments for `spec`, given how vsock is provided.
@@ -67,7 +77,7 @@ impl Qemu {
             "-nographic",
             "-no-reboot",
             "-machine",
-            "q35,vmport=off,smbus=off,sata=off",
+            spec.arch.qemu_machine(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -276,15 +286,16 @@ impl Hypervisor for Qemu {
         }
         let qmp_path = spec.run_dir.join("qmp.sock");
         let _ = std::fs::remove_file(&qmp_path);
-        let mut cmd = Command::new(&self.qemu);
+        let qemu = self.qemu_for(spec.arch)?;
+        let mut cmd = Command::new(&qemu);
         cmd.args(Self::arguments(spec, &device_args))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("qemu.log"))?)
             .stderr(log)
             .kill_on_drop(true);
         die_with_parent(&mut cmd);
-        tracing::info!(qemu = %self.qemu.display(), accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
-        let mut child = cmd.spawn().map_err(|e| VmError::Missing(self.qemu.display().to_string(), e.to_string()))?;
+        tracing::info!(qemu = %qemu.display(), arch = %spec.arch, accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
+        let mut child = cmd.spawn().map_err(|e| VmError::Missing(qemu.display().to_string(), e.to_string()))?;
         let started = wait_for_listener(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await;
         if let Err(e) = started {
             // The helpers go before the next attempt (an accelerator fallback reuses their socket
@@ -495,6 +506,7 @@ mod tests {
     #[test]
     fn tcg_gets_multithreading_and_vhost_user_gets_shared_memory() {
         let spec = VmSpec {
+            arch: GuestArch::Amd64,
             cpus: 2,
             memory_mib: 1024,
             accel: Accel::Tcg,
@@ -511,5 +523,8 @@ mod tests {
         assert!(args.contains("memory-backend-memfd,id=mem,size=1024M,share=on"), "{args}");
         assert!(args.contains("file=/d.raw,format=raw"), "{args}");
         assert!(args.ends_with("-device x"), "{args}");
+        assert!(args.contains("-machine q35"), "{args}");
+        let arm = Qemu::arguments(&VmSpec { arch: GuestArch::Arm64, ..spec }, &[]).join(" ");
+        assert!(arm.contains("-machine virt,gic-version=max") && arm.contains("-cpu max"), "{arm}");
     }
 }

@@ -63,7 +63,7 @@ fn create_body(body: &Bytes) -> Result<ContainerCreateBody, ApiError> {
 pub async fn create(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -> ApiResult<Response> {
     let mut req: ContainerCreateBody = create_body(&body)?;
     legacy_mac_address(&body, &mut req);
-    let (id, warnings) = containers::create(&engine, p.get("name"), req).await?;
+    let (id, warnings) = containers::create(&engine, p.get("name"), p.get("platform"), req).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"Id": id, "Warnings": warnings}))).into_response())
 }
 

@@ -145,15 +145,7 @@ fn config_json(store: &crate::store::Store, spec: &ImageSpec, layers: &[LayerRef
 
 /// The architecture the engine runs on, in OCI's words.
 pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
+    crate::runtime::binfmt::host_arch()
 }
 
 /// Copies `reader` (a layer tar from a client: plain, gzip or zstd) into a new layer blob,

@@ -91,12 +91,7 @@ fn client_for(engine: &Engine, registry: &str) -> Client {
 
 /// The platform this engine runs containers for.
 pub fn host_platform() -> Platform {
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    Platform { architecture: architecture.into(), os: "linux".into(), variant: None }
+    Platform { architecture: crate::runtime::binfmt::host_arch().into(), os: "linux".into(), variant: None }
 }
 
 /// Whether an index entry's platform can run here.

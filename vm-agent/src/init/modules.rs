@@ -21,6 +21,7 @@ pub const BOOT: &[&str] = &[
     "virtiofs",
     "button",
     "evdev",
+    "binfmt_misc",
 ];
 
 /// `modules.dep` of one kernel: module name → (file, files it depends on).

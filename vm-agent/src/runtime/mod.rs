@@ -5,6 +5,7 @@
 //! process sets the container up, reports the container's pid and exits. The agent is a child
 //! subreaper, so it inherits and reaps the container: no shim process per container.
 
+pub mod binfmt;
 pub mod capabilities;
 pub mod cgroup;
 pub mod child;

@@ -226,7 +226,7 @@ pub(super) async fn run(
     });
     let body: bollard_stubs::models::ContainerCreateBody =
         serde_json::from_value(body).map_err(|e| BuildError::new(format!("preparing the RUN container: {e}")))?;
-    let (id, _) = containers::create(engine, None, body).await?;
+    let (id, _) = containers::create(engine, None, None, body).await?;
     let c = engine.containers.get(&id)?;
     out.line(format!(" ---> Running in {}\n", &id[..12]));
     let cleanup = |force: bool| {

@@ -75,6 +75,7 @@ fn effective_config(body: &ContainerCreateBody, image: &crate::store::StoredImag
 pub async fn create(
     engine: &Arc<Engine>,
     name: Option<&str>,
+    platform: Option<&str>,
     body: ContainerCreateBody,
 ) -> Result<(String, Vec<String>), EngineError> {
     let image_name = body
@@ -83,6 +84,7 @@ pub async fn create(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| EngineError::InvalidArgument("config.Image is required".into()))?;
     let image = images::resolve(engine, &image_name)?;
+    let platform_warning = check_platform(&image_name, &image.config, platform.filter(|p| !p.is_empty()))?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(n);
@@ -117,7 +119,8 @@ pub async fn create(
     let networks = network::endpoints_at_create(engine, &name, task, &host, body.networking_config.as_ref())?;
     let mounts = mounts::resolve(engine, &config, &host)?;
     check_realtime(&engine.cgroups, &limits_of(&host))?;
-    let warnings = unenforceable(&engine.cgroups, &limits_of(&host));
+    let mut warnings = unenforceable(&engine.cgroups, &limits_of(&host));
+    warnings.extend(platform_warning);
     let id = hex::encode(rand::random::<[u8; 32]>());
     let record = ContainerRecord {
         id: id.clone(),
@@ -159,4 +162,41 @@ fn name_conflict(name: &str, other: &str) -> EngineError {
     EngineError::Conflict(format!(
         "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
     ))
+}
+
+/// `--platform`: the image must be of the platform asked for. A mismatch is a 404, as in dockerd,
+/// so the docker CLI pulls the right one and tries again. Without `--platform`, an image of
+/// another architecture than the engine's gets dockerd's warning (it runs through an emulator).
+fn check_platform(
+    name: &str,
+    config: &crate::store::model::ImageConfigFile,
+    wanted: Option<&str>,
+) -> Result<Option<String>, EngineError> {
+    use crate::runtime::binfmt::{host_arch, normalize_arch};
+    let os = if config.os.is_empty() { "linux" } else { config.os.as_str() };
+    let arch = normalize_arch(&config.architecture);
+    let actual = match config.variant.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    let Some(wanted) = wanted else {
+        return Ok((!arch.is_empty() && arch != host_arch()).then(|| {
+            format!(
+                "The requested image's platform ({actual}) does not match the detected host platform (linux/{}) and no specific platform was requested",
+                host_arch()
+            )
+        }));
+    };
+    let mut parts = wanted.split('/');
+    let (want_os, want_arch, want_variant) = (parts.next().unwrap_or_default(), parts.next(), parts.next());
+    let matches = want_os.eq_ignore_ascii_case(os)
+        && want_arch.is_none_or(|a| normalize_arch(&a.to_ascii_lowercase()) == arch)
+        && want_variant.is_none_or(|v| config.variant.as_deref().is_none_or(|have| have.is_empty() || have == v));
+    if matches {
+        Ok(None)
+    } else {
+        Err(EngineError::NotFound(format!(
+            "image with reference {name} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+        )))
+    }
 }

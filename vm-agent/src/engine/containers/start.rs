@@ -107,6 +107,12 @@ impl<'a> EngineStart<'a> {
             .store
             .by_id(&rec.image_id)
             .ok_or_else(|| EngineError::NotFound(format!("No such image: {}", rec.image)))?;
+        if !crate::runtime::binfmt::can_run(&image.config.architecture) {
+            return Err(EngineError::InvalidArgument(crate::runtime::binfmt::cannot_run_message(
+                &image.config.os,
+                &image.config.architecture,
+            )));
+        }
         self.lower_dirs = self.c.prepare_layers(self.engine, &image)?;
         self.hostname =
             rec.config.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| self.c.id[..12].to_string());

@@ -410,7 +410,7 @@ async fn create_container(engine: &Arc<Engine>, task_id: &str) -> Result<String,
     });
     let body: bollard_stubs::models::ContainerCreateBody = serde_json::from_value(body)
         .map_err(|e| EngineError::InvalidArgument(format!("the service's container spec is invalid: {e}")))?;
-    let (id, _) = crate::engine::containers::create(engine, Some(&name), body).await?;
+    let (id, _) = crate::engine::containers::create(engine, Some(&name), None, body).await?;
     Ok(id)
 }
 
