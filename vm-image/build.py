@@ -135,9 +135,13 @@ def extract(deb: Path, dest: Path) -> None:
 
 def decompress_kernel(vmlinuz: Path, out: Path, arch: str) -> None:
     """The uncompressed kernel: amd64's bzImage carries an LZ4 payload (Debian's cloud config);
-    arm64's vmlinuz is a gzipped Image."""
+    arm64's vmlinuz is the raw Image QEMU boots (an EFI-stub PE file, "ARMd" at 0x38) in Debian
+    12, gzipped in some other releases."""
     data = vmlinuz.read_bytes()
     if arch == "arm64":
+        if data[0x38:0x3C] == b"ARMd":
+            out.write_bytes(data)
+            return
         import gzip
         out.write_bytes(gzip.decompress(data))
         return
@@ -268,16 +272,16 @@ def build_agent(arch: str, prebuilt: str | None, pkgroot: Path, work: Path) -> P
         # with Debian's toolchain first on PATH for this build only; the cross gcc links, against
         # the pinned packages' libnftnl and libmnl (their unversioned names in a directory of ours).
         triplet = ARCHES[arch]["triplet"]
-        libs = work / "cross-libs"
-        libs.mkdir(exist_ok=True)
+        # A fixed place: the link flags name it, and a changed flag would rebuild everything.
+        libs = REPO / "target" / "cross-libs" / arch
+        libs.mkdir(parents=True, exist_ok=True)
         for lib, soname in [("libnftnl.so", "libnftnl.so.11"), ("libmnl.so", "libmnl.so.0")]:
             found = next((d / soname for d in [pkgroot / "usr" / "lib" / triplet, pkgroot / "lib" / triplet]
                           if (d / soname).exists()), None)
             if found is None:
                 die(f"{soname} is in none of the pinned {arch} packages")
             for name in (lib, soname):
-                if not (libs / name).exists():
-                    os.symlink(found.resolve(), libs / name)
+                shutil.copyfile(found.resolve(), libs / name)
         var = target.upper().replace("-", "_")
         env.update({
             "PATH": "/usr/bin:" + env.get("PATH", ""),
