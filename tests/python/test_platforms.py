@@ -15,8 +15,8 @@ from conftest import fixture_path
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-def cli(agent, *args):
-    env = dict(os.environ, DOCKER_HOST=agent.base_url)
+def cli(agent, *args, env=None):
+    env = dict(os.environ, DOCKER_HOST=agent.base_url, **(env or {}))
     return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -61,7 +61,7 @@ def test_loading_a_multi_platform_archive_keeps_the_engines_platform(agent):
     assert agent.client.containers.run("skiff-test/busybox-multi", ["uname", "-m"], remove=True) == b"x86_64\n"
 
 
-def test_pull_and_run_pick_the_platform_asked_for_and_emulate_a_foreign_one(agent, registry):
+def test_pull_run_and_build_pick_the_platform_asked_for_and_emulate_a_foreign_one(agent, registry, tmp_path):
     ref = f"{registry}/skiff-test/busybox-multi:latest"
     push_layout(fixture_path("busybox-multi-oci.tar"), registry, "skiff-test/busybox-multi", "latest")
 
@@ -84,6 +84,19 @@ def test_pull_and_run_pick_the_platform_asked_for_and_emulate_a_foreign_one(agen
     # docker-py, which passes the platform on create too.
     out = agent.client.containers.run(ref, ["uname", "-m"], platform="linux/arm64", remove=True)
     assert out == b"aarch64\n"
+
+    # docker build --platform: the base is pulled for that platform, RUN steps run emulated, the
+    # image is of that platform, and TARGETARCH says which.
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {ref}\nARG TARGETARCH\nRUN uname -m > /arch && echo $TARGETARCH >> /arch\n")
+    r = cli(agent, "build", "--platform", "linux/arm64", "-t", "built-arm64", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert inspect(agent, "built-arm64")["Architecture"] == "arm64"
+    r = cli(agent, "run", "--rm", "built-arm64", "cat", "/arch")
+    assert r.stdout == "aarch64\narm64\n", r.stdout + r.stderr
+    r = cli(agent, "build", "--platform", "linux/s390x", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert r.returncode != 0 and "qemu-user-static" in r.stderr, r.stderr
 
     # A platform the index does not have is a clear error.
     r = cli(agent, "pull", "--platform", "linux/s390x", ref)

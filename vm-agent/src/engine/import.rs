@@ -33,6 +33,7 @@ pub fn import<R: Read>(engine: &Engine, reader: R, opts: ImportOptions) -> Resul
         comment,
         created_by: String::new(),
         tags: opts.tag.clone().into_iter().collect(),
+        architecture: None,
     };
     let id = new_image::create(engine, spec, Some(layer))?;
     let name = opts.tag.as_deref().map(super::reference::familiar_repo).unwrap_or_else(|| id.to_string());

@@ -13,6 +13,7 @@ pub mod import;
 pub mod load;
 pub mod networks;
 pub mod new_image;
+pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;

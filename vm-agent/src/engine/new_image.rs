@@ -30,6 +30,8 @@ pub struct ImageSpec {
     pub created_by: String,
     /// Full tagged references to point at it.
     pub tags: Vec<String>,
+    /// For an image without a parent: its architecture (default: the engine's).
+    pub architecture: Option<String>,
 }
 
 /// A layer blob being written (a tar, plain or compressed): hashed on the way in.
@@ -98,7 +100,7 @@ fn config_json(store: &crate::store::Store, spec: &ImageSpec, layers: &[LayerRef
         Some(p) => serde_json::from_slice(&store.read_blob(&p.record.id)?)
             .map_err(|e| EngineError::Internal(format!("reading the parent's config: {e}")))?,
         None => json!({
-            "architecture": host_architecture(),
+            "architecture": spec.architecture.as_deref().unwrap_or(host_architecture()),
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": []},
             "history": [],

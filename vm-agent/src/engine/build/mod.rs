@@ -21,6 +21,7 @@ pub mod view;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::platform::Platform;
 use super::progress::Progress;
 use super::{Engine, EngineError};
 use crate::store::digest::Digest;
@@ -159,15 +160,16 @@ const PROXY_ARGS: [&str; 10] = [
     "all_proxy",
 ];
 
-/// `TARGETPLATFORM`, `BUILDARCH`… for this engine (it builds for the platform it runs on).
-fn platform_args() -> lex::Vars {
-    let arch = super::new_image::host_architecture().to_string();
+/// `BUILDPLATFORM`, `BUILDARCH`… (this engine) and `TARGETPLATFORM`, `TARGETARCH`… (`--platform`,
+/// else this engine).
+fn platform_args(target: Option<&Platform>) -> lex::Vars {
     let mut v = lex::Vars::new();
-    for prefix in ["TARGET", "BUILD"] {
-        v.insert(format!("{prefix}PLATFORM"), format!("linux/{arch}"));
-        v.insert(format!("{prefix}OS"), "linux".into());
-        v.insert(format!("{prefix}ARCH"), arch.clone());
-        v.insert(format!("{prefix}VARIANT"), String::new());
+    let host = Platform::host();
+    for (prefix, p) in [("BUILD", &host), ("TARGET", target.unwrap_or(&host))] {
+        v.insert(format!("{prefix}PLATFORM"), p.text());
+        v.insert(format!("{prefix}OS"), p.os.clone());
+        v.insert(format!("{prefix}ARCH"), p.arch_or_host().to_string());
+        v.insert(format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default());
     }
     v
 }
@@ -207,7 +209,8 @@ pub async fn build(
     out: Output,
 ) -> Result<Digest, BuildError> {
     let Checked { ctx, df } = checked;
-    let mut global = platform_args();
+    let target_platform = opts.platform.as_deref().filter(|p| !p.is_empty()).map(Platform::parse).transpose()?;
+    let mut global = platform_args(target_platform.as_ref());
     let mut used_args: HashSet<String> = HashSet::new();
     for decl in &df.global_args {
         let (k, default) = stage::arg_decl(decl, &global, df.escape)?;
@@ -322,21 +325,18 @@ fn cache_sources(engine: &Engine, names: &[String]) -> Option<HashSet<Digest>> {
     Some(allowed)
 }
 
-/// `linux`, `linux/amd64`…: only what this engine runs natively.
+/// `linux`, `linux/amd64`, `linux/arm64/v8`…: what this engine runs, natively or emulated
+/// (`RUN` steps of another architecture run through its binfmt_misc emulator).
 fn check_platform(p: &str) -> Result<(), BuildError> {
-    let mut parts = p.split('/');
-    let os = parts.next().unwrap_or_default();
-    if os != "linux" {
+    let platform = Platform::parse(p)?;
+    if platform.os != "linux" {
         return Err(BuildError::new(format!("\"{p}\": unknown operating system or architecture: invalid argument")));
     }
-    match parts.next() {
-        None => Ok(()),
-        Some(arch) if arch == super::new_image::host_architecture() => Ok(()),
-        Some(arch) => Err(BuildError::new(format!(
-            "building for {arch} is not supported yet: this engine runs {} images",
-            super::new_image::host_architecture()
-        ))),
+    let arch = platform.arch_or_host();
+    if !crate::runtime::binfmt::can_run(arch) {
+        return Err(BuildError::new(crate::runtime::binfmt::cannot_run_message("linux", arch)));
     }
+    Ok(())
 }
 
 /// The earlier stages stage `i` builds on (`FROM stage`) or copies from (`COPY --from`).

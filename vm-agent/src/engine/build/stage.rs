@@ -165,6 +165,12 @@ impl Run<'_> {
         Ok(state.image)
     }
 
+    /// The architecture `--platform` asks for (images made from scratch are of it).
+    fn target_arch(&self) -> Option<String> {
+        let p = self.opts.platform.as_deref().filter(|p| !p.is_empty())?;
+        crate::engine::platform::Platform::parse(p).ok()?.arch
+    }
+
     /// The stage's base: an earlier stage, scratch, or an image (pulled when missing or asked).
     async fn base_image(
         &self,
@@ -181,15 +187,19 @@ impl Run<'_> {
         if lower == "scratch" {
             return Ok(None);
         }
+        let platform = platform.or(self.opts.platform.as_deref()).filter(|p| !p.is_empty());
+        let wanted = platform.map(crate::engine::platform::Platform::parse).transpose()?;
         if !self.opts.pull {
+            // A local image serves when it is of the platform asked for (`--platform`, FROM's).
             if let Ok(img) = images::resolve(self.engine, base) {
-                return Ok(Some(img));
+                if wanted.as_ref().is_none_or(|w| w.matches(&img.config)) {
+                    return Ok(Some(img));
+                }
             }
         }
         let reference = crate::engine::reference::ImageRef::parse(base)
             .map_err(|e| BuildError::new(format!("invalid reference format: {base}: {e}")))?;
         let auth = crate::engine::registry::AuthConfig::default();
-        let platform = platform.or(self.opts.platform.as_deref());
         let pulled = async {
             let plan = crate::engine::registry::pull_prepare(self.engine, reference.clone(), platform, &auth).await?;
             crate::engine::registry::pull_run(self.engine, plan, self.out.progress()).await
@@ -199,7 +209,12 @@ impl Run<'_> {
             Ok(()) => images::resolve(self.engine, base).map(Some).map_err(BuildError::from),
             // With --pull, a local image still serves when the registry cannot be reached.
             Err(e) => match images::resolve(self.engine, base) {
-                Ok(img) if self.opts.pull => Ok(Some(img)),
+                Ok(img) if self.opts.pull && wanted.as_ref().is_none_or(|w| w.matches(&img.config)) => Ok(Some(img)),
+                Ok(img) if wanted.is_some() => Err(BuildError::new(format!(
+                    "{base} is {} here, not the {} asked for, and pulling that failed: {e}",
+                    crate::engine::platform::of_image(&img.config),
+                    wanted.as_ref().map(|w| w.text()).unwrap_or_default()
+                ))),
                 _ => Err(BuildError::new(e.to_string())),
             },
         }
@@ -357,6 +372,7 @@ impl Run<'_> {
             comment: String::new(),
             created_by: created_by.to_string(),
             tags: Vec::new(),
+            architecture: self.target_arch(),
         };
         let engine = self.engine.clone();
         let id = blocking(move || new_image::create(&engine, spec, None)).await?;
@@ -615,6 +631,7 @@ impl Run<'_> {
             comment: String::new(),
             created_by,
             tags: Vec::new(),
+            architecture: self.target_arch(),
         };
         let id = blocking(move || {
             let source_view = match &source_image {

@@ -82,6 +82,7 @@ pub async fn commit(engine: &Arc<Engine>, c: &Arc<Container>, opts: CommitOption
         comment: opts.comment.clone(),
         created_by: opts.created_by.unwrap_or_else(|| rec.args.join(" ")),
         tags: opts.tag.clone().into_iter().collect(),
+        architecture: None,
     };
     let e2 = engine.clone();
     let id = blocking(move || new_image::create(&e2, spec, Some(layer))).await?;

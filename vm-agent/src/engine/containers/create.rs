@@ -172,27 +172,18 @@ fn check_platform(
     config: &crate::store::model::ImageConfigFile,
     wanted: Option<&str>,
 ) -> Result<Option<String>, EngineError> {
-    use crate::runtime::binfmt::{host_arch, normalize_arch};
-    let os = if config.os.is_empty() { "linux" } else { config.os.as_str() };
-    let arch = normalize_arch(&config.architecture);
-    let actual = match config.variant.as_deref().filter(|v| !v.is_empty()) {
-        Some(v) => format!("{os}/{arch}/{v}"),
-        None => format!("{os}/{arch}"),
-    };
+    use crate::engine::platform::{self, Platform};
+    let actual = platform::of_image(config);
     let Some(wanted) = wanted else {
-        return Ok((!arch.is_empty() && arch != host_arch()).then(|| {
+        let host = Platform::host();
+        return Ok((!config.architecture.is_empty() && !host.matches(config)).then(|| {
             format!(
-                "The requested image's platform ({actual}) does not match the detected host platform (linux/{}) and no specific platform was requested",
-                host_arch()
+                "The requested image's platform ({actual}) does not match the detected host platform ({}) and no specific platform was requested",
+                host.text()
             )
         }));
     };
-    let mut parts = wanted.split('/');
-    let (want_os, want_arch, want_variant) = (parts.next().unwrap_or_default(), parts.next(), parts.next());
-    let matches = want_os.eq_ignore_ascii_case(os)
-        && want_arch.is_none_or(|a| normalize_arch(&a.to_ascii_lowercase()) == arch)
-        && want_variant.is_none_or(|v| config.variant.as_deref().is_none_or(|have| have.is_empty() || have == v));
-    if matches {
+    if Platform::parse(wanted)?.matches(config) {
         Ok(None)
     } else {
         Err(EngineError::NotFound(format!(

@@ -1,0 +1,101 @@
+//! Platforms (`os/arch[/variant]`) as the API and Dockerfiles spell them, compared with what an
+//! image's config says. Architecture names are normalised (`aarch64` = `arm64`); a variant only
+//! counts when both sides name one.
+
+use crate::runtime::binfmt::{host_arch, normalize_arch};
+use crate::store::model::ImageConfigFile;
+
+use super::EngineError;
+
+/// A parsed platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// OCI's name (`amd64`, `arm64`); `None`: any.
+    pub arch: Option<String>,
+    /// `v8`, `v7`…
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Parses `os[/arch[/variant]]`.
+    pub fn parse(s: &str) -> Result<Self, EngineError> {
+        let mut parts = s.split('/');
+        let os = parts.next().unwrap_or_default().to_ascii_lowercase();
+        if os.is_empty() || parts.clone().count() > 2 {
+            return Err(EngineError::InvalidArgument(format!(
+                "\"{s}\": unknown operating system or architecture: invalid argument"
+            )));
+        }
+        let arch = parts.next().filter(|a| !a.is_empty()).map(|a| normalize_arch(&a.to_ascii_lowercase()).to_string());
+        let variant = parts.next().filter(|v| !v.is_empty()).map(str::to_string);
+        Ok(Self { os, arch, variant })
+    }
+
+    /// The engine's own platform.
+    pub fn host() -> Self {
+        Self { os: "linux".into(), arch: Some(host_arch().into()), variant: None }
+    }
+
+    /// The architecture asked for, or the engine's.
+    pub fn arch_or_host(&self) -> &str {
+        self.arch.as_deref().unwrap_or(host_arch())
+    }
+
+    /// Whether an image with `config` is of this platform.
+    pub fn matches(&self, config: &ImageConfigFile) -> bool {
+        let os = if config.os.is_empty() { "linux" } else { config.os.as_str() };
+        self.os.eq_ignore_ascii_case(os)
+            && self.arch.as_deref().is_none_or(|a| a == normalize_arch(&config.architecture))
+            && self
+                .variant
+                .as_deref()
+                .is_none_or(|v| config.variant.as_deref().is_none_or(|have| have.is_empty() || have == v))
+    }
+
+    /// `os/arch[/variant]`.
+    pub fn text(&self) -> String {
+        let mut s = format!("{}/{}", self.os, self.arch_or_host());
+        if let Some(v) = &self.variant {
+            s.push('/');
+            s.push_str(v);
+        }
+        s
+    }
+}
+
+/// An image's platform as `os/arch[/variant]`.
+pub fn of_image(config: &ImageConfigFile) -> String {
+    let os = if config.os.is_empty() { "linux" } else { config.os.as_str() };
+    match config.variant.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => format!("{os}/{}/{v}", normalize_arch(&config.architecture)),
+        None => format!("{os}/{}", normalize_arch(&config.architecture)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(arch: &str, variant: Option<&str>) -> ImageConfigFile {
+        ImageConfigFile {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn platforms_match_with_normalised_names_and_optional_variants() {
+        let arm = Platform::parse("linux/aarch64").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(arm.arch.as_deref(), Some("arm64"));
+        assert!(arm.matches(&config("arm64", Some("v8"))));
+        assert!(!arm.matches(&config("amd64", None)));
+        assert!(Platform::parse("linux/arm64/v8").is_ok_and(|p| p.matches(&config("arm64", None))));
+        assert!(Platform::parse("linux").is_ok_and(|p| p.matches(&config("s390x", None))));
+        assert!(Platform::parse("").is_err() && Platform::parse("linux/a/b/c").is_err());
+        assert_eq!(of_image(&config("aarch64", Some("v8"))), "linux/arm64/v8");
+    }
+}
