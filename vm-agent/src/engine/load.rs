@@ -196,10 +196,11 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
         if desc.media_type == OCI_INDEX || desc.media_type == DOCKER_MANIFEST_LIST {
             let nested: Index =
                 serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid index {}: {e}", desc.digest)))?;
-            let host = nested
-                .manifests
-                .iter()
-                .find(|m| m.platform.as_ref().is_some_and(super::registry::platform_matches_host));
+            let host = nested.manifests.iter().find(|m| {
+                m.platform.as_ref().is_some_and(|p| {
+                    super::platform::Platform::host().matches_parts(&p.os, &p.architecture, p.variant.as_deref())
+                })
+            });
             let chosen: Vec<Descriptor> = match host {
                 Some(h) => vec![h.clone()],
                 None => nested.manifests,

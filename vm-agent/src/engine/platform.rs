@@ -45,13 +45,15 @@ impl Platform {
 
     /// Whether an image with `config` is of this platform.
     pub fn matches(&self, config: &ImageConfigFile) -> bool {
-        let os = if config.os.is_empty() { "linux" } else { config.os.as_str() };
+        self.matches_parts(&config.os, &config.architecture, config.variant.as_deref())
+    }
+
+    /// Whether `os`/`arch`/`variant` (an image's, an index entry's) is this platform.
+    pub fn matches_parts(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+        let os = if os.is_empty() { "linux" } else { os };
         self.os.eq_ignore_ascii_case(os)
-            && self.arch.as_deref().is_none_or(|a| a == normalize_arch(&config.architecture))
-            && self
-                .variant
-                .as_deref()
-                .is_none_or(|v| config.variant.as_deref().is_none_or(|have| have.is_empty() || have == v))
+            && self.arch.as_deref().is_none_or(|a| a == normalize_arch(arch))
+            && self.variant.as_deref().is_none_or(|v| variant.is_none_or(|have| have.is_empty() || have == v))
     }
 
     /// `os/arch[/variant]`.

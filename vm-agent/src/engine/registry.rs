@@ -15,9 +15,7 @@ use super::progress::Progress;
 use super::reference::ImageRef;
 use super::{blocking, now_rfc3339, Engine, EngineError};
 use crate::store::digest::Digest;
-use crate::store::model::{
-    Index, LayerRef, Manifest, Platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
-};
+use crate::store::model::{Index, LayerRef, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 const ACCEPTED: [&str; 4] = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
 const PARALLEL_LAYERS: usize = 3;
@@ -89,25 +87,6 @@ fn client_for(engine: &Engine, registry: &str) -> Client {
     Client::new(ClientConfig { protocol, max_concurrent_download: PARALLEL_LAYERS, ..Default::default() })
 }
 
-/// The platform this engine runs containers for.
-pub fn host_platform() -> Platform {
-    Platform { architecture: crate::runtime::binfmt::host_arch().into(), os: "linux".into(), variant: None }
-}
-
-/// Whether an index entry's platform can run here.
-pub fn platform_matches_host(p: &Platform) -> bool {
-    let h = host_platform();
-    p.os == h.os && p.architecture == h.architecture
-}
-
-fn parse_platform(s: &str) -> Result<Platform, EngineError> {
-    let mut parts = s.split('/');
-    let (Some(os), Some(arch)) = (parts.next(), parts.next()) else {
-        return Err(EngineError::InvalidArgument(format!("invalid platform {s:?}: expected os/arch[/variant]")));
-    };
-    Ok(Platform { os: os.into(), architecture: arch.into(), variant: parts.next().map(str::to_string) })
-}
-
 fn registry_error(r: &ImageRef, e: OciDistributionError) -> EngineError {
     use OciDistributionError as E;
     match e {
@@ -169,8 +148,8 @@ pub async fn pull_prepare(
     auth: &AuthConfig,
 ) -> Result<PullPlan, EngineError> {
     let wanted = match platform.filter(|p| !p.is_empty()) {
-        Some(p) => parse_platform(p)?,
-        None => host_platform(),
+        Some(p) => crate::engine::platform::Platform::parse(p)?,
+        None => crate::engine::platform::Platform::host(),
     };
     let client = client_for(engine, reference.registry());
     let auth = auth.to_registry_auth();
@@ -191,16 +170,12 @@ pub async fn pull_prepare(
             .manifests
             .iter()
             .find(|m| {
-                m.platform.as_ref().is_some_and(|p| {
-                    p.os == wanted.os
-                        && p.architecture == wanted.architecture
-                        && (wanted.variant.is_none() || p.variant == wanted.variant)
-                })
+                m.platform.as_ref().is_some_and(|p| wanted.matches_parts(&p.os, &p.architecture, p.variant.as_deref()))
             })
             .ok_or_else(|| {
                 EngineError::NotFound(format!(
-                    "no matching manifest for {}/{} in the manifest list entries",
-                    wanted.os, wanted.architecture
+                    "no matching manifest for {} in the manifest list entries",
+                    wanted.text()
                 ))
             })?;
         let by_digest = oci_client::Reference::with_digest(
