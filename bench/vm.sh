@@ -5,7 +5,10 @@
 #  2. `docker run --rm busybox true` through the VM vs the same engine natively
 #  3. host memory of Skiff's processes besides QEMU (daemon, vhost-device-vsock, virtiofsd), and QEMU's
 #  4. the guest's used memory after boot (as `free` counts it) and its shmem (initramfs files)
+#  5. `docker run --rm` of an emulated foreign-architecture busybox vs a native one (natively)
 # Medians of N runs (default 3). Needs root (the native engine), QEMU and vhost-device-vsock.
+# SKIFF_BENCH_ARCH=arm64 measures the arm64 guest instead (emulated under TCG on amd64 machines):
+# its boot next to its own floor (the same arm64 kernel and QEMU reaching an arm64 busybox /init).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 N=${1:-3}
@@ -23,20 +26,28 @@ trap cleanup EXIT
 
 cargo build --release -q -p skiff -p skiff-agent
 python3 tests/fixtures/build_fixtures.py target/fixtures >/dev/null
-python3 vm-image/build.py 2>/dev/null
-vm-image/trivial-initramfs.sh "$WORK/trivial.img" poweroff
+ARCH=${SKIFF_BENCH_ARCH:-}
+if [ -n "$ARCH" ]; then
+  python3 vm-image/build.py --arch "$ARCH" 2>/dev/null
+  TRIVIAL_BUSYBOX=target/fixtures/work/busybox-$ARCH
+  [ "$ARCH" = amd64 ] && TRIVIAL_BUSYBOX=/bin/busybox
+else
+  python3 vm-image/build.py 2>/dev/null
+  TRIVIAL_BUSYBOX=/bin/busybox
+fi
+vm-image/trivial-initramfs.sh "$WORK/trivial.img" poweroff "$TRIVIAL_BUSYBOX"
 vmdocker() { DOCKER_HOST=unix://$SKIFF_HOME/docker.sock docker "$@"; }
 ms() { echo $(( ($(now) - $1) / 1000000 )); }
 
 # A first start creates the disk and settles the accelerator probe (cached per host boot): not timed.
-target/release/skiff start --cpus 2 --memory 2048 >/dev/null 2>"$WORK/start.err"
+target/release/skiff start --cpus 2 --memory 2048 ${ARCH:+--arch "$ARCH"} >/dev/null 2>"$WORK/start.err"
 accel=$(target/release/skiff status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["accel"])')
 qemu_pid=$(cat "$SKIFF_HOME/run/qemu.pid")
 mapfile -d '' QEMU_ARGS < "/proc/$qemu_pid/cmdline"
 vmdocker load -i target/fixtures/busybox.tar >/dev/null
 target/release/skiff stop -t 1 >/dev/null
 
-echo "== boot ($accel, 2 vCPUs, 2048 MiB), median of $N"
+echo "== boot (${ARCH:-host architecture} guest, $accel, 2 vCPUs, 2048 MiB), median of $N"
 starts=() floors=()
 for _ in $(seq "$N"); do
   s=$(now)
@@ -56,7 +67,7 @@ for _ in $(seq "$N"); do
     a=${QEMU_ARGS[$i]}
     case "$a" in
       */initramfs.img) a=$WORK/trivial.img ;;
-      console=ttyS0*) a="console=ttyS0 quiet panic=-1" ;;
+      console=tty*) a="${a%% *} quiet panic=-1" ;;
       file:*console.log) a=file:$floor_run/console.log ;;
       unix:*qmp.sock*) a=unix:$floor_run/qmp.sock,server=on,wait=off ;;
       */qemu.pid) a=$floor_run/qemu.pid ;;
@@ -125,3 +136,17 @@ printf '%-58s %8.1f ms\n' "through the VM ($accel)" "$(awk -v t="$vm_run" 'BEGIN
 printf '%-58s %8.1f ms\n' "native engine on the host" "$(awk -v t="$native_run" 'BEGIN{print t/10}')"
 printf '%-58s %8s×\n' "VM / native" "$(ratio "$vm_run" "$native_run")"
 
+echo "== docker run --rm of an emulated foreign-architecture busybox (binfmt_misc + QEMU user mode), natively, median of $((N * 3))"
+skiff load -i target/fixtures/busybox-arm64.tar >/dev/null
+if skiff run --rm skiff-test/busybox-arm64 true >/dev/null 2>&1; then
+  for _ in $(seq $((N * 3))); do
+    time_it native emulated skiff run --rm skiff-test/busybox-arm64 true
+    time_it native run2 skiff run --rm busybox true
+  done
+  emu=$(median_of native.emulated) nat=$(median_of native.run2)
+  printf '%-58s %8.1f ms\n' "arm64 busybox, emulated" "$(awk -v t="$emu" 'BEGIN{print t/10}')"
+  printf '%-58s %8.1f ms\n' "amd64 busybox, native" "$(awk -v t="$nat" 'BEGIN{print t/10}')"
+  printf '%-58s %8s×\n' "emulated / native" "$(ratio "$emu" "$nat")"
+else
+  echo "no emulator registered here (install qemu-user-static)"
+fi

@@ -244,6 +244,12 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
     // An arm64 image on this amd64 guest: the guest's bundled emulator runs it (binfmt_misc).
     s.docker_ok(&["load", "-i", &fixture("busybox-arm64.tar").display().to_string()]);
     assert_eq!(s.docker_ok(&["run", "--rm", "skiff-test/busybox-arm64", "uname", "-m"]), "aarch64\n");
+    let asked = ["run", "--rm", "--platform", "linux/arm64", "skiff-test/busybox-arm64", "uname", "-m"];
+    assert_eq!(s.docker_ok(&asked), "aarch64\n");
+    // A multi-platform archive: the guest's own platform is the one loaded.
+    s.docker_ok(&["load", "-i", &fixture("busybox-multi-oci.tar").display().to_string()]);
+    let loaded = s.docker_ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", "skiff-test/busybox-multi"]);
+    assert_eq!(loaded, "linux/amd64\n");
 
     // A named volume: written by one container, read by another, kept over stop/start.
     s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
