@@ -38,6 +38,14 @@ impl Platform {
         Self { os: "linux".into(), arch: Some(host_arch().into()), variant: None }
     }
 
+    /// This platform with the engine's architecture where it names none.
+    pub fn or_host_arch(mut self) -> Self {
+        if self.arch.is_none() {
+            self.arch = Some(host_arch().into());
+        }
+        self
+    }
+
     /// The architecture asked for, or the engine's.
     pub fn arch_or_host(&self) -> &str {
         self.arch.as_deref().unwrap_or(host_arch())

@@ -148,7 +148,8 @@ pub async fn pull_prepare(
     auth: &AuthConfig,
 ) -> Result<PullPlan, EngineError> {
     let wanted = match platform.filter(|p| !p.is_empty()) {
-        Some(p) => crate::engine::platform::Platform::parse(p)?,
+        // `linux` alone means the engine's architecture, as Docker normalises it.
+        Some(p) => crate::engine::platform::Platform::parse(p)?.or_host_arch(),
         None => crate::engine::platform::Platform::host(),
     };
     let client = client_for(engine, reference.registry());

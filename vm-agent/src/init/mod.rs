@@ -160,8 +160,9 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
             power::power_off().await
         }
     };
-    // Emulators for foreign-architecture images (the image carries them), off the critical path.
-    std::thread::spawn(crate::runtime::binfmt::register_emulators);
+    // Emulators for foreign-architecture images (the image carries them), before containers
+    // restart (a few milliseconds).
+    crate::runtime::binfmt::register_emulators();
     crate::engine::containers::recover(&engine).await;
     crate::engine::swarm::tasks::start(&engine);
     timings.network_ms = network.await.unwrap_or_default();

@@ -17,8 +17,21 @@ const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 const EMULATORS: &[&str] =
     &["/usr/libexec/skiff/qemu-{}-static", "/usr/bin/qemu-{}-static", "/usr/local/bin/qemu-{}-static"];
 
-/// The handler flags (see the module's comment).
+/// The handler flags (see the module's comment); P needs a kernel that passes AT_FLAGS (5.12).
 const FLAGS: &str = "POCF";
+const FLAGS_WITHOUT_P: &str = "OCF";
+
+/// The flags this kernel supports.
+fn flags() -> &'static str {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let mut nums = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    if (major, minor) >= (5, 12) {
+        FLAGS
+    } else {
+        FLAGS_WITHOUT_P
+    }
+}
 
 /// One architecture's ELF signature (magic and mask over the first 20 bytes, as QEMU's
 /// `qemu-binfmt-conf.sh` gives them).
@@ -96,7 +109,7 @@ fn emulator(qemu_arch: &str) -> Option<PathBuf> {
 /// The line written to `register`: `:name:M::magic:mask:interpreter:flags`, bytes as `\xHH`.
 fn register_line(sig: &Signature, interpreter: &Path) -> String {
     let hex = |b: &[u8]| b.iter().map(|x| format!("\\x{x:02x}")).collect::<String>();
-    format!(":{}:M::{}:{}:{}:{FLAGS}", handler(sig.qemu), hex(sig.magic), hex(sig.mask), interpreter.display())
+    format!(":{}:M::{}:{}:{}:{}", handler(sig.qemu), hex(sig.magic), hex(sig.mask), interpreter.display(), flags())
 }
 
 /// Mounts binfmt_misc where it is not mounted yet.
@@ -119,7 +132,7 @@ pub fn register_emulators() -> Vec<&'static str> {
     for sig in SIGNATURES.iter().filter(|s| s.oci != host_arch()) {
         // Ours from an earlier version with other flags: replaced.
         let ours = Path::new(BINFMT).join(handler(sig.qemu));
-        if std::fs::read_to_string(&ours).is_ok_and(|s| !s.lines().any(|l| l == format!("flags: {FLAGS}"))) {
+        if std::fs::read_to_string(&ours).is_ok_and(|s| !s.lines().any(|l| l == format!("flags: {}", flags()))) {
             let _ = std::fs::write(&ours, "-1");
         }
         if handled(sig) {
@@ -141,15 +154,24 @@ pub fn register_emulators() -> Vec<&'static str> {
 /// Whether an enabled handler (ours, or one registered by the system as `qemu-<arch>`) runs
 /// `sig`'s binaries.
 fn handled(sig: &Signature) -> bool {
+    // A handler without F would look for its interpreter inside each container: not usable.
     [handler(sig.qemu), format!("qemu-{}", sig.qemu)].iter().any(|name| {
-        std::fs::read_to_string(Path::new(BINFMT).join(name)).is_ok_and(|s| s.lines().next() == Some("enabled"))
+        std::fs::read_to_string(Path::new(BINFMT).join(name)).is_ok_and(|s| {
+            s.lines().next() == Some("enabled")
+                && s.lines().any(|l| l.strip_prefix("flags: ").is_some_and(|f| f.contains('F')))
+        })
     })
+}
+
+/// Whether the CPU runs `arch` itself: the host's, and the 32-bit ones it has a mode for.
+fn native(arch: &str) -> bool {
+    arch == host_arch() || matches!((host_arch(), arch), ("amd64", "386") | ("arm64", "arm"))
 }
 
 /// Whether this engine can run binaries of `arch` (OCI's name, `""`: unknown, assumed native).
 pub fn can_run(arch: &str) -> bool {
     let arch = normalize_arch(arch);
-    if arch.is_empty() || arch == host_arch() {
+    if arch.is_empty() || native(arch) {
         return true;
     }
     SIGNATURES.iter().find(|s| s.oci == arch).is_some_and(handled)

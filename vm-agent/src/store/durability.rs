@@ -94,7 +94,9 @@ impl Syncer {
     fn run(&self, root: &Path, clear: &ClearMarks) {
         while let Some(batch) = self.next_batch() {
             if let Err(e) = syncfs(root) {
-                tracing::warn!(error = %e, "syncing the image store; the new images stay marked");
+                tracing::warn!(error = %e, "syncing the image store; trying again in a second");
+                self.queue.lock().unwrap_or_else(|p| p.into_inner()).pending.extend(batch);
+                std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
             if !clear(batch) {

@@ -229,6 +229,7 @@ impl Store {
         // Layers are unpacked here and renamed into layers/.
         topdir::mark(&tmp);
 
+        let mut to_sync: Vec<Digest> = Vec::new();
         let mut state = State::default();
         for entry in fs::read_dir(self.root.join("images")).map_err(io_ctx("listing image records"))? {
             let entry = entry.map_err(io_ctx("listing image records"))?;
@@ -239,9 +240,9 @@ impl Store {
             }
             match self.load_record(&path) {
                 Ok(img) => match (&img.record.unsynced_boot, &self.syncer) {
-                    (Some(written), Some((syncer, boot))) if written == boot => {
-                        // Same boot: the page cache still holds its files; make them durable.
-                        syncer.request(img.record.id.clone());
+                    (Some(written), Some((_, boot))) if written == boot => {
+                        // Same boot: the page cache still holds its files; made durable below.
+                        to_sync.push(img.record.id.clone());
                         state.images.insert(img.record.id.clone(), Arc::new(img));
                     }
                     (Some(_), _) => {
@@ -265,6 +266,11 @@ impl Store {
             }
         }
         *self.state() = state;
+        if let Some((syncer, _)) = &self.syncer {
+            for id in to_sync {
+                syncer.request(id);
+            }
+        }
         self.collect_garbage(None)
     }
 
@@ -495,10 +501,7 @@ impl Store {
         if self.syncer.is_none() {
             return;
         }
-        if let Err(e) = self.sync() {
-            tracing::warn!(error = %e, "syncing the image store at shutdown");
-            return;
-        }
+        // The marked images first: one committed after the sync began must keep its mark.
         let marked: Vec<Digest> = self
             .state()
             .images
@@ -506,6 +509,10 @@ impl Store {
             .filter(|i| i.record.unsynced_boot.is_some())
             .map(|i| i.record.id.clone())
             .collect();
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "syncing the image store at shutdown");
+            return;
+        }
         clear_unsynced_marks(&self.state, &self.root.join("images"), marked);
     }
 

@@ -92,8 +92,14 @@ impl Context {
             .open(&build_dir)
             .map_err(|e| EngineError::Internal(format!("creating the build context's file: {e}")))?;
         let (_, decoded) = crate::store::compression::decompress(io::BufReader::new(reader)).map_err(bad)?;
-        let mut tee = Tee { inner: TarEnds::new(decoded), out: BufWriter::with_capacity(1 << 20, &spool) };
-        let entries = index(&mut tee)?;
+        let mut tee =
+            Tee { inner: TarEnds::new(decoded), out: BufWriter::with_capacity(1 << 20, &spool), failed: None };
+        let indexed = index(&mut tee);
+        // Writing the spool failing (a full disk) is ours, not a bad context.
+        if let Some(e) = tee.failed.take() {
+            return Err(EngineError::Internal(format!("writing the build context: {e}")));
+        }
+        let entries = indexed?;
         tee.out.flush().map_err(|e| EngineError::Internal(format!("writing the build context: {e}")))?;
         drop(tee);
         Ok(Self { spool, entries, ignore: None, build_dir, materialized: Mutex::new(None) })
@@ -153,14 +159,21 @@ impl Context {
         }
         let dir = self.build_dir.join(format!("context-{}", hex::encode(rand::random::<[u8; 8]>())));
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::Internal(format!("creating the build context: {e}")))?;
-        *slot = Some(dir.clone());
-        let fd = open_dir(&dir)?;
-        let len = self.spool.metadata().map(|m| m.len()).unwrap_or(0);
-        crate::store::unpack::extract_into(Range { file: &self.spool, pos: 0, end: len }, fd).map_err(bad)?;
-        if let Some(ignore) = &self.ignore {
-            remove_excluded(&dir, "", ignore)
-                .map_err(|e| EngineError::Internal(format!("applying .dockerignore: {e}")))?;
+        let extracted = (|| {
+            let fd = open_dir(&dir)?;
+            let len = self.spool.metadata().map(|m| m.len()).unwrap_or(0);
+            crate::store::unpack::extract_into(Range { file: &self.spool, pos: 0, end: len }, fd).map_err(bad)?;
+            if let Some(ignore) = &self.ignore {
+                remove_excluded(&dir, "", ignore)
+                    .map_err(|e| EngineError::Internal(format!("applying .dockerignore: {e}")))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = extracted {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
         }
+        *slot = Some(dir.clone());
         Ok(dir)
     }
 }
@@ -241,12 +254,18 @@ impl Read for Range<'_> {
 struct Tee<R, W> {
     inner: R,
     out: W,
+    /// Why writing the spool failed.
+    failed: Option<io::Error>,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let shown = io::Error::new(e.kind(), e.to_string());
+            self.failed = Some(e);
+            return Err(shown);
+        }
         Ok(n)
     }
 }

@@ -206,6 +206,9 @@ pub fn plan(
                 let node = tree
                     .lstat(rel)
                     .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file")))?;
+                if node.kind == Kind::Other {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")));
+                }
                 if node.kind == Kind::Dir {
                     tree_items(tree, rel, &dest, perms, &mut items)?;
                 } else if add && is_archive(tree, rel) {

@@ -359,7 +359,7 @@ impl Run<'_> {
         let config_text = serde_json::to_string(&state.config).unwrap_or_default();
         let key = cache::key(
             state.image.as_ref().map(|i| &i.record.id),
-            &["config", created_by, &config_text, &state.author],
+            &["config", created_by, &config_text, &state.author, &self.target_arch().unwrap_or_default()],
         );
         if let Some(hit) = self.cached(&key) {
             state.image = Some(hit);
@@ -618,6 +618,7 @@ impl Run<'_> {
                 &chmod.map(|m| format!("{m:o}")).unwrap_or_default(),
                 &source_hash,
                 &serde_json::to_string(&state.config).unwrap_or_default(),
+                &self.target_arch().unwrap_or_default(),
             ],
         );
         if let Some(hit) = self.cached(&key) {
