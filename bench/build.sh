@@ -146,7 +146,7 @@ def build(path):
     r = c.getresponse()
     body = r.read()
     c.close()
-    if r.status != 200 or b'"aux"' not in body:
+    if r.status != 200 or b'errorDetail' in body or b'sha256:' not in body:
         sys.exit(f"build failed on {path}: {r.status} {body[-300:]!r}")
     return time.perf_counter() - start
 for p in socks:
