@@ -9,7 +9,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin" "$work/dev" "$work/proc"
 mknod -m 600 "$work/dev/console" c 5 1
-cp "$busybox" "$work/bin/busybox"
+install -m 755 "$busybox" "$work/bin/busybox"
 case "$mode" in
   poweroff) tail='/bin/busybox poweroff -f' ;;
   hang) tail='exec /bin/busybox sleep 100000' ;;
