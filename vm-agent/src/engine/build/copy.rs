@@ -190,35 +190,8 @@ pub fn plan(
         }
     }
     for s in sources {
-        match s {
-            Source::Data { name, bytes, mode, mtime } => {
-                let to = if dest_is_dir { join(&dest, name) } else { dest.clone() };
-                items.push(Item::Data {
-                    dest: to,
-                    bytes: bytes.clone(),
-                    mode: perms.mode.unwrap_or(*mode),
-                    uid,
-                    gid,
-                    mtime: *mtime,
-                });
-            }
-            Source::Path { rel, name } => {
-                let node = tree
-                    .lstat(rel)
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file")))?;
-                if node.kind == Kind::Other {
-                    return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")));
-                }
-                if node.kind == Kind::Dir {
-                    tree_items(tree, rel, &dest, perms, &mut items)?;
-                } else if add && is_archive(tree, rel) {
-                    items.push(Item::Archive { src: rel.clone(), dest: dest.clone() });
-                } else {
-                    let to = if dest_is_dir { join(&dest, name) } else { dest.clone() };
-                    items.push(file_item(rel, &node, to, perms));
-                }
-            }
-        }
+        let to = if dest_is_dir { join(&dest, source_name(s)) } else { dest.clone() };
+        source_items(tree, s, to, &dest, perms, add, &mut items)?;
     }
     Ok(Plan { items })
 }
@@ -227,34 +200,63 @@ pub fn plan(
 /// instruction and the parent image, which decide that, key the cache with it). `--chown` and
 /// `--chmod` are left to the key too.
 pub fn source_hash(tree: &dyn Tree, sources: &[Source], add: bool) -> io::Result<String> {
-    let perms = Perms::default();
     let mut items = Vec::new();
     for s in sources {
-        match s {
-            Source::Data { name, bytes, mode, mtime } => items.push(Item::Data {
-                dest: name.clone(),
-                bytes: bytes.clone(),
-                mode: *mode,
-                uid: 0,
-                gid: 0,
-                mtime: *mtime,
-            }),
-            Source::Path { rel, name } => {
-                let node = tree
-                    .lstat(rel)
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file")))?;
-                if node.kind == Kind::Dir {
-                    items.push(Item::Dir { dest: name.clone(), mode: node.mode, uid: 0, gid: 0, mtime: 0 });
-                    tree_items(tree, rel, name, perms, &mut items)?;
-                } else if add && is_archive(tree, rel) {
-                    items.push(Item::Archive { src: rel.clone(), dest: name.clone() });
-                } else {
-                    items.push(file_item(rel, &node, name.clone(), perms));
+        let name = source_name(s);
+        if let Source::Path { rel, .. } = s {
+            if let Some(node) = tree.lstat(rel).filter(|n| n.kind == Kind::Dir) {
+                items.push(Item::Dir { dest: name.to_string(), mode: node.mode, uid: 0, gid: 0, mtime: 0 });
+            }
+        }
+        source_items(tree, s, name.to_string(), name, Perms::default(), add, &mut items)?;
+    }
+    hash_items(tree, &items)
+}
+
+fn source_name(s: &Source) -> &str {
+    match s {
+        Source::Path { name, .. } | Source::Data { name, .. } => name,
+    }
+}
+
+/// What copying one source adds: a file (or here-document) as `to`; a directory's contents, or
+/// an archive `ADD` unpacks, under `dir`.
+fn source_items(
+    tree: &dyn Tree,
+    s: &Source,
+    to: String,
+    dir: &str,
+    perms: Perms,
+    add: bool,
+    items: &mut Vec<Item>,
+) -> io::Result<()> {
+    let (uid, gid) = perms.owner.unwrap_or((0, 0));
+    match s {
+        Source::Data { bytes, mode, mtime, .. } => items.push(Item::Data {
+            dest: to,
+            bytes: bytes.clone(),
+            mode: perms.mode.unwrap_or(*mode),
+            uid,
+            gid,
+            mtime: *mtime,
+        }),
+        Source::Path { rel, name } => {
+            let node = tree
+                .lstat(rel)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file")))?;
+            match node.kind {
+                Kind::Other => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")))
                 }
+                Kind::Dir => tree_items(tree, rel, dir, perms, items)?,
+                _ if add && is_archive(tree, rel) => {
+                    items.push(Item::Archive { src: rel.clone(), dest: dir.to_string() })
+                }
+                _ => items.push(file_item(rel, &node, to, perms)),
             }
         }
     }
-    hash_items(tree, &items)
+    Ok(())
 }
 
 fn file_item(rel: &str, node: &Node, dest: String, perms: Perms) -> Item {
