@@ -131,3 +131,95 @@ def test_an_architecture_without_an_emulator_says_what_to_install(agent):
     assert r.returncode != 0
     assert "does not match the detected host platform" in r.stderr, r.stderr
     assert "linux/s390x" in r.stderr and "qemu-user-static" in r.stderr, r.stderr
+
+
+def archive_files(path):
+    with tarfile.open(path) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+
+
+def blob(files, digest):
+    return json.loads(files["blobs/sha256/" + digest.split(":")[1]])
+
+
+def ids(agent):
+    return set(cli(agent, "images", "-a", "-q", "--no-trunc").stdout.split())
+
+
+def test_a_multi_platform_image_stays_whole_through_load_save_push_and_remove(agent, registry, tmp_path):
+    name = "skiff-test/busybox-multi"
+    fixture = archive_files(fixture_path("busybox-multi-oci.tar"))
+    fixture_index = json.loads(fixture["index.json"])["manifests"][0]["digest"]
+
+    # Loading keeps both platforms: one image listed (the engine's platform, tagged), the other
+    # found through it without a registry.
+    cli(agent, "load", "-i", str(fixture_path("busybox-multi-oci.tar")))
+    listed = [line for line in cli(agent, "images", "--format", "{{.Repository}}").stdout.split("\n") if line]
+    assert listed == [name], listed
+    assert len(ids(agent)) == 2
+    r = cli(agent, "run", "--rm", "--pull", "never", "--platform", "linux/arm64", name, "uname", "-m")
+    assert (r.returncode, r.stdout) == (0, "aarch64\n"), r.stderr
+    fmt = "{{.Os}}/{{.Architecture}}"
+    assert cli(agent, "image", "inspect", "-f", fmt, name).stdout == "linux/amd64\n"
+    r = cli(agent, "image", "inspect", "--platform", "linux/arm64", "-f", fmt, name)
+    assert r.stdout == "linux/arm64\n", r.stderr
+    r = cli(agent, "image", "inspect", "--platform", "linux/s390x", name)
+    assert r.returncode != 0 and "does not provide the specified platform (linux/s390x)" in r.stderr, r.stderr
+    # `docker images --tree` shows the platforms stored.
+    tree = agent.client.api.get(agent.client.api._url("/images/json"), params={"manifests": "1"}).json()
+    platforms = sorted(m["ImageData"]["Platform"]["architecture"] for i in tree for m in i["Manifests"])
+    assert platforms == ["amd64", "arm64"], tree
+
+    # Saved whole: index.json names the very index the fixture had, byte for byte.
+    whole = tmp_path / "whole.tar"
+    r = cli(agent, "save", "-o", str(whole), name)
+    assert r.returncode == 0, r.stderr
+    files = archive_files(whole)
+    top = json.loads(files["index.json"])["manifests"]
+    assert [m["digest"] for m in top] == [fixture_index], top
+    assert top[0]["annotations"]["io.containerd.image.name"] == f"docker.io/{name}:latest"
+    archs = sorted(m["platform"]["architecture"] for m in blob(files, fixture_index)["manifests"])
+    assert archs == ["amd64", "arm64"]
+    assert len(json.loads(files["manifest.json"])) == 1
+
+    # Saved for one platform: just that image.
+    arm = tmp_path / "arm.tar"
+    r = cli(agent, "save", "--platform", "linux/arm64", "-o", str(arm), name)
+    assert r.returncode == 0, r.stderr
+    files = archive_files(arm)
+    top = json.loads(files["index.json"])["manifests"]
+    assert len(top) == 1 and blob(files, blob(files, top[0]["digest"])["config"]["digest"])["architecture"] == "arm64"
+    r = cli(agent, "save", "--platform", "linux/s390x", "-o", str(tmp_path / "none.tar"), name)
+    assert r.returncode != 0 and "linux/s390x" in r.stderr, r.stderr
+
+    # Pushed whole: the registry gets the index and both platforms.
+    remote = f"{registry}/skiff-test/pushed-multi:v1"
+    assert cli(agent, "tag", name, remote).returncode == 0
+    r = cli(agent, "push", remote)
+    assert r.returncode == 0, r.stdout + r.stderr
+    req = urllib.request.Request(f"http://{registry}/v2/skiff-test/pushed-multi/manifests/v1",
+                                 headers={"Accept": OCI_INDEX})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.headers["Content-Type"] == OCI_INDEX
+        pushed = json.loads(resp.read())
+    assert sorted(m["platform"]["architecture"] for m in pushed["manifests"]) == ["amd64", "arm64"]
+    assert cli(agent, "rmi", remote).returncode == 0
+
+    # Removing the last tag removes every platform; the saved archive brings both back.
+    r = cli(agent, "rmi", name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("Deleted: sha256:") >= 2, r.stdout
+    assert ids(agent) == set()
+    assert cli(agent, "load", "-i", str(whole)).returncode == 0
+    assert len(ids(agent)) == 2
+    r = cli(agent, "run", "--rm", "--pull", "never", "--platform", "linux/arm64", name, "uname", "-m")
+    assert r.stdout == "aarch64\n", r.stderr
+
+    # `docker load --platform`: only that platform, named.
+    assert cli(agent, "rmi", name).returncode == 0
+    r = cli(agent, "load", "--platform", "linux/arm64", "-i", str(fixture_path("busybox-multi-oci.tar")))
+    assert r.returncode == 0, r.stderr
+    assert len(ids(agent)) == 1
+    assert cli(agent, "image", "inspect", "-f", fmt, name).stdout == "linux/arm64\n"
+    r = cli(agent, "load", "--platform", "linux/s390x", "-i", str(fixture_path("busybox-multi-oci.tar")))
+    assert r.returncode != 0 and "linux/s390x" in r.stderr, r.stderr

@@ -23,10 +23,15 @@ fn registry_auth(headers: &HeaderMap) -> Result<AuthConfig, ApiError> {
     Ok(AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))?)
 }
 
+/// The `platform` query value of save, load, push and image inspect (JSON from the docker CLI).
+fn query_platform(p: &Params) -> Result<Option<crate::engine::platform::Platform>, ApiError> {
+    Ok(p.get("platform").filter(|s| !s.is_empty()).map(crate::engine::platform::Platform::parse_query).transpose()?)
+}
+
 /// `GET /images/json`.
 pub async fn list(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
     let filters = Filters::parse(p.get("filters"), &["dangling", "label", "before", "since", "reference", "until"])?;
-    Ok(Json(images::list(&engine, &filters, p.bool("all"))?).into_response())
+    Ok(Json(images::list(&engine, &filters, p.bool("all"), p.bool("manifests"))?).into_response())
 }
 
 /// `POST /images/create`: pull (`fromImage`) or import (`fromSrc=-`, the archive in the body).
@@ -122,11 +127,12 @@ pub async fn commit(State(engine): State<Arc<Engine>>, p: Params, body: Bytes) -
 /// `POST /images/load`.
 pub async fn load_archive(State(engine): State<Arc<Engine>>, p: Params, req: Request) -> ApiResult<Response> {
     let quiet = p.bool("quiet");
+    let platform = query_platform(&p)?;
     let (progress, rx) = Progress::channel(quiet);
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new(StreamReader::new(body));
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = load::load_archive(&engine, reader, &progress) {
+        if let Err(e) = load::load_archive(&engine, reader, platform.as_ref(), &progress) {
             tracing::warn!(error = %e, "load failed");
             progress.error(e.to_string());
         }
@@ -137,11 +143,17 @@ pub async fn load_archive(State(engine): State<Arc<Engine>>, p: Params, req: Req
 
 /// `GET /images/get?names=…` and `GET /images/{name}/get`.
 pub async fn save_images(State(engine): State<Arc<Engine>>, p: Params) -> ApiResult<Response> {
-    export(engine, p.all("names")).await
+    export(engine, p.all("names"), &p).await
 }
 
-async fn export(engine: Arc<Engine>, names: Vec<String>) -> ApiResult<Response> {
-    let plan = save::plan(&engine, &names)?;
+async fn export(engine: Arc<Engine>, names: Vec<String>, p: &Params) -> ApiResult<Response> {
+    let platforms = p
+        .all("platform")
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| crate::engine::platform::Platform::parse_query(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plan = save::plan(&engine, &names, &platforms)?;
     let (reader, writer) = tokio::io::duplex(256 * 1024);
     tokio::task::spawn_blocking(move || {
         let out = SyncIoBridge::new(writer);
@@ -209,14 +221,19 @@ pub async fn named(
         NamedOp::Inspect => {
             // `Parent` (dropped from the stubs' model, still read by clients): the image a commit
             // or build step made this one from, else "".
-            let mut v = serde_json::to_value(images::inspect(&engine, &name)?)
+            let platform = query_platform(&p)?;
+            let mut v = serde_json::to_value(images::inspect(&engine, &name, platform.as_ref())?)
                 .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
-            let parent = images::resolve(&engine, &name)?.record.parent.as_ref().map(ToString::to_string);
+            let parent = images::resolve_platform(&engine, &name, platform.as_ref())?
+                .record
+                .parent
+                .as_ref()
+                .map(ToString::to_string);
             v["Parent"] = serde_json::json!(parent.unwrap_or_default());
             Ok(Json(v).into_response())
         }
         NamedOp::History => Ok(Json(images::history(&engine, &name)?).into_response()),
-        NamedOp::Save => export(engine, vec![name]).await,
+        NamedOp::Save => export(engine, vec![name], &p).await,
         NamedOp::Tag => {
             let repo = p.get("repo").unwrap_or_default();
             images::tag(&engine, &name, repo, p.get("tag")).await?;
@@ -235,9 +252,10 @@ pub async fn named(
                 .into());
             }
             let auth = registry_auth(&headers)?;
+            let platform = query_platform(&p)?;
             let (progress, rx) = Progress::channel(false);
             tokio::spawn(async move {
-                if let Err(e) = registry::push(&engine, reference, &auth, &progress).await {
+                if let Err(e) = registry::push(&engine, reference, platform.as_ref(), &auth, &progress).await {
                     progress.error(e.to_string());
                 }
             });

@@ -299,7 +299,7 @@ pub async fn auth(State(engine): State<Arc<Engine>>, body: Bytes) -> ApiResult<R
 pub async fn disk_usage(State(engine): State<Arc<Engine>>) -> ApiResult<Response> {
     let filters = crate::engine::filters::Filters::default();
     let containers = engine.containers.all();
-    let mut images = crate::engine::images::list(&engine, &filters, true)?;
+    let mut images = crate::engine::images::list(&engine, &filters, true, false)?;
     for img in &mut images {
         img.containers =
             i64::try_from(containers.iter().filter(|c| c.record().image_id.as_str() == img.id).count()).unwrap_or(0);

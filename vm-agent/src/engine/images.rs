@@ -26,7 +26,11 @@ pub fn resolve(engine: &Engine, name: &str) -> Result<Arc<StoredImage>, EngineEr
     if let Ok(r) = ImageRef::parse(name) {
         if let Some(d) = r.digest() {
             let wanted = format!("{}@{d}", r.full_name());
-            if let Some(img) = store.images().into_iter().find(|i| i.record.repo_digests.contains(&wanted)) {
+            // An index's digest names all its stored platforms: the engine's own comes first.
+            let mut found: Vec<_> =
+                store.images().into_iter().filter(|i| i.record.repo_digests.contains(&wanted)).collect();
+            found.sort_by_key(|i| !super::platform::Platform::host().matches(&i.config));
+            if let Some(img) = found.into_iter().next() {
                 return Ok(img);
             }
         } else if let Some(img) = r.full_tagged().and_then(|t| store.by_tag(&t)) {
@@ -48,6 +52,23 @@ pub fn resolve(engine: &Engine, name: &str) -> Result<Arc<StoredImage>, EngineEr
         return Err(EngineError::InvalidArgument(format!("invalid reference format: {name}")));
     }
     Err(not_found())
+}
+
+/// The stored platform `wanted` of the image `name` refers to (a multi-platform image's other
+/// platforms included); a clear 404 when it is not stored.
+pub fn resolve_platform(
+    engine: &Engine,
+    name: &str,
+    wanted: Option<&super::platform::Platform>,
+) -> Result<Arc<StoredImage>, EngineError> {
+    let img = resolve(engine, name)?;
+    let Some(wanted) = wanted else { return Ok(img) };
+    super::platform_group::for_platform(&engine.store, &img, wanted).ok_or_else(|| {
+        EngineError::NotFound(format!(
+            "image with reference {name} was found but does not provide the specified platform ({})",
+            wanted.text()
+        ))
+    })
 }
 
 /// The familiar `repo:tag` names pointing at `id`, sorted.
@@ -89,7 +110,7 @@ pub fn child_counts(engine: &Engine) -> HashMap<Digest, usize> {
 
 /// `GET /images/json`. Without `all`, untagged images that other images build on (build steps)
 /// are hidden, as dockerd hides intermediate images; `dangling` means untagged with no children.
-pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<ImageSummary>, EngineError> {
+pub fn list(engine: &Engine, filters: &Filters, all: bool, manifests: bool) -> Result<Vec<ImageSummary>, EngineError> {
     let dangling = filters.bool("dangling")?;
     let children = child_counts(engine);
     let bound = |key: &str| -> Result<Option<i64>, EngineError> {
@@ -113,6 +134,10 @@ pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<ImageSu
         tags.sort();
         let has_children = children.contains_key(&img.record.id);
         if tags.is_empty() && has_children && (!all || dangling == Some(true)) {
+            continue;
+        }
+        // Another platform of a tagged multi-platform image: listed under that image's tag.
+        if !all && tags.is_empty() && super::platform_group::held_by_tagged_member(&engine.store, &img, &all_tags) {
             continue;
         }
         if let Some(want) = dangling {
@@ -150,7 +175,7 @@ pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<ImageSu
             shared_size: -1,
             labels: labels.cloned().unwrap_or_default(),
             containers: -1,
-            manifests: None,
+            manifests: manifests.then(|| super::platform_group::manifest_summaries(engine, &img)),
             descriptor: None,
         });
     }
@@ -158,9 +183,13 @@ pub fn list(engine: &Engine, filters: &Filters, all: bool) -> Result<Vec<ImageSu
     Ok(out)
 }
 
-/// `GET /images/{name}/json`.
-pub fn inspect(engine: &Engine, name: &str) -> Result<ImageInspect, EngineError> {
-    let img = resolve(engine, name)?;
+/// `GET /images/{name}/json`; `platform`: that platform of a multi-platform image.
+pub fn inspect(
+    engine: &Engine,
+    name: &str,
+    platform: Option<&super::platform::Platform>,
+) -> Result<ImageInspect, EngineError> {
+    let img = resolve_platform(engine, name, platform)?;
     let c = &img.config;
     let lower: Vec<String> = crate::engine::containers::lower_dirs(engine, &img);
     Ok(ImageInspect {
@@ -308,6 +337,28 @@ pub async fn remove(
         out.extend(delete_untagged(engine, &id).await?);
         out.extend(delete_unused_parents(engine, img.record.parent.clone()).await?);
     }
+    if remaining == 0 {
+        out.extend(delete_unused_platforms(engine, &img).await?);
+    }
+    Ok(out)
+}
+
+/// After a multi-platform image lost its last tag: its other platforms that are untagged and used
+/// by no container and no other image go too.
+async fn delete_unused_platforms(
+    engine: &Arc<Engine>,
+    img: &Arc<StoredImage>,
+) -> Result<Vec<ImageDeleteResponseItem>, EngineError> {
+    let mut out = Vec::new();
+    let tags = engine.store.tags();
+    let children = child_counts(engine);
+    for m in super::platform_group::members(&engine.store, img).into_iter().skip(1) {
+        let id = &m.record.id;
+        if tags.values().any(|v| v == id) || children.contains_key(id) || engine.containers.image_in_use(id).is_some() {
+            continue;
+        }
+        out.extend(delete_untagged(engine, id).await?);
+    }
     Ok(out)
 }
 
@@ -428,8 +479,12 @@ pub async fn prune(engine: &Arc<Engine>, filters: &Filters) -> Result<ImagePrune
     let children = child_counts(engine);
     for img in engine.store.images() {
         let tagged = tags.values().any(|v| *v == img.record.id);
-        // An untagged image that others build on is not dangling: it goes with its last child.
-        if (only_dangling && tagged) || children.contains_key(&img.record.id) {
+        // An untagged image that others build on is not dangling: it goes with its last child; nor
+        // is another platform of a tagged image: it goes with the image's last tag.
+        if (only_dangling && tagged)
+            || children.contains_key(&img.record.id)
+            || super::platform_group::held_by_tagged_member(&engine.store, &img, &tags)
+        {
             continue;
         }
         let labels = img.config.config.as_ref().and_then(|c| c.labels.as_ref());

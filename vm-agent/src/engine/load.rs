@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::platform::Platform;
 use super::progress::Progress;
 use super::reference::ImageRef;
 use super::{now_rfc3339, Engine, EngineError};
@@ -144,6 +145,10 @@ struct Candidate {
     manifest: Option<(Digest, String)>,
     layers: Vec<(String, Option<Digest>)>,
     tags: Vec<ImageRef>,
+    /// The image index it is one platform of (its bytes, checked against its digest).
+    index: Option<Vec<u8>>,
+    /// Another platform than the one the name goes to: loaded silently.
+    sibling: bool,
 }
 
 fn docker_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
@@ -166,6 +171,8 @@ fn docker_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
                 manifest: None,
                 layers: e.layers.into_iter().map(|l| (l, None)).collect(),
                 tags,
+                index: None,
+                sibling: false,
             })
         })
         .collect()
@@ -175,12 +182,28 @@ fn blob_name(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())
 }
 
-fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
+/// An index entry that is not an image (a build's attestation manifest).
+fn is_attestation(d: &Descriptor) -> bool {
+    d.annotations.as_ref().is_some_and(|a| a.contains_key("vnd.docker.reference.type"))
+        || d.platform.as_ref().is_some_and(|p| p.os == "unknown")
+}
+
+/// One entry of the OCI layout to read: the descriptor, the name it inherits, and the index it is
+/// a platform of (with whether it is the platform the name goes to).
+struct Pending {
+    desc: Descriptor,
+    name: Option<String>,
+    index: Option<Vec<u8>>,
+    sibling: bool,
+}
+
+fn oci_candidates(spool: &Spool, platform: Option<&Platform>) -> Result<Vec<Candidate>, EngineError> {
     let index: Index =
         serde_json::from_slice(&spool.read("index.json")?).map_err(|e| bad(format!("invalid index.json: {e}")))?;
     let mut out = Vec::new();
-    let mut queue: Vec<(Descriptor, Option<String>)> = index.manifests.into_iter().map(|d| (d, None)).collect();
-    while let Some((desc, inherited_name)) = queue.pop() {
+    let mut queue: Vec<Pending> =
+        index.manifests.into_iter().map(|desc| Pending { desc, name: None, index: None, sibling: false }).collect();
+    while let Some(Pending { desc, name: inherited_name, index: in_index, sibling }) = queue.pop() {
         let ann = desc.annotations.clone().unwrap_or_default();
         let name = ann
             .get("io.containerd.image.name")
@@ -196,16 +219,37 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
         if desc.media_type == OCI_INDEX || desc.media_type == DOCKER_MANIFEST_LIST {
             let nested: Index =
                 serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid index {}: {e}", desc.digest)))?;
-            let host = nested.manifests.iter().find(|m| {
-                m.platform.as_ref().is_some_and(|p| {
-                    super::platform::Platform::host().matches_parts(&p.os, &p.architecture, p.variant.as_deref())
-                })
-            });
-            let chosen: Vec<Descriptor> = match host {
-                Some(h) => vec![h.clone()],
-                None => nested.manifests,
+            // Every platform the archive carries is loaded (`--platform`: only that one); the name
+            // goes to the engine's platform (or the one asked for), else to the first.
+            let wanted = platform.cloned().unwrap_or_else(Platform::host);
+            let matches = |m: &Descriptor| {
+                m.platform.as_ref().is_some_and(|p| wanted.matches_parts(&p.os, &p.architecture, p.variant.as_deref()))
             };
-            queue.extend(chosen.into_iter().map(|d| (d, name.clone())));
+            let loadable: Vec<Descriptor> = nested
+                .manifests
+                .into_iter()
+                .filter(|m| !is_attestation(m) && spool.get(&blob_name(&m.digest)).is_ok())
+                .filter(|m| platform.is_none() || matches(m))
+                .collect();
+            let Some(named) = loadable.iter().find(|m| matches(m)).or(loadable.first()).map(|m| m.digest.clone())
+            else {
+                let what = name.as_deref().unwrap_or("the archive's image");
+                return Err(match platform {
+                    Some(p) => {
+                        EngineError::NotFound(format!("{what} has no image for platform {} in this archive", p.text()))
+                    }
+                    None => bad(format!("index {} lists no image this archive contains", desc.digest)),
+                });
+            };
+            for m in loadable {
+                let sibling = m.digest != named;
+                queue.push(Pending {
+                    desc: m,
+                    name: if sibling { None } else { name.clone() },
+                    index: Some(bytes.clone()),
+                    sibling,
+                });
+            }
             continue;
         }
         let manifest: Manifest =
@@ -224,25 +268,41 @@ fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, EngineError> {
             )),
             layers: manifest.layers.iter().map(|l| (blob_name(&l.digest), Some(l.digest.clone()))).collect(),
             tags,
+            index: in_index,
+            sibling,
         });
     }
     Ok(out)
 }
 
 /// Imports every image of the archive read from `reader`; returns the familiar names (or ids) loaded.
-pub fn load_archive<R: Read>(engine: &Arc<Engine>, reader: R, progress: &Progress) -> Result<Vec<String>, EngineError> {
+/// With `platform`, only images of that platform are loaded (a 404 when the archive has none).
+pub fn load_archive<R: Read>(
+    engine: &Arc<Engine>,
+    reader: R,
+    platform: Option<&Platform>,
+    progress: &Progress,
+) -> Result<Vec<String>, EngineError> {
     let store = &engine.store;
     let started = std::time::Instant::now();
     let spool = spool(store, reader)?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis(), files = spool.files.len(), "archive spooled");
     // Docker 25+ archives carry both; the OCI index keeps the original manifests byte for byte.
-    let candidates = if spool.files.contains_key("index.json") {
-        oci_candidates(&spool)?
+    let mut candidates = if spool.files.contains_key("index.json") {
+        oci_candidates(&spool, platform)?
     } else if spool.files.contains_key("manifest.json") {
         docker_candidates(&spool)?
     } else {
         return Err(bad("invalid archive: it has neither manifest.json (docker-archive) nor index.json (OCI layout)"));
     };
+    if let Some(p) = platform {
+        candidates.retain(|c| {
+            serde_json::from_slice::<ImageConfigFile>(&c.config_bytes).is_ok_and(|config| p.matches(&config))
+        });
+        if candidates.is_empty() {
+            return Err(EngineError::NotFound(format!("the archive has no image for platform {}", p.text())));
+        }
+    }
     let mut loaded = Vec::new();
     for c in candidates {
         loaded.extend(import_candidate(engine, &spool, c, progress)?);
@@ -335,6 +395,15 @@ fn import_candidate(
             }
         };
         blobs_touched.push(manifest.clone());
+        let index = match &c.index {
+            Some(bytes) => {
+                let stored = store.put_blob(bytes)?;
+                pin.add(&stored);
+                blobs_touched.push(stored.clone());
+                Some(stored)
+            }
+            None => None,
+        };
         let record = ImageRecord {
             id: c.config.clone(),
             manifest,
@@ -345,6 +414,7 @@ fn import_candidate(
             last_tag_time: (!c.tags.is_empty()).then(now_rfc3339),
             parent: None,
             unsynced_boot: None,
+            index,
         };
         let tags: Vec<String> = c.tags.iter().filter_map(ImageRef::full_tagged).collect();
         store.commit_image(record, &tags)?;
@@ -355,6 +425,10 @@ fn import_candidate(
     store.discard_unreferenced(blobs_touched, layers_touched);
     result?;
     let mut names = Vec::new();
+    if c.sibling {
+        engine.events.image("load", c.config.as_str(), c.config.as_str());
+        return Ok(names);
+    }
     if c.tags.is_empty() {
         progress.stream(format!("Loaded image ID: {}\n", c.config));
         engine.events.image("load", c.config.as_str(), c.config.as_str());

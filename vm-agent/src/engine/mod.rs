@@ -14,6 +14,7 @@ pub mod load;
 pub mod networks;
 pub mod new_image;
 pub mod platform;
+pub mod platform_group;
 pub mod progress;
 pub mod reference;
 pub mod registry;

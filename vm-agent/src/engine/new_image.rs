@@ -83,6 +83,7 @@ pub fn create(engine: &Engine, spec: ImageSpec, layer: Option<LayerWriter>) -> R
             last_tag_time: (!spec.tags.is_empty()).then(now_rfc3339),
             parent: spec.parent.as_ref().map(|p| p.record.id.clone()),
             unsynced_boot: None,
+            index: None,
         };
         store.commit_image(record, &spec.tags)?;
         Ok(config)

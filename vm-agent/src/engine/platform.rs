@@ -33,6 +33,25 @@ impl Platform {
         Ok(Self { os, arch, variant })
     }
 
+    /// Parses a `platform` query value of the newer endpoints (save, load, push, image inspect):
+    /// the docker CLI sends an OCI platform as JSON there; `os[/arch[/variant]]` is accepted too.
+    pub fn parse_query(s: &str) -> Result<Self, EngineError> {
+        if !s.trim_start().starts_with('{') {
+            return Self::parse(s);
+        }
+        let p: crate::store::model::Platform =
+            serde_json::from_str(s).map_err(|e| EngineError::InvalidArgument(format!("invalid platform {s}: {e}")))?;
+        let os = if p.os.is_empty() { "linux" } else { p.os.as_str() };
+        let mut text = os.to_string();
+        if !p.architecture.is_empty() {
+            text = format!("{text}/{}", p.architecture);
+            if let Some(v) = p.variant.filter(|v| !v.is_empty()) {
+                text = format!("{text}/{v}");
+            }
+        }
+        Self::parse(&text)
+    }
+
     /// The engine's own platform.
     pub fn host() -> Self {
         Self { os: "linux".into(), arch: Some(host_arch().into()), variant: None }
@@ -107,5 +126,9 @@ mod tests {
         assert!(Platform::parse("linux").is_ok_and(|p| p.matches(&config("s390x", None))));
         assert!(Platform::parse("").is_err() && Platform::parse("linux/a/b/c").is_err());
         assert_eq!(of_image(&config("aarch64", Some("v8"))), "linux/arm64/v8");
+        let json = Platform::parse_query(r#"{"architecture":"arm64","os":"linux","variant":"v8"}"#);
+        assert!(json.is_ok_and(|p| p.text() == "linux/arm64/v8"));
+        assert!(Platform::parse_query("linux/arm64").is_ok_and(|p| p.arch.as_deref() == Some("arm64")));
+        assert!(Platform::parse_query("{").is_err());
     }
 }

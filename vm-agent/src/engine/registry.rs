@@ -128,6 +128,8 @@ pub struct PullPlan {
     manifest: Manifest,
     /// The digest the tag pointed at (index or manifest), recorded as the repo digest.
     top_digest: Digest,
+    /// The image index the manifest was chosen from, kept with the image (`platform_group.rs`).
+    index_bytes: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PullPlan {
@@ -164,6 +166,7 @@ pub async fn pull_prepare(
     let is_index = media_type == OCI_INDEX
         || media_type == DOCKER_MANIFEST_LIST
         || (media_type.is_empty() && kind.get("manifests").is_some());
+    let index_bytes = is_index.then(|| bytes.to_vec());
     let (bytes, digest, media_type) = if is_index {
         let index: Index = serde_json::from_slice(&bytes)
             .map_err(|e| EngineError::Upstream(format!("invalid index from registry: {e}")))?;
@@ -213,6 +216,7 @@ pub async fn pull_prepare(
         manifest_media_type,
         manifest,
         top_digest,
+        index_bytes,
     })
 }
 
@@ -313,6 +317,15 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
         let bytes = plan.manifest_bytes.clone();
         let stored = blocking(move || Ok(store.put_blob(&bytes)?)).await?;
         pin.add(&stored);
+        let index = match plan.index_bytes.clone() {
+            Some(bytes) => {
+                let store = engine.store.clone();
+                let d = blocking(move || Ok(store.put_blob(&bytes)?)).await?;
+                pin.add(&d);
+                Some(d)
+            }
+            None => None,
+        };
         let record = crate::store::model::ImageRecord {
             id: config_desc.digest.clone(),
             manifest: stored,
@@ -323,6 +336,7 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
             last_tag_time: r.tag().map(|_| now_rfc3339()),
             parent: None,
             unsynced_boot: None,
+            index,
         };
         let tags: Vec<String> = r.full_tagged().into_iter().collect();
         let store = engine.store.clone();
@@ -332,6 +346,7 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
     .await;
     if let Err(e) = result {
         blobs_touched.push(plan.manifest_digest.clone());
+        blobs_touched.extend(plan.index_bytes.as_deref().map(Digest::of));
         let store = engine.store.clone();
         let _ = blocking(move || {
             store.discard_unreferenced(blobs_touched, layers_touched);
@@ -398,10 +413,12 @@ fn familiar_path(r: &ImageRef) -> String {
     }
 }
 
-/// Pushes the image tagged `reference` to its registry.
+/// Pushes the image tagged `reference` to its registry: a multi-platform image as its index
+/// with every stored platform, unless `platform` picks one.
 pub async fn push(
     engine: &Arc<Engine>,
     reference: ImageRef,
+    platform: Option<&crate::engine::platform::Platform>,
     auth: &AuthConfig,
     progress: &Progress,
 ) -> Result<(), EngineError> {
@@ -409,6 +426,17 @@ pub async fn push(
     let img = engine.store.by_tag(&full).ok_or_else(|| {
         EngineError::NotFound(format!("An image does not exist locally with the tag: {}", reference.familiar_name()))
     })?;
+    let store = &engine.store;
+    let members = match platform {
+        Some(p) => vec![crate::engine::platform_group::for_platform(store, &img, p).ok_or_else(|| {
+            EngineError::NotFound(format!("{} has no stored platform {}", reference.familiar_name(), p.text()))
+        })?],
+        None => crate::engine::platform_group::members(store, &img),
+    };
+    let index = match platform {
+        Some(_) => None,
+        None => crate::engine::platform_group::index_for(store, &members)?,
+    };
     let client = client_for(engine, reference.registry());
     let rauth = auth.to_registry_auth();
     let oci = reference.as_oci();
@@ -419,13 +447,66 @@ pub async fn push(
             reference.registry()
         ))
     })?;
-    let store = &engine.store;
+    let pushed = match &index {
+        // Each platform by digest, then the index under the tag.
+        Some((bytes, media_type)) => {
+            for m in &members {
+                push_blobs(&client, &reference, store, m, progress).await?;
+                let by_digest = oci_client::Reference::with_digest(
+                    reference.registry().to_string(),
+                    reference.repository().to_string(),
+                    m.record.manifest.to_string(),
+                );
+                push_manifest(
+                    &client,
+                    &reference,
+                    &by_digest,
+                    m.record.manifest_media_type.as_str(),
+                    store.read_blob(&m.record.manifest)?,
+                )
+                .await?;
+            }
+            push_manifest(&client, &reference, oci, media_type, bytes.clone()).await?
+        }
+        None => {
+            let m = &members[0];
+            push_blobs(&client, &reference, store, m, progress).await?;
+            push_manifest(&client, &reference, oci, &m.record.manifest_media_type, store.read_blob(&m.record.manifest)?)
+                .await?
+        }
+    };
+    let (digest, size) = pushed;
+    let tag = reference.tag().unwrap_or("latest");
+    progress.final_status(format!("{tag}: digest: {digest} size: {size}"));
+    progress.aux(serde_json::json!({"Tag": tag, "Digest": digest.to_string(), "Size": size}));
+    // The digest the tag now has names every platform pushed under it.
+    let repo_digest = format!("{}@{digest}", reference.full_name());
+    for m in &members {
+        let mut record = m.record.clone();
+        if !record.repo_digests.contains(&repo_digest) {
+            record.repo_digests.push(repo_digest.clone());
+            let store = engine.store.clone();
+            blocking(move || Ok(store.commit_image(record, &[])?)).await?;
+        }
+    }
+    engine.events.image("push", members[0].record.id.as_str(), &reference.to_string());
+    Ok(())
+}
+
+/// Uploads the layers and config of `img` that the registry does not have.
+async fn push_blobs(
+    client: &Client,
+    reference: &ImageRef,
+    store: &crate::store::Store,
+    img: &crate::store::StoredImage,
+    progress: &Progress,
+) -> Result<(), EngineError> {
+    let oci = reference.as_oci();
     let mut blobs: Vec<(Digest, u64)> = img.record.layers.iter().rev().map(|l| (l.blob.clone(), l.blob_size)).collect();
     for (d, _) in &blobs {
         progress.status(Some(d.short()), "Preparing");
     }
-    let config_size = std::fs::metadata(store.blob_path(&img.record.id)).map(|m| m.len()).unwrap_or(0);
-    blobs.push((img.record.id.clone(), config_size));
+    blobs.push((img.record.id.clone(), store.blob_size(&img.record.id).unwrap_or(0)));
     for (d, size) in &blobs {
         let is_layer = d != &img.record.id;
         let short = d.short().to_string();
@@ -440,31 +521,27 @@ pub async fn push(
         }
         let path = store.blob_path(d);
         let data = tokio::fs::read(&path).await.map_err(|e| EngineError::Internal(format!("reading blob {d}: {e}")))?;
-        client.push_blob(oci, data, d.as_str()).await.map_err(|e| push_error(&reference, e))?;
+        client.push_blob(oci, data, d.as_str()).await.map_err(|e| push_error(reference, e))?;
         if is_layer {
             progress.bytes(&short, "Pushing", *size, *size);
             progress.status(Some(&short), "Pushed");
         }
     }
-    let manifest = tokio::fs::read(store.blob_path(&img.record.manifest))
-        .await
-        .map_err(|e| EngineError::Internal(format!("reading manifest: {e}")))?;
-    let ct = reqwest::header::HeaderValue::from_str(&img.record.manifest_media_type)
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
-    client.push_manifest_raw(oci, manifest.clone(), ct).await.map_err(|e| push_error(&reference, e))?;
-    let digest = &img.record.manifest;
-    let tag = reference.tag().unwrap_or("latest");
-    progress.final_status(format!("{tag}: digest: {digest} size: {}", manifest.len()));
-    progress.aux(serde_json::json!({"Tag": tag, "Digest": digest.to_string(), "Size": manifest.len()}));
-    let mut record = img.record.clone();
-    let repo_digest = format!("{}@{digest}", reference.full_name());
-    if !record.repo_digests.contains(&repo_digest) {
-        record.repo_digests.push(repo_digest);
-        let store = engine.store.clone();
-        blocking(move || Ok(store.commit_image(record, &[])?)).await?;
-    }
-    engine.events.image("push", img.record.id.as_str(), &reference.to_string());
     Ok(())
+}
+
+/// Uploads a manifest or index under `target` (a tag or a digest); returns its digest and size.
+async fn push_manifest(
+    client: &Client,
+    reference: &ImageRef,
+    target: &oci_client::Reference,
+    media_type: &str,
+    bytes: Vec<u8>,
+) -> Result<(Digest, usize), EngineError> {
+    let ct = reqwest::header::HeaderValue::from_str(media_type).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let (digest, size) = (Digest::of(&bytes), bytes.len());
+    client.push_manifest_raw(target, bytes, ct).await.map_err(|e| push_error(reference, e))?;
+    Ok((digest, size))
 }
 
 fn push_error(r: &ImageRef, e: OciDistributionError) -> EngineError {

@@ -288,6 +288,11 @@ impl Store {
                 return Err(StoreError::MissingBlob(l.diff_id.clone()));
             }
         }
+        let mut record = record;
+        if record.index.as_ref().is_some_and(|d| !self.has_blob(d)) {
+            tracing::warn!(image = %record.id, "its image index is missing; the image stays, on its own");
+            record.index = None;
+        }
         let config = self.parse_config(&record.id)?;
         Ok(StoredImage { record, config })
     }
@@ -308,6 +313,7 @@ impl Store {
             for img in st.images.values() {
                 b.insert(img.record.id.clone());
                 b.insert(img.record.manifest.clone());
+                b.extend(img.record.index.clone());
                 for layer in &img.record.layers {
                     b.insert(layer.blob.clone());
                     l.insert(layer.diff_id.clone());
@@ -369,6 +375,11 @@ impl Store {
             io::ErrorKind::NotFound => StoreError::MissingBlob(d.clone()),
             _ => StoreError::Io { context: format!("reading blob {d}"), source: e },
         })
+    }
+
+    /// A blob's size, when it is stored.
+    pub fn blob_size(&self, d: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
     }
 
     /// Opens a blob for streaming.
@@ -544,6 +555,9 @@ impl Store {
                         r.repo_digests.push(d);
                     }
                 }
+                if r.index.is_none() {
+                    r.index = record.index;
+                }
                 r
             }
             None => record,
@@ -582,6 +596,14 @@ impl Store {
     pub fn by_tag(&self, full_ref: &str) -> Option<Arc<StoredImage>> {
         let st = self.state();
         st.tags.get(full_ref).and_then(|id| st.images.get(id).cloned())
+    }
+
+    /// The images stored from the image index `index` (one per platform).
+    pub fn by_index(&self, index: &Digest) -> Vec<Arc<StoredImage>> {
+        let mut v: Vec<_> =
+            self.state().images.values().filter(|i| i.record.index.as_ref() == Some(index)).cloned().collect();
+        v.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        v
     }
 
     /// The image with id `id`.
@@ -639,6 +661,7 @@ impl Store {
         let path = self.root.join("images").join(format!("{}.json", id.hex()));
         fs::remove_file(&path).map_err(io_ctx("removing image record"))?;
         let mut blobs = vec![removed.record.id.clone(), removed.record.manifest.clone()];
+        blobs.extend(removed.record.index.clone());
         blobs.extend(removed.record.layers.iter().map(|l| l.blob.clone()));
         let layers: Vec<Digest> = removed.record.layers.iter().map(|l| l.diff_id.clone()).collect();
         self.collect_garbage(Some((blobs, layers.clone())))?;
@@ -669,6 +692,7 @@ mod tests {
             last_tag_time: None,
             parent: None,
             unsynced_boot: None,
+            index: None,
         }
     }
 

@@ -186,6 +186,11 @@ pub struct ImageRecord {
     /// (`store/durability.rs`); cleared once they are synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsynced_boot: Option<String>,
+    /// The image index (manifest list) this image arrived in as one of its platforms (a pull, a
+    /// load). The index's other platforms that are stored name the same index: together they are
+    /// one multi-platform image (`engine/platform_group.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Digest>,
 }
 
 /// Metadata kept beside each unpacked layer directory.

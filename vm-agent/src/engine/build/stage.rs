@@ -192,8 +192,13 @@ impl Run<'_> {
         if !self.opts.pull {
             // A local image serves when it is of the platform asked for (`--platform`, FROM's).
             if let Ok(img) = images::resolve(self.engine, base) {
-                if wanted.as_ref().is_none_or(|w| w.matches(&img.config)) {
-                    return Ok(Some(img));
+                match &wanted {
+                    None => return Ok(Some(img)),
+                    Some(w) => {
+                        if let Some(m) = crate::engine::platform_group::for_platform(&self.engine.store, &img, w) {
+                            return Ok(Some(m));
+                        }
+                    }
                 }
             }
         }
@@ -206,7 +211,7 @@ impl Run<'_> {
         }
         .await;
         match pulled {
-            Ok(()) => images::resolve(self.engine, base).map(Some).map_err(BuildError::from),
+            Ok(()) => images::resolve_platform(self.engine, base, wanted.as_ref()).map(Some).map_err(BuildError::from),
             // With --pull, a local image still serves when the registry cannot be reached.
             Err(e) => match images::resolve(self.engine, base) {
                 Ok(img) if self.opts.pull && wanted.as_ref().is_none_or(|w| w.matches(&img.config)) => Ok(Some(img)),

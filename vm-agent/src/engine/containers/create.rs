@@ -83,7 +83,15 @@ pub async fn create(
         .clone()
         .filter(|i| !i.is_empty())
         .ok_or_else(|| EngineError::InvalidArgument("config.Image is required".into()))?;
-    let image = images::resolve(engine, &image_name)?;
+    let mut image = images::resolve(engine, &image_name)?;
+    // Another stored platform of a multi-platform image serves `--platform` without a pull.
+    if let Some(wanted) =
+        platform.filter(|p| !p.is_empty()).map(crate::engine::platform::Platform::parse).transpose()?
+    {
+        if let Some(m) = crate::engine::platform_group::for_platform(&engine.store, &image, &wanted) {
+            image = m;
+        }
+    }
     let platform_warning = check_platform(&image_name, &image.config, platform.filter(|p| !p.is_empty()))?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {

@@ -229,6 +229,11 @@ impl Containers {
     pub fn image_in_use(&self, id: &crate::store::digest::Digest) -> Option<String> {
         self.read().values().find(|c| &c.record().image_id == id).map(|c| c.id.clone())
     }
+
+    /// The ids of every container made from image `id`.
+    pub fn using_image(&self, id: &crate::store::digest::Digest) -> Vec<String> {
+        self.read().values().filter(|c| &c.record().image_id == id).map(|c| c.id.clone()).collect()
+    }
 }
 
 /// An image's layer directories as overlay lower dirs, top first. A layer that occurs twice
