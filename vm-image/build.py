@@ -79,15 +79,16 @@ def die(msg: str) -> None:
 
 
 def read_lock(arch: str) -> list[dict]:
-    """packages.lock lines: ARCH NAME VERSION SHA256 (sha256 '-' = not yet recorded)."""
+    """packages.lock lines: ARCH NAME VERSION SHA256 (sha256 '-' = not yet recorded); ARCH `all`:
+    an architecture-independent package every guest gets."""
     pkgs = []
     for line in (HERE / "packages.lock").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         a, name, version, sha = line.split()
-        if a == arch:
-            pkgs.append({"name": name, "version": version, "sha256": sha})
+        if a in (arch, "all"):
+            pkgs.append({"name": name, "version": version, "sha256": sha, "all": a == "all"})
     if not pkgs:
         die(f"packages.lock pins no packages for {arch}")
     return pkgs
@@ -106,14 +107,15 @@ def fetch_debs(pkgs: list[dict], arch: str, cache: Path, offline: bool) -> dict[
     found = {}
     for p in pkgs:
         ver = p["version"].replace(":", "%3a")
-        deb = cache / f"{p['name']}_{ver}_{arch}.deb"
+        deb = cache / f"{p['name']}_{ver}_{'all' if p['all'] else arch}.deb"
+        spec = f"{p['name']}={p['version']}" if p["all"] else f"{p['name']}:{arch}={p['version']}"
         if not deb.exists():
             if offline:
                 die(f"{deb.name} is not cached in {cache} and --offline was given")
             log(f"downloading {p['name']}={p['version']}")
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
                 os.chmod(tmp, 0o755)
-                r = subprocess.run(["apt-get", "download", "-q", f"{p['name']}:{arch}={p['version']}"],
+                r = subprocess.run(["apt-get", "download", "-q", spec],
                                    cwd=tmp, capture_output=True, text=True)
                 got = list(Path(tmp).glob("*.deb"))
                 if r.returncode != 0 or len(got) != 1:
@@ -388,6 +390,14 @@ def main() -> None:
             shutil.copyfile(pkgroot / "usr" / "bin" / f"qemu-{emu}-static", dst)
             os.chmod(dst, 0o755)
         shutil.copyfile(pkgroot / "etc" / "mke2fs.conf", stage / "etc" / "mke2fs.conf")
+        # The CA bundle registries' TLS is checked against (update-ca-certificates' output: the
+        # Mozilla set of the pinned ca-certificates package, concatenated).
+        certs = sorted((pkgroot / "usr" / "share" / "ca-certificates" / "mozilla").glob("*.crt"))
+        if not certs:
+            die("the pinned ca-certificates package has no certificates")
+        (stage / "etc" / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
+        (stage / "etc" / "ssl" / "certs" / "ca-certificates.crt").write_bytes(
+            b"".join(c.read_bytes().rstrip(b"\n") + b"\n" for c in certs))
         (stage / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
         (stage / "etc" / "nsswitch.conf").write_text("hosts: files dns\n")
         for p in stage.rglob("*"):

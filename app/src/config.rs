@@ -22,6 +22,9 @@ pub struct VmConfig {
     pub shares: Vec<PathBuf>,
     /// The guest's architecture (default: the host's; the other one runs emulated).
     pub arch: GuestArch,
+    /// Registries the engine may reach over plain HTTP (dockerd's `insecure-registries`), e.g. one
+    /// on this host as `host.docker.internal:5000`.
+    pub insecure_registries: Vec<String>,
 }
 
 fn default_shares() -> Vec<PathBuf> {
@@ -38,6 +41,7 @@ impl Default for VmConfig {
             accel: AccelChoice::Auto,
             shares: default_shares(),
             arch: GuestArch::host(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct Overrides {
     /// Replaces the shared folders when given.
     pub shares: Option<Vec<PathBuf>>,
     pub arch: Option<GuestArch>,
+    /// Replaces the insecure registries when given.
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 impl VmConfig {
@@ -96,6 +102,9 @@ impl VmConfig {
         if let Some(shares) = &o.shares {
             self.shares = shares.clone();
         }
+        if let Some(r) = &o.insecure_registries {
+            self.insecure_registries = r.clone();
+        }
         self.validate()?;
         Ok(self)
     }
@@ -115,6 +124,14 @@ impl VmConfig {
                 return Err(ConfigError::Invalid(format!(
                     "--share {}: must be an existing directory given as an absolute path",
                     share.display()
+                )));
+            }
+        }
+        for r in &self.insecure_registries {
+            let ok = !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "--insecure-registry {r:?}: must be HOST or HOST:PORT (no scheme, no path)"
                 )));
             }
         }
@@ -150,6 +167,9 @@ mod tests {
         assert_eq!((again.cpus, again.memory_mib), (1, 1024));
         assert!(again.clone().apply(&Overrides { cpus: Some(0), ..Default::default() }).is_err());
         assert!(again.clone().apply(&Overrides { disk_gib: Some(1), ..Default::default() }).is_err());
+        let registry = |r: &str| Overrides { insecure_registries: Some(vec![r.into()]), ..Default::default() };
+        assert!(again.clone().apply(&registry("host.docker.internal:5000")).is_ok());
+        assert!(again.clone().apply(&registry("http://x:5000/v2")).is_err());
         std::fs::write(&path, r#"{"cpus": 2, "gpus": 1}"#).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         assert!(matches!(VmConfig::load(&path), Err(ConfigError::Parse { .. })));
         Ok(())

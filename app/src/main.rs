@@ -43,6 +43,10 @@ enum Command {
         /// (TCG): slower, for testing images of that architecture as their users run them.
         #[arg(long, value_enum)]
         arch: Option<skiff::arch::GuestArch>,
+        /// A registry the engine may reach over plain HTTP, as HOST[:PORT] (repeat for several;
+        /// replaces the saved list). A registry on this host is `host.docker.internal:PORT`.
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
     },
     /// Shut the VM down cleanly (hard after the timeout).
     Stop {
@@ -79,10 +83,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = Home::from_env();
     let result = match cli.command {
-        Command::Start { cpus, memory, disk, accel, shares, arch } => {
+        Command::Start { cpus, memory, disk, accel, shares, arch, insecure_registries } => {
             let shares = (!shares.is_empty())
                 .then(|| shares.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect());
-            start(&home, &Overrides { cpus, memory_mib: memory, disk_gib: disk, accel, shares, arch })
+            let insecure_registries = (!insecure_registries.is_empty()).then_some(insecure_registries);
+            start(
+                &home,
+                &Overrides { cpus, memory_mib: memory, disk_gib: disk, accel, shares, arch, insecure_registries },
+            )
         }
         Command::Stop { timeout } => stop(&home, timeout),
         Command::Status { json } => status(&home, json),

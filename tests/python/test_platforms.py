@@ -223,3 +223,13 @@ def test_a_multi_platform_image_stays_whole_through_load_save_push_and_remove(ag
     assert cli(agent, "image", "inspect", "-f", fmt, name).stdout == "linux/arm64\n"
     r = cli(agent, "load", "--platform", "linux/s390x", "-i", str(fixture_path("busybox-multi-oci.tar")))
     assert r.returncode != 0 and "linux/s390x" in r.stderr, r.stderr
+
+    # The arm64 image stored before from a single-image archive (its own manifest): loading the
+    # index makes it one of the index's platforms, so the index is saved whole again.
+    assert cli(agent, "rmi", name).returncode == 0
+    assert cli(agent, "load", "-i", str(fixture_path("busybox-arm64.tar"))).returncode == 0
+    assert cli(agent, "load", "-i", str(fixture_path("busybox-multi-oci.tar"))).returncode == 0
+    again = tmp_path / "again.tar"
+    assert cli(agent, "save", "-o", str(again), name).returncode == 0
+    assert [m["digest"] for m in json.loads(archive_files(again)["index.json"])["manifests"]] == [fixture_index]
+    assert cli(agent, "run", "--rm", "skiff-test/busybox-arm64", "uname", "-m").stdout == "aarch64\n"

@@ -180,7 +180,10 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
     let shared = tempfile::Builder::new().prefix("skiff-share-").tempdir_in("/tmp").expect("share dir");
     let dir = shared.path().display().to_string();
     std::fs::write(shared.path().join("input"), "from the host\n").expect("input");
-    s.skiff_ok(&["start", "--accel", "tcg", "--memory", "1024", "--share", &dir]);
+    // A registry on this host, reached from the guest as host.docker.internal over plain HTTP.
+    let registry = skiff_tests::Registry::start(false);
+    let insecure = format!("host.docker.internal:{}", registry.port);
+    s.skiff_ok(&["start", "--accel", "tcg", "--memory", "1024", "--share", &dir, "--insecure-registry", &insecure]);
     assert!(s.status()["shares"].as_array().is_some_and(|a| a.len() == 1 && a[0] == dir.as_str()));
     s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
 
@@ -250,6 +253,15 @@ fn vm_bind_mounts_through_virtio_fs_and_durable_volumes() {
     s.docker_ok(&["load", "-i", &fixture("busybox-multi-oci.tar").display().to_string()]);
     let loaded = s.docker_ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", "skiff-test/busybox-multi"]);
     assert_eq!(loaded, "linux/amd64\n");
+    // Pushed as one index to the host's registry, then pulled back: the guest's platform first,
+    // arm64 when asked for.
+    let remote = format!("{insecure}/skiff-test/busybox-multi:latest");
+    s.docker_ok(&["tag", "skiff-test/busybox-multi", &remote]);
+    s.docker_ok(&["push", &remote]);
+    s.docker_ok(&["rmi", "skiff-test/busybox-multi", &remote]);
+    s.docker_ok(&["pull", &remote]);
+    assert_eq!(s.docker_ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", &remote]), "linux/amd64\n");
+    assert_eq!(s.docker_ok(&["run", "--rm", "--platform", "linux/arm64", &remote, "uname", "-m"]), "aarch64\n");
 
     // A named volume: written by one container, read by another, kept over stop/start.
     s.docker_ok(&["run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);

@@ -169,6 +169,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         host_control_port: Some(host_control_port()),
         host_ports_port: Some(host_control_port() + 1),
         shares: shares.iter().map(|s| (s.tag.clone(), s.path.display().to_string())).collect(),
+        insecure_registries: cfg.insecure_registries.clone(),
     };
     let spec = VmSpec {
         arch: cfg.arch,

@@ -26,6 +26,9 @@ pub struct BootConfig {
     /// Host folders shared over virtio-fs: (tag, absolute path to mount it at, the same path as on
     /// the host), from `skiff.share=TAG:PATH` with the path percent-encoded.
     pub shares: Vec<(String, String)>,
+    /// Registries the engine reaches over plain HTTP (`skiff.insecure=HOST[:PORT]`, repeated), as
+    /// dockerd's `insecure-registries`.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Percent-encodes what cannot stand in one kernel command-line word.
@@ -91,6 +94,14 @@ impl BootConfig {
                     let path = decode_path(path).filter(|p| p.starts_with('/')).ok_or_else(bad)?;
                     cfg.shares.push((tag.to_owned(), path));
                 }
+                "skiff.insecure" => {
+                    let ok =
+                        !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+                    if !ok {
+                        return Err(bad());
+                    }
+                    cfg.insecure_registries.push(value.to_owned());
+                }
                 _ => {}
             }
         }
@@ -120,6 +131,7 @@ impl BootConfig {
         for (tag, path) in &self.shares {
             words.push(format!("skiff.share={tag}:{}", encode_path(path)));
         }
+        words.extend(self.insecure_registries.iter().map(|r| format!("skiff.insecure={r}")));
         words
     }
 }
@@ -140,6 +152,7 @@ mod tests {
             host_control_port: Some(20001),
             host_ports_port: Some(20002),
             shares: vec![("share0".into(), "/home/dev/my project:x=1%".into())],
+            insecure_registries: vec!["host.docker.internal:5000".into(), "10.0.2.2:5001".into()],
         };
         let line = format!("console=ttyS0 quiet {} skiff.future=1", cfg.to_cmdline().join(" "));
         assert_eq!(BootConfig::parse(&line), Ok(cfg));
@@ -147,7 +160,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        for bad in ["skiff.ip=10.0.2.15", "skiff.ip=10.0.2.15/40", "skiff.gw=gateway"] {
+        for bad in ["skiff.ip=10.0.2.15", "skiff.ip=10.0.2.15/40", "skiff.gw=gateway", "skiff.insecure=a/b"] {
             let err = BootConfig::parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(bad.split('=').next().unwrap_or_default()), "{bad}: {err}");
         }

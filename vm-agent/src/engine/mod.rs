@@ -130,6 +130,9 @@ pub struct Engine {
 impl Engine {
     /// Opens the engine's state under `config.root`.
     pub fn open(config: EngineConfig) -> Result<Self, EngineError> {
+        // The registry client's TLS (rustls with ring): installed here, not in one `main`, so the
+        // guest's PID 1 and `skiff-agent serve` alike can reach a registry. Already installed: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         std::fs::create_dir_all(&config.root)
             .map_err(|e| EngineError::Internal(format!("creating {}: {e}", config.root.display())))?;
         let store = Arc::new(Store::open(&config.root.join("image-store"))?);

@@ -78,13 +78,20 @@ pub fn is_insecure(engine: &Engine, registry: &str) -> bool {
         || engine.config.insecure_registries.iter().any(|r| r == registry || r == host)
 }
 
-fn client_for(engine: &Engine, registry: &str) -> Client {
+/// A registry client; a clear error (never oci-client's panicking fallback) when none can be made,
+/// e.g. on a system without CA certificates.
+fn client_for(engine: &Engine, registry: &str) -> Result<Client, EngineError> {
     let protocol = if is_insecure(engine, registry) {
         ClientProtocol::HttpsExcept(vec![registry.to_string()])
     } else {
         ClientProtocol::Https
     };
-    Client::new(ClientConfig { protocol, max_concurrent_download: PARALLEL_LAYERS, ..Default::default() })
+    Client::try_from(ClientConfig { protocol, max_concurrent_download: PARALLEL_LAYERS, ..Default::default() })
+        .map_err(|e| {
+            EngineError::Internal(format!(
+                "cannot reach registries: {e} (the engine needs the system's CA certificates, e.g. Debian's ca-certificates)"
+            ))
+        })
 }
 
 fn registry_error(r: &ImageRef, e: OciDistributionError) -> EngineError {
@@ -154,7 +161,7 @@ pub async fn pull_prepare(
         Some(p) => crate::engine::platform::Platform::parse(p)?.or_host_arch(),
         None => crate::engine::platform::Platform::host(),
     };
-    let client = client_for(engine, reference.registry());
+    let client = client_for(engine, reference.registry())?;
     let auth = auth.to_registry_auth();
     let oci = reference.as_oci();
     let (bytes, digest) =
@@ -437,7 +444,7 @@ pub async fn push(
         Some(_) => None,
         None => crate::engine::platform_group::index_for(store, &members)?,
     };
-    let client = client_for(engine, reference.registry());
+    let client = client_for(engine, reference.registry())?;
     let rauth = auth.to_registry_auth();
     let oci = reference.as_oci();
     progress.final_status(format!("The push refers to repository [{}]", reference.familiar_name()));
@@ -608,7 +615,7 @@ pub async fn login(engine: &Engine, auth: &AuthConfig) -> Result<(), EngineError
 
 /// Every tag of `reference`'s repository (for `docker pull --all-tags`).
 pub async fn list_tags(engine: &Engine, reference: &ImageRef, auth: &AuthConfig) -> Result<Vec<ImageRef>, EngineError> {
-    let client = client_for(engine, reference.registry());
+    let client = client_for(engine, reference.registry())?;
     let resp = client
         .list_tags(reference.as_oci(), &auth.to_registry_auth(), None, None)
         .await

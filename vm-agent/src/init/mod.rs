@@ -142,6 +142,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
         }
     }
     // The network comes up while the engine opens its state.
+    let insecure_registries = boot.insecure_registries.clone();
     let mut net = net_config(&boot);
     net.kernel_ready = Some(net_modules_rx);
     let network = tokio::spawn(async move {
@@ -152,7 +153,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
         clock::boot_ms()
     });
 
-    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries: Vec::new(), net };
+    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries, net };
     let engine = match Engine::open(config) {
         Ok(e) => Arc::new(e),
         Err(e) => {

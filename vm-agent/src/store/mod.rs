@@ -546,16 +546,30 @@ impl Store {
             None => self.sync()?,
         }
         let config = self.parse_config(&record.id)?;
+        // The same image arriving as one platform of an index takes the index's manifest and layer
+        // blobs (so a save or push of the index names what the record holds); those blobs are made
+        // durable first, as the record is already durable.
+        let adopts =
+            |st: &State| record.index.is_some() && st.images.get(&record.id).is_some_and(|e| e.record.index.is_none());
+        if adopts(&self.state()) && self.syncer.is_some() {
+            self.sync()?;
+        }
         let mut st = self.state();
+        let mut replaced: Vec<Digest> = Vec::new();
         let merged = match st.images.get(&record.id) {
             Some(existing) => {
                 let mut r = existing.record.clone();
-                for d in record.repo_digests {
-                    if !r.repo_digests.contains(&d) {
-                        r.repo_digests.push(d);
+                for d in &record.repo_digests {
+                    if !r.repo_digests.contains(d) {
+                        r.repo_digests.push(d.clone());
                     }
                 }
-                if r.index.is_none() {
+                if r.index.is_none() && record.index.is_some() {
+                    replaced.push(r.manifest.clone());
+                    replaced.extend(r.layers.iter().map(|l| l.blob.clone()));
+                    r.manifest = record.manifest;
+                    r.manifest_media_type = record.manifest_media_type;
+                    r.layers = record.layers;
                     r.index = record.index;
                 }
                 r
@@ -574,6 +588,10 @@ impl Store {
                 st.tags.insert(t.clone(), img.record.id.clone());
             }
             self.write_tags(&st)?;
+        }
+        drop(st);
+        if !replaced.is_empty() {
+            self.collect_garbage(Some((replaced, Vec::new())))?;
         }
         Ok(img)
     }
