@@ -17,7 +17,9 @@ PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-
       # foreign-architecture containers (binfmt_misc emulators) and arm64 fixtures
       qemu-user-static
       # the arm64 guest: its emulator, and the agent cross-built with Debian's Rust (-Zbuild-std)
-      qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross rustc-web cargo-web rust-web-src)
+      qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross rustc-web cargo-web rust-web-src
+      # remote engines: `docker -H ssh://` against skiff-agent (the test runs its own sshd)
+      openssh-server openssh-client)
 
 # arm64 packages (the multi-platform fixtures' busybox, the arm64 guest) download with
 # `apt-get download NAME:arm64`: apt needs arm64 in dpkg's list and fresh package lists.

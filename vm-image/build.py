@@ -293,7 +293,7 @@ def build_agent(arch: str, prebuilt: str | None, pkgroot: Path, work: Path) -> P
             "LIBNFTNL_LIB_DIR": str(libs),
             "LIBMNL_LIB_DIR": str(libs),
         })
-        cmd.insert(2, "-Zbuild-std=std,panic_abort")
+        cmd.insert(2, "-Zbuild-std=std,panic_unwind")
         if not Path("/usr/bin/cargo").exists() or not shutil.which(f"{triplet}-gcc"):
             die(f"building for {arch} needs Debian's rustc-web, cargo-web, rust-web-src and gcc-{triplet} "
                 "(scripts/install-deps.sh installs them)")

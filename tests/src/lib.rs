@@ -1,6 +1,7 @@
 //! Test harness: starts a real `skiff-agent serve` on a private socket and state directory, and runs
 //! the real `docker` CLI against it. Everything a test starts is stopped and removed on drop.
 
+pub mod sshd;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

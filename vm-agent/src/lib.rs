@@ -6,6 +6,7 @@
 //! and `runtime` (namespaces, mounts, processes).
 
 pub mod api;
+pub mod dial_stdio;
 pub mod engine;
 pub mod init;
 pub mod net;

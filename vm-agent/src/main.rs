@@ -41,6 +41,13 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         shutdown_timeout: u64,
     },
+    /// Carry one connection to the engine over stdin/stdout (`docker system dial-stdio`'s
+    /// contract: what `docker -H ssh://HOST` and Skiff's WSL back end run on the engine's side).
+    DialStdio {
+        /// The engine's socket.
+        #[arg(long, default_value = skiff_agent::dial_stdio::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Internal: the runtime child that starts the container described by BUNDLE/config.json
     /// (run by the engine itself).
     #[command(hide = true)]
@@ -63,6 +70,15 @@ fn main() -> anyhow::Result<()> {
     if args.len() == 4 && args[1] == "exec-child" {
         skiff_agent::runtime::child::exec_main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]));
     }
+    // Installed as `docker` on a host without the docker CLI: `docker -H ssh://HOST` runs
+    // `docker system dial-stdio` here.
+    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    if invoked_as == Some("docker") {
+        let rest: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        let host = std::env::var("DOCKER_HOST").ok();
+        let socket = skiff_agent::dial_stdio::docker_invocation(&rest, host.as_deref()).map_err(anyhow::Error::msg)?;
+        return Ok(skiff_agent::dial_stdio::run(&socket)?);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -80,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             let grace = std::time::Duration::from_secs(shutdown_timeout);
             serve(socket, EngineConfig { root, insecure_registries, net }, grace)
         }
+        Command::DialStdio { socket } => Ok(skiff_agent::dial_stdio::run(&socket)?),
         Command::Child { bundle } => skiff_agent::runtime::child::main(&bundle),
     }
 }
