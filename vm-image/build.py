@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -304,6 +306,55 @@ def build_agent(arch: str, prebuilt: str | None, pkgroot: Path, work: Path) -> P
     return REPO / "target" / target / "release" / "skiff-agent"
 
 
+WSL_CONF = """# Skiff's WSL 2 distribution: the engine is started by the Skiff app (no systemd, no init of ours).
+[boot]
+systemd=false
+[automount]
+enabled=true
+root=/mnt/
+[interop]
+appendWindowsPath=false
+[user]
+default=root
+"""
+
+
+def write_wsl_rootfs(stage: Path, dest: Path) -> None:
+    """The guest's files as a root file system tar for `wsl --import` (Windows hosts): the agent at
+    /usr/local/bin/skiff-agent (WSL brings its own /init and kernel, so no modules), the emulators,
+    the CA bundle, and what WSL itself reads (/etc/passwd for `-u root`, /etc/wsl.conf)."""
+    def info(name: str, mode: int, size: int = 0, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+        t = tarfile.TarInfo(name)
+        t.mode, t.size, t.type, t.mtime, t.uname, t.gname = mode, size, kind, 0, "root", "root"
+        return t
+
+    extra = {
+        "etc/passwd": b"root:x:0:0:root:/root:/usr/local/bin/skiff-agent\n",
+        "etc/group": b"root:x:0:\n",
+        "etc/wsl.conf": WSL_CONF.encode(),
+    }
+    with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
+        for d in ["root", "mnt", "usr", "usr/local", "usr/local/bin"]:
+            tar.addfile(info(d, 0o755, kind=tarfile.DIRTYPE))
+        for p in sorted(stage.rglob("*")):
+            rel = p.relative_to(stage).as_posix()
+            if rel == "init" or rel == "lib/modules" or rel.startswith("lib/modules/") or rel in extra:
+                continue
+            if p.is_symlink():
+                t = info(rel, 0o777, kind=tarfile.SYMTYPE)
+                t.linkname = os.readlink(p)
+                tar.addfile(t)
+            elif p.is_dir():
+                tar.addfile(info(rel, 0o755, kind=tarfile.DIRTYPE))
+            else:
+                with p.open("rb") as f:
+                    tar.addfile(info(rel, p.stat().st_mode & 0o7777, p.stat().st_size), f)
+        with (stage / "init").open("rb") as f:
+            tar.addfile(info("usr/local/bin/skiff-agent", 0o755, (stage / "init").stat().st_size), f)
+        for name, data in extra.items():
+            tar.addfile(info(name, 0o644, len(data)), io.BytesIO(data))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default=host_arch(), choices=sorted(ARCHES))
@@ -408,16 +459,18 @@ def main() -> None:
         cpio.add_tree(stage)
         cpio.add_char_device("dev/console", 0o600, 5, 1)
         (out / "initramfs.img.tmp").write_bytes(cpio.finish())
+        write_wsl_rootfs(stage, out / "wsl-rootfs.tar.tmp")
 
     os.replace(out / "vmlinux.tmp", out / "vmlinux")
     os.replace(out / "initramfs.img.tmp", out / "initramfs.img")
+    os.replace(out / "wsl-rootfs.tar.tmp", out / "wsl-rootfs.tar")
     manifest = {
         "arch": arch,
         "kernel": kver,
         "packages": {p["name"]: {"version": p["version"], "sha256": p["sha256"]} for p in pkgs},
         "modules": sorted(mods),
         "files": {n: {"bytes": (out / n).stat().st_size, "sha256": sha256_file(out / n)}
-                  for n in ("vmlinux", "initramfs.img")},
+                  for n in ("vmlinux", "initramfs.img", "wsl-rootfs.tar")},
         "agent_bytes": agent.stat().st_size,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

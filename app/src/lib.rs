@@ -16,3 +16,4 @@ pub mod hypervisor;
 pub mod image;
 pub mod ports;
 pub mod vsock;
+pub mod wsl;

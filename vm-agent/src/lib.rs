@@ -10,6 +10,7 @@ pub mod dial_stdio;
 pub mod engine;
 pub mod init;
 pub mod net;
+pub mod pid_file;
 pub mod runtime;
 pub mod store;
 pub mod transport;

@@ -40,6 +40,22 @@ enum Command {
         /// On SIGTERM, how long running containers get to stop (their stop signal, then SIGKILL).
         #[arg(long, default_value_t = 15)]
         shutdown_timeout: u64,
+        /// How clients write bind sources: `windows` for an engine in WSL 2 serving a Windows
+        /// docker CLI (`C:\src` is `/mnt/c/src`).
+        #[arg(long, value_enum, default_value = "posix")]
+        host_paths: skiff_agent::engine::containers::host_paths::HostPaths,
+        /// Write the engine's process id here (what `skiff-agent kill` reads).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Stop the engine whose pid file is given (SIGTERM, as its shutdown), waiting for it to exit.
+    Kill {
+        /// The engine's pid file (`serve --pid-file`).
+        #[arg(long)]
+        pid_file: PathBuf,
+        /// Seconds to wait before giving up (the engine's own shutdown timeout comes first).
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// Carry one connection to the engine over stdin/stdout (`docker system dial-stdio`'s
     /// contract: what `docker -H ssh://HOST` and Skiff's WSL back end run on the engine's side).
@@ -85,7 +101,16 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { socket, root, insecure_registries, bridge, bridge_subnet, shutdown_timeout } => {
+        Command::Serve {
+            socket,
+            root,
+            insecure_registries,
+            bridge,
+            bridge_subnet,
+            shutdown_timeout,
+            host_paths,
+            pid_file,
+        } => {
             let bridge =
                 bridge.unwrap_or_else(|| skiff_agent::net::default_bridge(&root, std::path::Path::new(STANDARD_ROOT)));
             if !bridge.starts_with(skiff_agent::net::firewall::BRIDGE_PREFIX) || bridge.len() > 15 {
@@ -94,7 +119,19 @@ fn main() -> anyhow::Result<()> {
             let _claim = skiff_agent::net::claim_bridge(&bridge)?;
             let net = skiff_agent::net::NetConfig { bridge, bridge_subnet, ..Default::default() };
             let grace = std::time::Duration::from_secs(shutdown_timeout);
-            serve(socket, EngineConfig { root, insecure_registries, net }, grace)
+            if let Some(p) = &pid_file {
+                std::fs::write(p, format!("{}\n", std::process::id()))
+                    .with_context(|| format!("writing the pid file {}", p.display()))?;
+            }
+            let result = serve(socket, EngineConfig { root, insecure_registries, net, host_paths }, grace);
+            if let Some(p) = &pid_file {
+                let _ = std::fs::remove_file(p);
+            }
+            result
+        }
+        Command::Kill { pid_file, timeout } => {
+            skiff_agent::pid_file::stop(&pid_file, std::time::Duration::from_secs(timeout))
+                .with_context(|| format!("stopping the engine of {}", pid_file.display()))
         }
         Command::DialStdio { socket } => Ok(skiff_agent::dial_stdio::run(&socket)?),
         Command::Child { bundle } => skiff_agent::runtime::child::main(&bundle),

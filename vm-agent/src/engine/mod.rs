@@ -93,6 +93,8 @@ pub struct EngineConfig {
     pub insecure_registries: Vec<String>,
     /// Networking settings.
     pub net: crate::net::NetConfig,
+    /// How clients write bind sources (Windows paths for an engine in WSL 2).
+    pub host_paths: containers::host_paths::HostPaths,
 }
 
 /// The engine: shared by every request.

@@ -153,7 +153,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
         clock::boot_ms()
     });
 
-    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries, net };
+    let config = EngineConfig { root: ENGINE_ROOT.into(), insecure_registries, net, ..Default::default() };
     let engine = match Engine::open(config) {
         Ok(e) => Arc::new(e),
         Err(e) => {

@@ -110,7 +110,8 @@ pub async fn create(
             }
         },
     };
-    let host = body.host_config.clone().unwrap_or_default();
+    let mut host = body.host_config.clone().unwrap_or_default();
+    super::host_paths::translate(&mut host, engine.config.host_paths);
     validate_host_config(&host)?;
     health::validate(body.healthcheck.as_ref())?;
     mounts::validate(&host)?;

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod health;
 pub mod health_state;
 pub mod host_config;
+pub mod host_paths;
 pub mod io;
 pub mod kill;
 pub mod links;
