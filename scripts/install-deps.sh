@@ -19,7 +19,9 @@ PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-
       # the arm64 guest: its emulator, and the agent cross-built with Debian's Rust (-Zbuild-std)
       qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross rustc-web cargo-web rust-web-src
       # remote engines: `docker -H ssh://` against skiff-agent (the test runs its own sshd)
-      openssh-server openssh-client)
+      openssh-server openssh-client
+      # the host side for Windows: cross-built with mingw-w64, its tests run under Wine
+      gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine64)
 
 # arm64 packages (the multi-platform fixtures' busybox, the arm64 guest) download with
 # `apt-get download NAME:arm64`: apt needs arm64 in dpkg's list and fresh package lists.

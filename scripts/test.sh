@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — the whole test suite, from a fresh clone on Debian/Ubuntu, as root.
 # Installs what it needs (scripts/install-deps.sh), checks formatting and lints, builds, builds the
-# offline test fixtures (cached under target/fixtures) and the guest image (target/vm-image), then runs
+# offline test fixtures (cached under target/fixtures) and the guest image (target/vm-image), builds the
+# host side for Windows (tested under Wine) and type-checks it for macOS, then runs
 # the unit tests, the docker CLI integration tests (tests/tests, including the VM under QEMU), the
 # docker-py and docker-compose tests (tests/python) and the desktop app's end-to-end tests
 # (tests/ui: Chromium against the app's backend, then the real Tauri window under Xvfb).
@@ -30,6 +31,12 @@ python3 vm-image/build.py
 
 step "arm64 guest image (vm-image/build.py --arch arm64: the agent cross-built)"
 python3 vm-image/build.py --arch arm64
+
+step "host side for Windows (cross-built with mingw-w64, unit tests and skiff.exe under Wine)"
+scripts/windows-test.sh
+
+step "host side for macOS (type-checked for aarch64-apple-darwin: no Apple linker here)"
+PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 cargo check -q -Zbuild-std=std,panic_abort --target aarch64-apple-darwin -p skiff --all-targets
 
 step "unit and docker CLI integration tests"
 cargo test --workspace

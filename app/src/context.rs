@@ -12,17 +12,23 @@ fn docker_config_dir() -> PathBuf {
     std::env::var_os("DOCKER_CONFIG")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".docker"))
+        .unwrap_or_else(|| crate::home::user_home().join(".docker"))
 }
 
-/// Creates or updates the `skiff` context to point at `socket`; returns the file written.
+/// Creates or updates the `skiff` context to point at the Unix socket `socket`.
 pub fn ensure(socket: &Path) -> std::io::Result<PathBuf> {
+    ensure_host(&format!("unix://{}", socket.display()))
+}
+
+/// Creates or updates the `skiff` context to point at `host` (`unix://…`, `npipe://…`); returns
+/// the file written.
+pub fn ensure_host(host: &str) -> std::io::Result<PathBuf> {
     let dir = docker_config_dir().join("contexts/meta").join(hex::encode(sha2::Sha256::digest(NAME.as_bytes())));
     std::fs::create_dir_all(&dir)?;
     let meta = serde_json::json!({
         "Name": NAME,
-        "Metadata": { "Description": "Skiff (a VM with the Skiff engine)" },
-        "Endpoints": { "docker": { "Host": format!("unix://{}", socket.display()), "SkipTLSVerify": false } }
+        "Metadata": { "Description": "Skiff (the Skiff engine in its VM or WSL distribution)" },
+        "Endpoints": { "docker": { "Host": host, "SkipTLSVerify": false } }
     });
     let path = dir.join("meta.json");
     let tmp = dir.join("meta.json.tmp");

@@ -50,7 +50,9 @@ pub fn ensure(path: &Path, gib: u32) -> Result<(), DiskError> {
 
 /// Bytes available to unprivileged users on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
-    nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available() * s.fragment_size())
+    // The field types differ between Linux (u64) and macOS (u32).
+    #[allow(clippy::useless_conversion)]
+    nix::sys::statvfs::statvfs(path).ok().map(|s| u64::from(s.blocks_available()) * u64::from(s.fragment_size()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,24 @@
-//! `$SKIFF_HOME` (default `~/.skiff`): every file of the host side, named in one place.
+//! `$SKIFF_HOME` (default `~/.skiff`; on Windows `%LOCALAPPDATA%\Skiff`): every file of the host
+//! side, named in one place.
 
 use std::path::{Path, PathBuf};
+
+/// The user's home directory (`HOME`; on Windows `USERPROFILE`).
+pub fn user_home() -> PathBuf {
+    let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_default()
+}
+
+/// Where Skiff keeps its files unless `SKIFF_HOME` says: `%LOCALAPPDATA%\Skiff` on Windows (per
+/// machine user, not roamed), `~/.skiff` elsewhere.
+fn default_root() -> PathBuf {
+    if cfg!(windows) {
+        if let Some(local) = std::env::var_os("LOCALAPPDATA").filter(|v| !v.is_empty()) {
+            return PathBuf::from(local).join("Skiff");
+        }
+    }
+    user_home().join(".skiff")
+}
 
 /// The layout of `$SKIFF_HOME`.
 #[derive(Debug, Clone)]
@@ -9,12 +27,10 @@ pub struct Home {
 }
 
 impl Home {
-    /// `$SKIFF_HOME`, else `~/.skiff`.
+    /// `$SKIFF_HOME`, else the OS's default.
     pub fn from_env() -> Self {
-        let root = std::env::var_os("SKIFF_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".skiff"));
+        let root =
+            std::env::var_os("SKIFF_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(default_root);
         Self::at(root)
     }
 
@@ -73,6 +89,10 @@ impl Home {
     /// vhost-device-vsock's host side: `CONNECT <port>` here reaches the guest.
     pub fn vsock_socket(&self) -> PathBuf {
         self.run_dir().join("vsock.sock")
+    }
+    /// The WSL 2 distribution's disk (Windows).
+    pub fn wsl_dir(&self) -> PathBuf {
+        self.root.join("wsl")
     }
     /// The accelerator probe's cached verdict (per host boot).
     pub fn accel_cache(&self) -> PathBuf {

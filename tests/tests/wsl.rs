@@ -82,6 +82,7 @@ fn the_wsl_back_end_imports_its_distribution_and_serves_the_docker_cli_through_d
         socket: t.join("engine.sock").display().to_string(),
         root: t.join("state").display().to_string(),
         pid_file: t.join("agent.pid").display().to_string(),
+        log: Some(t.join("engine.log")),
     };
     let fake = Arc::new(FakeWsl::default());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -91,7 +92,7 @@ fn the_wsl_back_end_imports_its_distribution_and_serves_the_docker_cli_through_d
     // The user's endpoint (a named pipe on Windows): here a Unix socket, each connection a dial.
     let endpoint = t.join("docker.sock");
     let listener = runtime.block_on(async { tokio::net::UnixListener::bind(&endpoint) }).expect("bind");
-    runtime.spawn(skiff::wsl::serve::serve_unix(listener, engine.clone()));
+    runtime.spawn(skiff::endpoint::serve::serve_unix(listener, engine.clone()));
     let host = format!("unix://{}", endpoint.display());
 
     ok(&host, &["load", "-i", &fixture("busybox.tar").display().to_string()]);

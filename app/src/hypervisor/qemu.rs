@@ -125,6 +125,7 @@ impl Qemu {
 }
 
 /// Makes the child die with the daemon (SIGTERM: QEMU then exits in an orderly way).
+#[cfg(target_os = "linux")]
 fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -136,6 +137,11 @@ fn die_with_parent(cmd: &mut Command) {
         });
     }
 }
+
+/// macOS has no parent-death signal: the daemon ends its children itself (`kill_on_drop` and its
+/// shutdown path); a daemon killed with SIGKILL leaves them to `skiff start`'s cleanup of `run/`.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 /// Starts a vhost-user back end (logging to `log`, dying with the daemon) and waits for its socket.
 async fn spawn_helper(

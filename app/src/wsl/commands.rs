@@ -53,7 +53,8 @@ impl Default for WslExe {
 
 /// `wsl.exe` writes UTF-16LE to a pipe; decodes that (or plain UTF-8) into lines.
 pub fn decode_output(bytes: &[u8]) -> Vec<String> {
-    let text = if bytes.len() >= 2 && bytes.len().is_multiple_of(2) && bytes.iter().skip(1).step_by(2).all(|b| *b == 0) {
+    let text = if bytes.len() >= 2 && bytes.len().is_multiple_of(2) && bytes.iter().skip(1).step_by(2).all(|b| *b == 0)
+    {
         let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         String::from_utf16_lossy(&units)
     } else {

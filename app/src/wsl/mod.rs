@@ -6,11 +6,10 @@
 //! there (the engine runs with `--host-paths windows`, so `-v C:\src:/src` works), and WSL
 //! forwards the distro's published ports to the host's localhost.
 //!
-//! Every `wsl.exe` call goes through [`commands::WslCommands`].
+//! Every `wsl.exe` call goes through [`commands::WslCommands`]; the endpoint is
+//! [`crate::endpoint`] with this engine as its [`crate::endpoint::Dial`].
 
 pub mod commands;
-pub mod relay;
-pub mod serve;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -34,6 +33,8 @@ pub struct WslConfig {
     pub root: String,
     /// The engine's pid file inside the distribution.
     pub pid_file: String,
+    /// Where the engine's output goes on the host (`None`: nowhere).
+    pub log: Option<PathBuf>,
 }
 
 impl WslConfig {
@@ -46,6 +47,7 @@ impl WslConfig {
             socket: "/run/skiff/docker.sock".into(),
             root: "/var/lib/skiff".into(),
             pid_file: "/run/skiff/agent.pid".into(),
+            log: None,
         }
     }
 }
@@ -118,6 +120,15 @@ impl<W: WslCommands> WslEngine<W> {
         ];
         let mut cmd = self.wsl.command(&c.distro, "skiff-agent", &args);
         cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+        if let Some(log) = &c.log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map_err(wsl_err("opening the engine log"))?;
+            let err = file.try_clone().map_err(wsl_err("opening the engine log"))?;
+            cmd.stdout(file).stderr(err);
+        }
         let child = cmd.spawn().map_err(wsl_err("starting the engine"))?;
         *self.server.lock().await = Some(child);
         let deadline = Instant::now() + patience;
@@ -137,7 +148,7 @@ impl<W: WslCommands> WslEngine<W> {
     }
 
     /// One connection to the engine: a `skiff-agent dial-stdio` in the distribution.
-    pub fn dial(&self) -> std::io::Result<tokio::process::Child> {
+    pub fn dial_process(&self) -> std::io::Result<tokio::process::Child> {
         let mut cmd = self.wsl.command(&self.cfg.distro, "skiff-agent", &["dial-stdio", "--socket", &self.cfg.socket]);
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -148,7 +159,7 @@ impl<W: WslCommands> WslEngine<W> {
 
     /// `GET /_ping` through a dialled connection.
     pub async fn ping(&self) -> std::io::Result<()> {
-        let mut child = self.dial()?;
+        let mut child = self.dial_process()?;
         let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
         stdin.write_all(b"GET /_ping HTTP/1.1\r\nHost: skiff\r\nConnection: close\r\n\r\n").await?;
         drop(stdin);
@@ -163,6 +174,24 @@ impl<W: WslCommands> WslEngine<W> {
             Ok(())
         } else {
             Err(std::io::Error::other(format!("unexpected answer: {:?}", String::from_utf8_lossy(&answer))))
+        }
+    }
+
+    /// Waits until the engine's process (started by [`WslEngine::start`]) has ended.
+    pub async fn wait(&self) {
+        loop {
+            {
+                let mut server = self.server.lock().await;
+                match server.as_mut() {
+                    None => return,
+                    Some(child) => {
+                        if !matches!(child.try_wait(), Ok(None)) {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -185,5 +214,11 @@ impl<W: WslCommands> WslEngine<W> {
         } else {
             Err(WslError::Wsl { what: "stopping the engine", source: std::io::Error::other(format!("{status}")) })
         }
+    }
+}
+
+impl<W: WslCommands + 'static> crate::endpoint::Dial for WslEngine<W> {
+    fn dial(&self) -> std::io::Result<crate::endpoint::Upstream> {
+        crate::endpoint::Upstream::of_process(self.dial_process()?)
     }
 }

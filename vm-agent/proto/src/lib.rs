@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod control;
+pub mod host_paths;
 pub mod jsonl;
 pub mod ports;
 pub mod proxy;

@@ -5,6 +5,7 @@
 //! `--host-paths windows` does this; others take paths as they are.
 
 use bollard_stubs::models::{HostConfig, MountType};
+use skiff_proto::host_paths::{translate_bind, windows_to_wsl};
 
 /// How the clients' host paths are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -14,35 +15,6 @@ pub enum HostPaths {
     Posix,
     /// Windows paths of a WSL 2 distro's host: drive `X:` is `/mnt/x`.
     Windows,
-}
-
-/// `X:\a\b` or `X:/a/b` → `/mnt/x/a/b`; `None` for anything else.
-pub fn windows_to_wsl(path: &str) -> Option<String> {
-    let b = path.as_bytes();
-    if b.len() < 2 || !b[0].is_ascii_alphabetic() || b[1] != b':' || (b.len() > 2 && b[2] != b'\\' && b[2] != b'/') {
-        return None;
-    }
-    let drive = (b[0] as char).to_ascii_lowercase();
-    let rest: String = path[2..].replace('\\', "/");
-    let rest = rest.trim_end_matches('/');
-    Some(format!("/mnt/{drive}{}", if rest.is_empty() { "" } else { rest }))
-}
-
-/// One `-v` spec: a leading Windows path (whose drive colon is not a separator) is translated.
-fn translate_bind(bind: &str) -> String {
-    let b = bind.as_bytes();
-    let drive_path = b.len() > 2 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/');
-    if !drive_path {
-        return bind.to_string();
-    }
-    let (source, rest) = match bind[2..].find(':') {
-        Some(i) => bind.split_at(i + 2),
-        None => (bind, ""),
-    };
-    match windows_to_wsl(source) {
-        Some(s) => format!("{s}{rest}"),
-        None => bind.to_string(),
-    }
 }
 
 /// Rewrites the bind sources of a create request for `mode`.
@@ -68,14 +40,7 @@ mod tests {
     use bollard_stubs::models::Mount;
 
     #[test]
-    fn windows_paths_become_wsl_drive_paths() {
-        assert_eq!(windows_to_wsl(r"C:\Users\me\app").as_deref(), Some("/mnt/c/Users/me/app"));
-        assert_eq!(windows_to_wsl("d:/src/").as_deref(), Some("/mnt/d/src"));
-        assert_eq!(windows_to_wsl(r"C:\").as_deref(), Some("/mnt/c"));
-        assert_eq!(windows_to_wsl("/home/me"), None);
-        assert_eq!(windows_to_wsl("data"), None);
-        assert_eq!(windows_to_wsl("C:relative"), None);
-
+    fn windows_bind_sources_of_a_create_request_are_translated() {
         let mut host = HostConfig {
             binds: Some(vec![
                 r"C:\Users\me\app:/app".into(),
