@@ -2,6 +2,7 @@
 //! Virtualization.framework and Hyper-V would be further implementations of [`Hypervisor`].
 
 pub mod qemu;
+pub mod vz;
 
 use std::path::PathBuf;
 use std::time::Duration;
