@@ -74,6 +74,18 @@ enum Command {
     /// Internal: the host daemon (started by `skiff start`).
     #[command(hide = true)]
     Daemon,
+    /// Serve a Docker socket whose every connection is carried by COMMAND's stdin/stdout (e.g.
+    /// `skiff-agent dial-stdio`, or `ssh HOST skiff-agent dial-stdio`): the stdio transport of the
+    /// WSL back end, usable on its own.
+    #[command(name = "stdio-endpoint")]
+    StdioEndpoint {
+        /// The socket to serve.
+        #[arg(long)]
+        listen: std::path::PathBuf,
+        /// The command (and its arguments) that carries one connection.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
     /// Internal: run the KVM test guest (used by the accelerator probe).
     #[command(hide = true, name = "__probe-kvm")]
     ProbeKvm,
@@ -98,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Delete { force } => delete(&home, force),
         Command::Daemon => daemon(&home),
         Command::ProbeKvm => skiff::accel::run_kvm_test_guest(),
+        Command::StdioEndpoint { listen, command } => stdio_endpoint(&listen, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,6 +119,23 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn stdio_endpoint(listen: &Path, command: Vec<String>) -> Result<(), String> {
+    let mut parts = command.into_iter();
+    let program = parts.next().ok_or("a command is needed after --")?;
+    let dial = skiff::endpoint::CommandDial { program: program.into(), args: parts.collect() };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener = skiff::forward::bind(listen).map_err(|e| e.to_string())?;
+        out(&format!("Docker socket: unix://{}", listen.display()));
+        let dial = skiff::endpoint::Prespawned::new(dial);
+        let serve = skiff::endpoint::serve::serve_unix(listener, std::sync::Arc::new(dial));
+        tokio::select! {
+            () = serve => Ok(()),
+            r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+        }
+    })
 }
 
 fn out(line: &str) {

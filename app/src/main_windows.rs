@@ -179,7 +179,8 @@ fn daemon(home: &Home) -> Result<(), String> {
         let engine = Arc::new(engine(home));
         engine.start(Duration::from_secs(120)).await.map_err(|e| e.to_string())?;
         tracing::info!(endpoint = PIPE_HOST, "the engine in WSL answers");
-        let serve = skiff::endpoint::serve::serve_pipe(PIPE_NAME, engine.clone());
+        let dial = skiff::endpoint::Prespawned::new(engine.clone());
+        let serve = skiff::endpoint::serve::serve_pipe(PIPE_NAME, Arc::new(dial));
         tokio::select! {
             r = serve => r.map_err(|e| format!("serving {PIPE_NAME}: {e}")),
             () = engine.wait() => {

@@ -94,12 +94,54 @@ fn the_docker_cli_over_ssh_drives_a_remote_skiff_agent() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("ssh dial-stdio");
-    dial.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let answer = dial.wait_with_output().expect("answer");
+    // stdin stays open until the answer is in (an HTTP client that half-closes early may lose it).
+    let mut stdin = dial.stdin.take().expect("stdin");
+    stdin.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").expect("request");
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut dial.stdout.take().expect("stdout"), &mut stdout).expect("answer");
+    drop(stdin);
+    let answer = Output { status: dial.wait().expect("ssh ends"), stdout, stderr: Vec::new() };
     let text = String::from_utf8_lossy(&answer.stdout);
     assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("OK"), "{text}");
+}
+
+/// `skiff stdio-endpoint`: a Docker socket whose connections are each carried by a command's
+/// stdin/stdout (here `skiff-agent dial-stdio`; one is kept dialled ahead).
+#[test]
+fn a_stdio_endpoint_carries_every_connection_through_its_command() {
+    let a = Agent::start();
+    a.load("busybox.tar");
+    let dir = tempfile::Builder::new().prefix("skiff-stdio-").tempdir().expect("dir");
+    let endpoint = dir.path().join("stdio.sock");
+    let socket = a.socket().display().to_string();
+    let agent = agent_bin().display().to_string();
+    let mut server = Command::new(skiff_tests::vm::skiff_bin())
+        .arg("stdio-endpoint")
+        .arg("--listen")
+        .arg(&endpoint)
+        .args(["--", &agent, "dial-stdio", "--socket", &socket])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("skiff stdio-endpoint");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !endpoint.exists() {
+        assert!(std::time::Instant::now() < deadline, "the endpoint never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let host = format!("unix://{}", endpoint.display());
+    for round in 0..3 {
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", &host)
+            .args(["run", "--rm", "busybox", "echo", &format!("round {round}")])
+            .output()
+            .expect("docker");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("round {round}\n"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

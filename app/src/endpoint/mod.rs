@@ -35,6 +35,11 @@ impl Upstream {
         Ok(Self { from_engine: Box::pin(from_engine), to_engine: Box::pin(to_engine), process: Some(child) })
     }
 
+    /// Whether the carrying process still runs (an in-process stream always counts).
+    pub fn is_alive(&mut self) -> bool {
+        self.process.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Both directions of one in-process stream.
     pub fn of_stream<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Self {
         let (r, w) = tokio::io::split(stream);
@@ -45,4 +50,64 @@ impl Upstream {
 /// Opens one connection to the engine.
 pub trait Dial: Send + Sync + 'static {
     fn dial(&self) -> std::io::Result<Upstream>;
+}
+
+impl<D: Dial> Dial for std::sync::Arc<D> {
+    fn dial(&self) -> std::io::Result<Upstream> {
+        (**self).dial()
+    }
+}
+
+/// How long a spare connection may wait for a client: the engine closes connections that send
+/// no request for a while, and a spare that old is replaced rather than trusted.
+const SPARE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps one connection dialled ahead, so a client does not wait for a carrying process to start
+/// (a `dial-stdio` takes milliseconds to exec and connect; through `wsl.exe`, tens of them).
+#[derive(Debug)]
+pub struct Prespawned<D> {
+    inner: D,
+    spare: std::sync::Mutex<Option<(std::time::Instant, Upstream)>>,
+}
+
+impl<D: Dial> Prespawned<D> {
+    pub fn new(inner: D) -> Self {
+        Self { inner, spare: std::sync::Mutex::new(None) }
+    }
+}
+
+impl<D: Dial> Dial for Prespawned<D> {
+    fn dial(&self) -> std::io::Result<Upstream> {
+        let mut slot = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = slot.take();
+        *slot = self.inner.dial().ok().map(|u| (std::time::Instant::now(), u));
+        drop(slot);
+        if let Some((at, mut u)) = taken {
+            if at.elapsed() < SPARE_MAX_AGE && u.is_alive() {
+                return Ok(u);
+            }
+        }
+        self.inner.dial()
+    }
+}
+
+/// Dials by running a command whose stdin/stdout carry the connection: `skiff-agent dial-stdio`
+/// (locally, or through `ssh HOST …`), or anything with the same contract.
+#[derive(Debug, Clone)]
+pub struct CommandDial {
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Dial for CommandDial {
+    fn dial(&self) -> std::io::Result<Upstream> {
+        let child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        Upstream::of_process(child)
+    }
 }

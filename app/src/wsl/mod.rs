@@ -162,13 +162,14 @@ impl<W: WslCommands> WslEngine<W> {
         let mut child = self.dial_process()?;
         let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
         stdin.write_all(b"GET /_ping HTTP/1.1\r\nHost: skiff\r\nConnection: close\r\n\r\n").await?;
-        drop(stdin);
+        // stdin stays open until the answer is in: the engine closes the connection after it.
         let mut answer = Vec::new();
         if let Some(mut out) = child.stdout.take() {
             tokio::time::timeout(Duration::from_secs(5), out.read_to_end(&mut answer))
                 .await
                 .map_err(|_| std::io::Error::other("no answer"))??;
         }
+        drop(stdin);
         let _ = child.wait().await;
         if answer.starts_with(b"HTTP/1.1 200") {
             Ok(())
