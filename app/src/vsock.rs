@@ -22,6 +22,9 @@ pub enum Vsock {
     Hybrid(PathBuf),
     /// Kernel AF_VSOCK to this CID.
     Kernel(u32),
+    /// Virtualization.framework's vsock device (macOS).
+    #[cfg(target_os = "macos")]
+    Vz(std::sync::Arc<crate::hypervisor::vz::machine::VzSockets>),
 }
 
 impl Vsock {
@@ -58,6 +61,8 @@ impl Vsock {
                 let s = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, port)).await?;
                 Ok(Box::new(s))
             }
+            #[cfg(target_os = "macos")]
+            Vsock::Vz(sockets) => sockets.connect(port).await,
         }
     }
 
@@ -86,6 +91,9 @@ pub enum HostListener {
     /// vhost-device-vsock connects guest→host streams to `<uds>_<port>`.
     Hybrid(tokio::net::UnixListener),
     Kernel(tokio_vsock::VsockListener),
+    /// Connections the framework's listener delegate accepted (macOS).
+    #[cfg(target_os = "macos")]
+    Vz(tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<tokio::net::UnixStream>>),
 }
 
 impl std::fmt::Debug for HostListener {
@@ -93,6 +101,8 @@ impl std::fmt::Debug for HostListener {
         f.write_str(match self {
             HostListener::Hybrid(_) => "HostListener::Hybrid",
             HostListener::Kernel(_) => "HostListener::Kernel",
+            #[cfg(target_os = "macos")]
+            HostListener::Vz(_) => "HostListener::Vz",
         })
     }
 }
@@ -109,6 +119,8 @@ impl HostListener {
             Vsock::Kernel(_) => Ok(HostListener::Kernel(tokio_vsock::VsockListener::bind(
                 tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port),
             )?)),
+            #[cfg(target_os = "macos")]
+            Vsock::Vz(sockets) => Ok(HostListener::Vz(tokio::sync::Mutex::new(sockets.listen(port)?))),
         }
     }
 
@@ -117,6 +129,11 @@ impl HostListener {
         match self {
             HostListener::Hybrid(l) => Ok(Box::new(l.accept().await?.0)),
             HostListener::Kernel(l) => Ok(Box::new(l.accept().await?.0)),
+            #[cfg(target_os = "macos")]
+            HostListener::Vz(rx) => match rx.lock().await.recv().await {
+                Some(s) => Ok(Box::new(s)),
+                None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the VM's vsock listener is gone")),
+            },
         }
     }
 }

@@ -190,6 +190,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         shares,
     };
     let hypervisor = crate::hypervisor::for_this_host().map_err(|e| DaemonError::Setup(e.to_string()))?;
+    shared.status.lock().await.hypervisor = hypervisor.name().into();
     let mut decision = decision;
     // A QEMU that dies the moment it starts, with nothing left to fall back to, gets one more try
     // (seen rarely on a loaded host with several VMs starting at once); the reason is logged.

@@ -1,5 +1,6 @@
-//! Hypervisor back ends behind one trait. QEMU (any host, any accelerator) is implemented;
-//! Virtualization.framework and Hyper-V would be further implementations of [`Hypervisor`].
+//! Hypervisor back ends behind one trait: QEMU (any Unix host, any accelerator) and, on macOS,
+//! Virtualization.framework (`vz`, the default there). Windows runs the engine in WSL 2 instead
+//! (`crate::wsl`), not behind this trait.
 
 pub mod qemu;
 pub mod vz;
@@ -65,22 +66,31 @@ pub enum Exit {
 pub enum Backend {
     /// QEMU with KVM, HVF, WHPX or TCG: every host.
     Qemu,
+    /// Apple's Virtualization.framework.
+    #[cfg(target_os = "macos")]
+    Vz,
 }
 
 impl Backend {
     /// Every back end, the host's default first.
-    pub const ALL: [Backend; 1] = [Backend::Qemu];
+    #[cfg(not(target_os = "macos"))]
+    pub const ALL: &'static [Backend] = &[Backend::Qemu];
+    /// Every back end, the host's default first.
+    #[cfg(target_os = "macos")]
+    pub const ALL: &'static [Backend] = &[Backend::Vz, Backend::Qemu];
 
     /// Its name.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Qemu => "qemu",
+            #[cfg(target_os = "macos")]
+            Backend::Vz => "vz",
         }
     }
 
     /// The back end called `name`.
     pub fn parse(name: &str) -> Result<Self, VmError> {
-        Self::ALL.into_iter().find(|b| b.name() == name).ok_or_else(|| {
+        Self::ALL.iter().copied().find(|b| b.name() == name).ok_or_else(|| {
             let known: Vec<&str> = Self::ALL.iter().map(|b| b.name()).collect();
             VmError::Failed(format!("unknown hypervisor {name:?}: this build has {}", known.join(", ")))
         })
@@ -90,6 +100,8 @@ impl Backend {
     pub fn open(self) -> Result<Box<dyn Hypervisor>, VmError> {
         match self {
             Backend::Qemu => Ok(Box::new(qemu::Qemu::locate()?)),
+            #[cfg(target_os = "macos")]
+            Backend::Vz => Ok(Box::new(vz::machine::Vz)),
         }
     }
 }

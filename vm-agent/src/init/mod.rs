@@ -82,6 +82,14 @@ pub fn main() -> ! {
     if let Err(e) = modules.load(modules::DISK) {
         fatal(&e.to_string());
     }
+    // Virtualization.framework's only console is virtio's (`console=hvc0`), a module in this
+    // kernel: loaded first there, and the agent's output moved onto it.
+    if cmdline.split_whitespace().any(|w| w == "console=hvc0") {
+        match modules.load(&["virtio_console"]) {
+            Ok(()) => mounts::console_to("/dev/hvc0"),
+            Err(e) => tracing::warn!(error = %e, "no virtio console: the agent's log goes nowhere"),
+        }
+    }
     let dev = boot.disk.clone().unwrap_or_else(|| "/dev/vda".into());
     let disk = std::thread::spawn(move || {
         let outcome = disk::prepare(Path::new(&dev));

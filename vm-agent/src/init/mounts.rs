@@ -1,5 +1,6 @@
 //! The guest's first mounts, made by PID 1 before anything else runs.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -96,4 +97,27 @@ pub fn early() -> Result<(), SetupError> {
         let _ = std::os::unix::fs::symlink(target, link);
     }
     Ok(())
+}
+
+/// Points stdout and stderr at `device` (a console that appeared after boot), waiting up to a
+/// second for its node.
+pub fn console_to(device: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let file = loop {
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY).open(device) {
+            Ok(f) => break f,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => {
+                tracing::warn!(device, error = %e, "the console did not appear");
+                return;
+            }
+        }
+    };
+    for target in [1, 2] {
+        // SAFETY: dup2 onto the standard descriptors of this process; `file` stays open until
+        // both are done and is then closed, leaving the duplicates.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), target) } < 0 {
+            tracing::warn!(device, error = %std::io::Error::last_os_error(), "moving output to the console");
+        }
+    }
 }
