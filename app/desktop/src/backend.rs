@@ -21,7 +21,7 @@ const API: ClientVersion = ClientVersion { major_version: 1, minor_version: 50 }
 /// Shared by every request.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    /// The Docker socket.
+    /// The Docker endpoint: a Unix socket's path, or on Windows a named pipe's (`\\.\pipe\…`).
     pub socket: PathBuf,
     /// The VM, when this app manages one (`None` against a native engine).
     pub vm: Option<Vm>,
@@ -109,7 +109,11 @@ fn port_bindings(specs: &[String]) -> Result<HashMap<String, Option<Vec<PortBind
 impl Backend {
     /// A client for this call (the socket appears and disappears with the VM).
     pub fn docker(&self) -> Result<Docker, String> {
-        Docker::connect_with_unix(&self.socket.display().to_string(), 120, &API).map_err(message)
+        #[cfg(unix)]
+        let docker = Docker::connect_with_unix(&self.socket.display().to_string(), 120, &API);
+        #[cfg(windows)]
+        let docker = Docker::connect_with_named_pipe(&self.socket.display().to_string(), 120, &API);
+        docker.map_err(message)
     }
 
     /// `GET path` on the engine's socket, for the few answers bollard's models do not fit.
@@ -117,8 +121,15 @@ impl Backend {
         use std::io::{Read, Write};
         let (socket, path) = (self.socket.clone(), path.to_string());
         tokio::task::spawn_blocking(move || {
-            let mut s = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| e.to_string())?;
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            #[cfg(unix)]
+            let mut s = {
+                let s = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| e.to_string())?;
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+                s
+            };
+            // A named pipe opens as a file; its end reads as the end of the answer.
+            #[cfg(windows)]
+            let mut s = std::fs::OpenOptions::new().read(true).write(true).open(&socket).map_err(|e| e.to_string())?;
             s.write_all(format!("GET /v1.50{path} HTTP/1.0\r\nHost: skiff\r\n\r\n").as_bytes())
                 .map_err(|e| e.to_string())?;
             let mut resp = Vec::new();

@@ -19,7 +19,8 @@ struct Cli {
     /// Serve the UI over HTTP on this loopback address instead of opening a window.
     #[arg(long)]
     serve: Option<SocketAddr>,
-    /// Drive this engine (`unix:///path/docker.sock`) instead of the Skiff VM (also: DOCKER_HOST).
+    /// Drive this engine (`unix:///path/docker.sock`, on Windows `npipe:////./pipe/NAME`) instead of
+    /// Skiff's own (also: DOCKER_HOST).
     #[arg(long)]
     docker_host: Option<String>,
     /// The view to open: containers, images, volumes or vm.
@@ -42,14 +43,9 @@ fn main() -> anyhow::Result<()> {
     cli.view = cli.view.or_else(|| from_env("SKIFF_UI_VIEW"));
     let home = skiff::home::Home::from_env();
     let backend = match cli.docker_host.as_deref().filter(|h| !h.is_empty()) {
-        Some(host) => {
-            let path = host
-                .strip_prefix("unix://")
-                .ok_or_else(|| anyhow::anyhow!("--docker-host {host}: only unix:// sockets are supported"))?;
-            backend::Backend { socket: PathBuf::from(path), vm: None }
-        }
+        Some(host) => backend::Backend { socket: endpoint_path(host)?, vm: None },
         None => backend::Backend {
-            socket: home.docker_socket(),
+            socket: default_endpoint(&home),
             vm: Some(vm::Vm { home: home.clone(), skiff: vm::find_skiff() }),
         },
     };
@@ -67,6 +63,31 @@ fn main() -> anyhow::Result<()> {
             window::run(backend, cli.view)
         }
     }
+}
+
+/// The endpoint a `DOCKER_HOST`-style address names.
+fn endpoint_path(host: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = host.strip_prefix("unix://").filter(|_| cfg!(unix)) {
+        return Ok(PathBuf::from(path));
+    }
+    // npipe:////./pipe/NAME → \\.\pipe\NAME
+    if let Some(rest) = host.strip_prefix("npipe://").filter(|_| cfg!(windows)) {
+        return Ok(PathBuf::from(rest.replace('/', "\\")));
+    }
+    let wanted = if cfg!(windows) { "npipe://" } else { "unix://" };
+    anyhow::bail!("--docker-host {host}: only {wanted} endpoints are supported here")
+}
+
+/// Skiff's own endpoint: the VM's socket, or on Windows the WSL engine's pipe.
+fn default_endpoint(home: &skiff::home::Home) -> PathBuf {
+    #[cfg(windows)]
+    let path = {
+        let _ = home;
+        PathBuf::from(skiff::endpoint::serve::PIPE_NAME)
+    };
+    #[cfg(unix)]
+    let path = home.docker_socket();
+    path
 }
 
 /// Sets a variable for the WebKit processes the window spawns (before any thread of ours exists).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skiff::config::{Overrides, VmConfig};
+#[cfg(unix)]
 use skiff::daemon::rpc::{DaemonRequest, DaemonResponse};
 use skiff::home::Home;
 
@@ -26,7 +27,7 @@ pub struct Vm {
 pub fn find_skiff() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("skiff")))
+        .and_then(|p| p.parent().map(|d| d.join(if cfg!(windows) { "skiff.exe" } else { "skiff" })))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("skiff"))
 }
@@ -48,7 +49,17 @@ impl Vm {
         }
     }
 
+    /// The engine's status as `skiff status --json` gives it (Windows: the WSL engine has no
+    /// daemon socket of its own to ask).
+    #[cfg(windows)]
+    pub async fn status(&self) -> Result<Value, String> {
+        let out = self.skiff(&["status", "--json"]).await?;
+        let text = out.get("output").and_then(Value::as_str).unwrap_or_default();
+        serde_json::from_str(text.trim()).map_err(|e| format!("skiff status: {e}"))
+    }
+
     /// The daemon's status, or `stopped`.
+    #[cfg(unix)]
     pub async fn status(&self) -> Result<Value, String> {
         let socket = self.home.daemon_socket();
         let answer = tokio::task::spawn_blocking(move || {

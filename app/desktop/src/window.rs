@@ -155,12 +155,14 @@ async fn watch_vm(app: tauri::AppHandle) {
 
 /// Opens the window on `view` (`containers`, `images`, `volumes`, `vm`).
 pub fn run(backend: Backend, view: Option<String>) -> anyhow::Result<()> {
-    let tray_lib = [
-        "/usr/lib/x86_64-linux-gnu/libayatana-appindicator3.so.1",
-        "/usr/lib/aarch64-linux-gnu/libayatana-appindicator3.so.1",
-    ]
-    .iter()
-    .any(|p| std::path::Path::new(p).exists());
+    // Windows and macOS always have a tray (menu bar); Linux needs libayatana-appindicator.
+    let tray_lib = !cfg!(target_os = "linux")
+        || [
+            "/usr/lib/x86_64-linux-gnu/libayatana-appindicator3.so.1",
+            "/usr/lib/aarch64-linux-gnu/libayatana-appindicator3.so.1",
+        ]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
     tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .manage(backend)
