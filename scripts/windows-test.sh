@@ -3,7 +3,8 @@
 # under Wine: builds skiff.exe and the unit tests of skiff and skiff-proto with Debian's Rust
 # (-Zbuild-std, mingw-w64 as linker), then runs the tests (named pipe round trip, WSL output
 # decoding, Windows path translation, config) and `skiff.exe status` under wine64. Debian's Rust
-# is put first on PATH for these builds only. Usage: scripts/windows-test.sh
+# is put first on PATH for these builds only; the desktop app is type-checked for Windows too.
+# Usage: scripts/windows-test.sh
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 TARGET=x86_64-pc-windows-gnu
@@ -33,4 +34,9 @@ status=$("$WINE" "$OUT/skiff.exe" status --json)
 echo "$status"
 echo "$status" | jq -e '.state == "stopped" and .backend == "wsl"' >/dev/null
 "$WINE" "$OUT/skiff.exe" --help | grep -q "WSL 2"
+echo "== the desktop app (Tauri, WebView2) type-checked for Windows"
+cross check -q -p skiff-desktop --message-format short 2>&1 | tee target/windows-desktop-check.log
+if grep -E "^(app|vm-agent)/.*(warning|error)" target/windows-desktop-check.log; then
+  echo "windows-test: the desktop app has warnings for Windows" >&2; exit 1
+fi
 echo "windows-test: ok"

@@ -3,6 +3,7 @@
 //! half-starts a VM differently); settings in `$SKIFF_HOME/config.json` (applied at the next boot).
 
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::time::Duration;
 
 use serde_json::{json, Value};
