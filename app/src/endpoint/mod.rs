@@ -111,3 +111,43 @@ impl Dial for CommandDial {
         Upstream::of_process(child)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Dials in-process streams, each announcing its number.
+    #[derive(Default)]
+    struct Numbered(AtomicUsize);
+
+    impl Dial for Numbered {
+        fn dial(&self) -> std::io::Result<Upstream> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            let (ours, mut theirs) = tokio::io::duplex(64);
+            tokio::spawn(async move {
+                let _ = theirs.write_all(format!("{n}").as_bytes()).await;
+                let _ = theirs.shutdown().await;
+            });
+            Ok(Upstream::of_stream(ours))
+        }
+    }
+
+    async fn number(mut u: Upstream) -> String {
+        let mut s = String::new();
+        let _ = u.from_engine.read_to_string(&mut s).await;
+        s
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_dialled_ahead_and_handed_to_the_next_client() {
+        let p = Prespawned::new(Numbered::default());
+        // The first client finds no spare: it gets a fresh connection (1) and leaves one (0) ready.
+        assert_eq!(number(p.dial().unwrap_or_else(|e| panic!("{e}"))).await, "1");
+        // The next client gets the spare dialled earlier, and another is dialled behind it.
+        assert_eq!(number(p.dial().unwrap_or_else(|e| panic!("{e}"))).await, "0");
+        assert_eq!(number(p.dial().unwrap_or_else(|e| panic!("{e}"))).await, "2");
+        assert_eq!(p.inner.0.load(Ordering::SeqCst), 4);
+    }
+}
