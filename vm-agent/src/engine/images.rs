@@ -127,6 +127,7 @@ pub fn list(engine: &Engine, filters: &Filters, all: bool, manifests: bool) -> R
     let until = filters.get("until").first().map(|u| parse_until(u)).transpose()?;
     let refs = filters.get("reference");
     let all_tags = engine.store.tags();
+    let held = super::platform_group::TaggedMembers::of(&engine.store, &all_tags);
     let mut out = Vec::new();
     for img in engine.store.images() {
         let mut tags: Vec<String> =
@@ -137,7 +138,7 @@ pub fn list(engine: &Engine, filters: &Filters, all: bool, manifests: bool) -> R
             continue;
         }
         // Another platform of a tagged multi-platform image: listed under that image's tag.
-        if !all && tags.is_empty() && super::platform_group::held_by_tagged_member(&engine.store, &img, &all_tags) {
+        if !all && tags.is_empty() && held.hold(&img) {
             continue;
         }
         if let Some(want) = dangling {
@@ -483,6 +484,7 @@ pub async fn prune(engine: &Arc<Engine>, filters: &Filters) -> Result<ImagePrune
         // is another platform of a tagged image: it goes with the image's last tag.
         if (only_dangling && tagged)
             || children.contains_key(&img.record.id)
+            // Asked per image: the loop removes images as it goes.
             || super::platform_group::held_by_tagged_member(&engine.store, &img, &tags)
         {
             continue;

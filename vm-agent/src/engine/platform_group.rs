@@ -6,7 +6,7 @@
 //! tagged member is not dangling: it is hidden from `docker images`, kept by `prune`, and goes when
 //! the group's last tag is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::platform::Platform;
@@ -29,10 +29,36 @@ pub fn for_platform(store: &Store, img: &Arc<StoredImage>, wanted: &Platform) ->
     members(store, img).into_iter().find(|m| wanted.matches(&m.config))
 }
 
-/// Whether the untagged image `img` belongs to a group one of whose members is tagged.
+/// For each index, its tagged members: made once per listing, so whether an image is held by a
+/// tagged member is a lookup, not a scan of the store per image.
+#[derive(Debug, Default)]
+pub struct TaggedMembers(HashMap<Digest, HashSet<Digest>>);
+
+impl TaggedMembers {
+    /// Reads the store once.
+    pub fn of(store: &Store, tags: &BTreeMap<String, Digest>) -> Self {
+        let tagged: HashSet<&Digest> = tags.values().collect();
+        let mut map: HashMap<Digest, HashSet<Digest>> = HashMap::new();
+        for img in store.images() {
+            if let Some(index) = &img.record.index {
+                if tagged.contains(&img.record.id) {
+                    map.entry(index.clone()).or_default().insert(img.record.id.clone());
+                }
+            }
+        }
+        Self(map)
+    }
+
+    /// Whether another member of `img`'s group is tagged.
+    pub fn hold(&self, img: &StoredImage) -> bool {
+        let Some(index) = &img.record.index else { return false };
+        self.0.get(index).is_some_and(|ids| ids.iter().any(|id| *id != img.record.id))
+    }
+}
+
+/// Whether another member of `img`'s group is tagged (one question; for many, [`TaggedMembers`]).
 pub fn held_by_tagged_member(store: &Store, img: &StoredImage, tags: &BTreeMap<String, Digest>) -> bool {
-    let Some(index) = &img.record.index else { return false };
-    store.by_index(index).iter().any(|m| m.record.id != img.record.id && tags.values().any(|v| *v == m.record.id))
+    TaggedMembers::of(store, tags).hold(img)
 }
 
 /// The index to export or push for `members`: the original bytes when every platform it lists is
@@ -110,18 +136,7 @@ mod tests {
         let config = format!(r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#);
         let id = store.put_blob(config.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         let manifest = store.put_blob(format!("manifest-{arch}").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        let record = ImageRecord {
-            id,
-            manifest,
-            manifest_media_type: OCI_MANIFEST.into(),
-            layers: Vec::new(),
-            repo_digests: Vec::new(),
-            added: "2026-01-01T00:00:00Z".into(),
-            last_tag_time: None,
-            parent: None,
-            unsynced_boot: None,
-            index: Some(index.clone()),
-        };
+        let record = ImageRecord { index: Some(index.clone()), ..ImageRecord::bare(id, manifest) };
         store.commit_image(record, &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 

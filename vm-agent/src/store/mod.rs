@@ -700,18 +700,7 @@ mod tests {
         let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
         let id = store.put_blob(config).unwrap_or_else(|e| panic!("{e}"));
         let manifest = store.put_blob(b"{}").unwrap_or_else(|e| panic!("{e}"));
-        ImageRecord {
-            id,
-            manifest,
-            manifest_media_type: model::OCI_MANIFEST.to_string(),
-            layers: Vec::new(),
-            repo_digests: Vec::new(),
-            added: "2026-01-01T00:00:00Z".into(),
-            last_tag_time: None,
-            parent: None,
-            unsynced_boot: None,
-            index: None,
-        }
+        ImageRecord::bare(id, manifest)
     }
 
     fn on_disk(root: &Path, id: &Digest) -> ImageRecord {

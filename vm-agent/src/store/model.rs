@@ -193,6 +193,25 @@ pub struct ImageRecord {
     pub index: Option<Digest>,
 }
 
+#[cfg(test)]
+impl ImageRecord {
+    /// A layerless record of config `id` and manifest `manifest`, for tests.
+    pub fn bare(id: Digest, manifest: Digest) -> Self {
+        Self {
+            id,
+            manifest,
+            manifest_media_type: OCI_MANIFEST.to_string(),
+            layers: Vec::new(),
+            repo_digests: Vec::new(),
+            added: "2026-01-01T00:00:00Z".into(),
+            last_tag_time: None,
+            parent: None,
+            unsynced_boot: None,
+            index: None,
+        }
+    }
+}
+
 /// Metadata kept beside each unpacked layer directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

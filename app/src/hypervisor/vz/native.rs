@@ -54,6 +54,19 @@ pub fn host_facts() -> HostFacts {
     }
 }
 
+/// A virtio-fs device exporting `share` under `tag`.
+fn file_system_device(tag: &str, share: Retained<VZDirectoryShare>) -> Retained<VZDirectorySharingDeviceConfiguration> {
+    // SAFETY: a fresh device configured on this thread before any VM exists.
+    unsafe {
+        let fs = VZVirtioFileSystemDeviceConfiguration::initWithTag(
+            VZVirtioFileSystemDeviceConfiguration::alloc(),
+            &NSString::from_str(tag),
+        );
+        fs.setShare(Some(&share));
+        Retained::into_super(fs)
+    }
+}
+
 /// Builds and validates the machine of `plan`.
 pub fn configuration(plan: &VzPlan) -> Result<Retained<VZVirtualMachineConfiguration>, VmError> {
     // SAFETY: every object is created here and used on this thread only, before any VM exists;
@@ -85,24 +98,12 @@ pub fn configuration(plan: &VzPlan) -> Result<Retained<VZVirtualMachineConfigura
             let dir =
                 VZSharedDirectory::initWithURL_readOnly(VZSharedDirectory::alloc(), &file_url(&s.path), s.read_only);
             let single = VZSingleDirectoryShare::initWithDirectory(VZSingleDirectoryShare::alloc(), &dir);
-            let fs = VZVirtioFileSystemDeviceConfiguration::initWithTag(
-                VZVirtioFileSystemDeviceConfiguration::alloc(),
-                &NSString::from_str(&s.tag),
-            );
-            let share: Retained<VZDirectoryShare> = Retained::into_super(single);
-            fs.setShare(Some(&share));
-            shares.push(Retained::into_super(fs));
+            shares.push(file_system_device(&s.tag, Retained::into_super(single)));
         }
         if plan.rosetta {
             let rosetta = VZLinuxRosettaDirectoryShare::initWithError(VZLinuxRosettaDirectoryShare::alloc())
                 .map_err(|e| ns_error("Rosetta share", &e))?;
-            let fs = VZVirtioFileSystemDeviceConfiguration::initWithTag(
-                VZVirtioFileSystemDeviceConfiguration::alloc(),
-                &NSString::from_str(ROSETTA_TAG),
-            );
-            let share: Retained<VZDirectoryShare> = Retained::into_super(rosetta);
-            fs.setShare(Some(&share));
-            shares.push(Retained::into_super(fs));
+            shares.push(file_system_device(ROSETTA_TAG, Retained::into_super(rosetta)));
         }
         config.setDirectorySharingDevices(&NSArray::from_retained_slice(&shares));
 
