@@ -13,7 +13,7 @@ PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-
       # the desktop app (Tauri 2 on WebKitGTK), its tray, and its end-to-end tests
       build-essential libssl-dev libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev
       libjavascriptcoregtk-4.1-dev libayatana-appindicator3-dev libxdo-dev libdbus-1-dev
-      xvfb xauth webkit2gtk-driver chromium imagemagick xdg-utils
+      xvfb xauth webkit2gtk-driver chromium imagemagick xdg-utils dbus-daemon x11-utils
       # foreign-architecture containers (binfmt_misc emulators) and arm64 fixtures
       qemu-user-static
       # the arm64 guest: its emulator, and the agent cross-built with Debian's Rust (-Zbuild-std)

@@ -6,8 +6,11 @@
 #  2. the real Tauri window under Xvfb, driven over WebDriver (tests/ui/window.mjs): the same
 #     flow through Tauri's IPC, and a port link handed to the (stand-in) browser;
 #  3. the real Tauri window under Xvfb, once per view; a screenshot of each is saved to
-#     target/ui-screenshots/ (and, with --update-screenshots, to docs/screenshots/).
-# Needs: a built skiff-agent + skiff-desktop (debug), fixtures, ui/node_modules, chromium, xvfb.
+#     target/ui-screenshots/ (and, with --update-screenshots, to docs/screenshots/);
+#  4. the tray icon (tests/ui/tray.mjs): the test is the desktop shell's tray on a private D-Bus
+#     session; it reads the menu and clicks open, start engine (a real VM), stop engine, quit.
+# Needs: a built skiff-agent + skiff + skiff-desktop (debug), the guest image, fixtures, ui/node_modules,
+# chromium, xvfb, dbus-daemon, xwininfo.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 UPDATE=${1:-}
@@ -21,6 +24,8 @@ cleanup() {
   [ -n "${UI_PID:-}" ] && kill "$UI_PID" 2>/dev/null || true
   [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null || true
   scripts/registry.sh stop "$REG_PORT" "$WORK/registry" >/dev/null 2>&1 || true
+  # A tray test that failed half-way may leave its VM running.
+  [ -d "$WORK/tray-home/run" ] && SKIFF_HOME=$WORK/tray-home target/debug/skiff stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -88,4 +93,13 @@ for view in containers images volumes vm; do
   if [ "$UPDATE" = --update-screenshots ]; then mkdir -p docs/screenshots && cp "$OUT/$view.png" "docs/screenshots/$view.png"; fi
 done
 docker rm -f shot-web shot-worker shot-solo >/dev/null
+
+echo "== the tray icon (Tauri under Xvfb, its own D-Bus session; the test is the shell's tray)"
+# Its own Skiff home: the tray starts and stops a real VM (TCG: KVM is broken on these machines).
+mkdir -p "$WORK/tray-home"
+echo '{"accel": "tcg", "memory_mib": 1024, "shares": []}' >"$WORK/tray-home/config.json"
+env -u DOCKER_HOST SKIFF_HOME=$WORK/tray-home SKIFF_DESKTOP=$PWD/target/debug/skiff-desktop \
+  xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
+  node --test --test-reporter=spec tests/ui/tray.mjs 2>"$WORK/tray.log" ||
+  { echo "--- tray log"; cat "$WORK/tray.log"; cat "$WORK/tray-home/logs/"*.log 2>/dev/null; exit 1; }
 echo "ui e2e: ok"

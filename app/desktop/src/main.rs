@@ -4,6 +4,7 @@
 
 mod backend;
 mod streams;
+mod tray;
 mod vm;
 mod web;
 mod window;
@@ -26,6 +27,9 @@ struct Cli {
     /// The view to open: containers, images, volumes or vm.
     #[arg(long)]
     view: Option<String>,
+    /// Start in the tray (menu bar) without showing the window, as at login.
+    #[arg(long)]
+    hidden: bool,
 }
 
 /// When the process started (for the first-render measurement).
@@ -60,7 +64,7 @@ fn main() -> anyhow::Result<()> {
             if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
                 set_env("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
             }
-            window::run(backend, cli.view)
+            window::run(backend, cli.view, cli.hidden)
         }
     }
 }
