@@ -170,6 +170,8 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         host_ports_port: Some(host_control_port() + 1),
         shares: shares.iter().map(|s| (s.tag.clone(), s.path.display().to_string())).collect(),
         insecure_registries: cfg.insecure_registries.clone(),
+        // Virtualization.framework's plan adds Rosetta's share and tag where it has one.
+        rosetta: None,
     };
     let spec = VmSpec {
         arch: cfg.arch,

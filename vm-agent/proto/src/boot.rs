@@ -29,6 +29,9 @@ pub struct BootConfig {
     /// Registries the engine reaches over plain HTTP (`skiff.insecure=HOST[:PORT]`, repeated), as
     /// dockerd's `insecure-registries`.
     pub insecure_registries: Vec<String>,
+    /// The virtio-fs tag of Apple's Rosetta share (`skiff.rosetta=TAG`, Virtualization.framework
+    /// on Apple silicon): amd64 binaries then run translated by Rosetta instead of QEMU.
+    pub rosetta: Option<String>,
 }
 
 /// Percent-encodes what cannot stand in one kernel command-line word.
@@ -94,6 +97,14 @@ impl BootConfig {
                     let path = decode_path(path).filter(|p| p.starts_with('/')).ok_or_else(bad)?;
                     cfg.shares.push((tag.to_owned(), path));
                 }
+                "skiff.rosetta" => {
+                    let ok =
+                        !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                    if !ok {
+                        return Err(bad());
+                    }
+                    cfg.rosetta = Some(value.to_owned());
+                }
                 "skiff.insecure" => {
                     let ok =
                         !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
@@ -132,6 +143,9 @@ impl BootConfig {
             words.push(format!("skiff.share={tag}:{}", encode_path(path)));
         }
         words.extend(self.insecure_registries.iter().map(|r| format!("skiff.insecure={r}")));
+        if let Some(tag) = &self.rosetta {
+            words.push(format!("skiff.rosetta={tag}"));
+        }
         words
     }
 }
@@ -153,6 +167,7 @@ mod tests {
             host_ports_port: Some(20002),
             shares: vec![("share0".into(), "/home/dev/my project:x=1%".into())],
             insecure_registries: vec!["host.docker.internal:5000".into(), "10.0.2.2:5001".into()],
+            rosetta: Some("rosetta".into()),
         };
         let line = format!("console=ttyS0 quiet {} skiff.future=1", cfg.to_cmdline().join(" "));
         assert_eq!(BootConfig::parse(&line), Ok(cfg));
@@ -160,7 +175,13 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        for bad in ["skiff.ip=10.0.2.15", "skiff.ip=10.0.2.15/40", "skiff.gw=gateway", "skiff.insecure=a/b"] {
+        for bad in [
+            "skiff.ip=10.0.2.15",
+            "skiff.ip=10.0.2.15/40",
+            "skiff.gw=gateway",
+            "skiff.insecure=a/b",
+            "skiff.rosetta=a/b",
+        ] {
             let err = BootConfig::parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(bad.split('=').next().unwrap_or_default()), "{bad}: {err}");
         }

@@ -149,6 +149,10 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
             tracing::error!(error = %e, "sharing host folders");
         }
     }
+    // Rosetta before the emulators: then QEMU is not registered for amd64.
+    if let Some(dir) = boot.rosetta.as_deref().and_then(shares::mount_rosetta) {
+        crate::runtime::binfmt::register_rosetta(&dir);
+    }
     // The network comes up while the engine opens its state.
     let insecure_registries = boot.insecure_registries.clone();
     let mut net = net_config(&boot);

@@ -34,3 +34,23 @@ pub fn mount_all(shares: &[(String, String)]) -> Result<(), SetupError> {
     }
     MOUNTED.set(done).map_err(|_| SetupError::Disk("shares mounted twice".into()))
 }
+
+/// Where Rosetta's share is mounted (read-only; its `rosetta` binary is the amd64 translator).
+pub const ROSETTA_DIR: &str = "/run/skiff/rosetta";
+
+/// Mounts Apple's Rosetta share (virtio-fs `tag`) at [`ROSETTA_DIR`]; `None` (logged) when it
+/// cannot be, and amd64 images then run under QEMU.
+pub fn mount_rosetta(tag: &str) -> Option<PathBuf> {
+    if let Err(e) = std::fs::create_dir_all(ROSETTA_DIR) {
+        tracing::warn!(error = %e, "cannot create Rosetta's mount point");
+        return None;
+    }
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+    match mount(Some(tag), ROSETTA_DIR, Some("virtiofs"), flags, None::<&str>) {
+        Ok(()) => Some(PathBuf::from(ROSETTA_DIR)),
+        Err(e) => {
+            tracing::warn!(tag, error = %e, "cannot mount the Rosetta share: amd64 images run under QEMU");
+            None
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! (open-binary) keep setuid programs and unreadable binaries working as natively.
 //!
 //! The agent registers what it finds when it starts (natively as root, or as the VM's init with
-//! the emulators in the guest image); handlers someone else registered are left alone.
+//! the emulators in the guest image); handlers someone else registered are left alone. On Apple
+//! silicon under Virtualization.framework, Apple's Rosetta (shared into the guest over virtio-fs)
+//! runs amd64 binaries instead of QEMU, registered as Apple documents it.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,11 @@ const EMULATORS: &[&str] =
 /// The handler flags (see the module's comment); P needs a kernel that passes AT_FLAGS (5.12).
 const FLAGS: &str = "POCF";
 const FLAGS_WITHOUT_P: &str = "OCF";
+
+/// Rosetta's handler, registered as Apple's documentation does (`update-binfmts --install rosetta
+/// … --credentials yes --preserve no --fix-binary yes`).
+const ROSETTA_HANDLER: &str = "rosetta";
+const ROSETTA_FLAGS: &str = "CF";
 
 /// The flags this kernel supports.
 fn flags() -> &'static str {
@@ -107,9 +114,9 @@ fn emulator(qemu_arch: &str) -> Option<PathBuf> {
 }
 
 /// The line written to `register`: `:name:M::magic:mask:interpreter:flags`, bytes as `\xHH`.
-fn register_line(sig: &Signature, interpreter: &Path) -> String {
+fn register_line(name: &str, sig: &Signature, interpreter: &Path, flags: &str) -> String {
     let hex = |b: &[u8]| b.iter().map(|x| format!("\\x{x:02x}")).collect::<String>();
-    format!(":{}:M::{}:{}:{}:{}", handler(sig.qemu), hex(sig.magic), hex(sig.mask), interpreter.display(), flags())
+    format!(":{name}:M::{}:{}:{}:{flags}", hex(sig.magic), hex(sig.mask), interpreter.display())
 }
 
 /// Mounts binfmt_misc where it is not mounted yet.
@@ -140,7 +147,8 @@ pub fn register_emulators() -> Vec<&'static str> {
             continue;
         }
         let Some(interpreter) = emulator(sig.qemu) else { continue };
-        match std::fs::write(Path::new(BINFMT).join("register"), register_line(sig, &interpreter)) {
+        let line = register_line(&handler(sig.qemu), sig, &interpreter, flags());
+        match std::fs::write(Path::new(BINFMT).join("register"), line) {
             Ok(()) => {
                 tracing::info!(arch = sig.oci, emulator = %interpreter.display(), "registered an emulator");
                 runnable.push(sig.oci);
@@ -151,11 +159,48 @@ pub fn register_emulators() -> Vec<&'static str> {
     runnable
 }
 
-/// Whether an enabled handler (ours, or one registered by the system as `qemu-<arch>`) runs
-/// `sig`'s binaries.
+/// Registers Rosetta (`dir/rosetta`, from its virtio-fs share) for amd64 binaries, before
+/// [`register_emulators`] so QEMU is not registered for them. Returns whether Rosetta now runs them.
+pub fn register_rosetta(dir: &Path) -> bool {
+    let interpreter = dir.join("rosetta");
+    if !interpreter.is_file() {
+        tracing::warn!(path = %interpreter.display(), "the Rosetta share has no rosetta binary: amd64 images run under QEMU");
+        return false;
+    }
+    if let Err(e) = mount_binfmt() {
+        tracing::warn!(error = %e, "binfmt_misc is not available: Rosetta cannot be used");
+        return false;
+    }
+    let Some(sig) = SIGNATURES.iter().find(|s| s.oci == "amd64") else { return false };
+    // A handler left by an earlier boot of this guest names the same path; replaced all the same.
+    let _ = std::fs::write(Path::new(BINFMT).join(ROSETTA_HANDLER), "-1");
+    let line = register_line(ROSETTA_HANDLER, sig, &interpreter, ROSETTA_FLAGS);
+    match std::fs::write(Path::new(BINFMT).join("register"), line) {
+        Ok(()) => {
+            tracing::info!(rosetta = %interpreter.display(), "amd64 binaries run under Rosetta");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "registering Rosetta: amd64 images run under QEMU");
+            false
+        }
+    }
+}
+
+/// The handler names that run `sig`'s binaries: ours, the system's `qemu-<arch>`, and for amd64
+/// Rosetta's.
+fn handler_names(sig: &Signature) -> Vec<String> {
+    let mut names = vec![handler(sig.qemu), format!("qemu-{}", sig.qemu)];
+    if sig.oci == "amd64" {
+        names.push(ROSETTA_HANDLER.to_string());
+    }
+    names
+}
+
+/// Whether an enabled handler (see [`handler_names`]) runs `sig`'s binaries.
 fn handled(sig: &Signature) -> bool {
     // A handler without F would look for its interpreter inside each container: not usable.
-    [handler(sig.qemu), format!("qemu-{}", sig.qemu)].iter().any(|name| {
+    handler_names(sig).iter().any(|name| {
         std::fs::read_to_string(Path::new(BINFMT).join(name)).is_ok_and(|s| {
             s.lines().next() == Some("enabled")
                 && s.lines().any(|l| l.strip_prefix("flags: ").is_some_and(|f| f.contains('F')))
@@ -195,10 +240,25 @@ mod tests {
 
     #[test]
     fn the_register_line_has_the_kernels_format() {
-        let line = register_line(&SIGNATURES[0], Path::new("/usr/bin/qemu-aarch64-static"));
+        let line =
+            register_line("skiff-qemu-aarch64", &SIGNATURES[0], Path::new("/usr/bin/qemu-aarch64-static"), FLAGS);
         assert!(line.starts_with(":skiff-qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02"), "{line}");
         assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:POCF"), "{line}");
         assert_eq!(line.matches("\\x").count(), 40);
+    }
+
+    #[test]
+    fn rosetta_is_registered_as_apple_documents_it_and_counts_for_amd64() {
+        let amd64 = SIGNATURES.iter().find(|s| s.oci == "amd64").expect("amd64 signature");
+        let line = register_line(ROSETTA_HANDLER, amd64, Path::new("/run/skiff/rosetta/rosetta"), ROSETTA_FLAGS);
+        // Apple's magic and mask for x86-64 ELF executables (update-binfmts --magic/--mask).
+        let magic =
+            "\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00";
+        let mask =
+            "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff";
+        assert_eq!(line, format!(":rosetta:M::{magic}:{mask}:/run/skiff/rosetta/rosetta:CF"));
+        assert!(handler_names(amd64).contains(&"rosetta".to_string()));
+        assert!(!handler_names(&SIGNATURES[0]).contains(&"rosetta".to_string()));
     }
 
     #[test]
