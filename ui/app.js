@@ -544,6 +544,10 @@ refreshers.vm = async () => {
     ["CPUs / memory", s.cpus ? `${s.cpus} · ${s.memory_mib} MiB` : "–"],
     ["Guest memory used", g.mem_total ? `${bytes(g.mem_used)} of ${bytes(g.mem_total)}` : "–"],
     ["Disk used", g.disk_total ? `${bytes(g.disk_used)} of ${bytes(g.disk_total)}` : "–"],
+    // What the VM takes from this machine now (freed guest memory and deleted data are given back).
+    ["On this machine", s.host_memory_bytes != null || s.disk_allocated_bytes != null
+      ? `${s.host_memory_bytes != null ? bytes(s.host_memory_bytes) : "?"} memory · ${s.disk_allocated_bytes != null ? bytes(s.disk_allocated_bytes) : "?"} disk`
+      : "–"],
     ["Docker socket", s.docker_socket || "–"],
     ["Shared folders", (s.shares || []).join(", ") || "–"],
   ];

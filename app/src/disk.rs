@@ -55,6 +55,11 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     nix::sys::statvfs::statvfs(path).ok().map(|s| u64::from(s.blocks_available()) * u64::from(s.fragment_size()))
 }
 
+/// The bytes `path` takes on its file system (a sparse file: what was written and not discarded).
+pub fn allocated_bytes(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,7 +70,7 @@ mod tests {
         let disk = dir.path().join("disk.raw");
         ensure(&disk, 2)?;
         assert_eq!(std::fs::metadata(&disk)?.len(), 2 << 30);
-        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&disk)?);
+        assert!(allocated_bytes(&disk).is_some_and(|b| b < 1 << 20), "sparse");
         ensure(&disk, 3)?;
         assert_eq!(std::fs::metadata(&disk)?.len(), 3 << 30);
         ensure(&disk, 1)?;

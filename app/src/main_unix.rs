@@ -287,6 +287,12 @@ fn status(home: &Home, json: bool) -> Result<(), String> {
         s.hypervisor,
         s.accel.map(|a| a.qemu_name()).unwrap_or("?")
     ));
+    let mib = |b: Option<u64>| b.map_or("?".to_string(), |b| format!("{} MiB", b >> 20));
+    out(&format!(
+        "host:     {} memory, {} disk (what the VM takes from this machine now)",
+        mib(s.host_memory_bytes),
+        mib(s.disk_allocated_bytes)
+    ));
     out(&format!("socket:   unix://{}", s.docker_socket));
     out(&format!("shares:   {}", if s.shares.is_empty() { "none".to_owned() } else { s.shares.join(", ") }));
     if let Some(ms) = s.ready_ms {

@@ -558,3 +558,63 @@ fn arm64_guest_boots_under_emulation_and_runs_containers() {
     s.skiff_ok(&["stop", "--timeout", "1"]);
     assert_eq!(s.status()["state"], "stopped");
 }
+
+/// Memory and disk given back: what the guest frees leaves the host's QEMU process (virtio-balloon
+/// free page reporting) and the data disk's sparse file (the guest's trimmer, QEMU's
+/// `discard=unmap`), and `skiff status` shows both as the host sees them.
+#[test]
+fn vm_gives_freed_memory_and_disk_back_to_the_host() {
+    let s = SkiffHome::new();
+    s.skiff_ok(&["start", "--accel", "tcg", "--memory", "1024"]);
+    s.docker_ok(&["load", "-i", &fixture("busybox.tar").display().to_string()]);
+    let usage = || {
+        let st = s.status();
+        let mib = |k: &str| st[k].as_u64().map(|b| b >> 20).unwrap_or_else(|| panic!("no {k} in {st}"));
+        (mib("host_memory_bytes"), mib("disk_allocated_bytes"))
+    };
+    let wait_for = |what: &str, ok: &dyn Fn((u64, u64)) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let u = usage();
+            if ok(u) {
+                return u;
+            }
+            assert!(Instant::now() < deadline, "{what}: memory {} MiB, disk {} MiB", u.0, u.1);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let text = s.skiff_ok(&["status"]);
+    assert!(text.contains("host:") && text.contains("MiB memory") && text.contains("MiB disk"), "{text}");
+
+    // Memory (first, while the guest's page cache is small): 400 MiB of tmpfs filled in a
+    // container, then the container removed: the pages the guest frees leave QEMU.
+    let (mem0, _) = usage();
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hog",
+        "--tmpfs",
+        "/hog:size=512m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/hog/f bs=1M count=400 && sleep 600",
+    ]);
+    let (peak, _) = wait_for("the guest's memory use reaching the host", &|(m, _)| m >= mem0 + 350);
+    s.docker_ok(&["rm", "-f", "hog"]);
+    let (low, _) = wait_for("freed guest memory leaving the host", &|(m, _)| m + 250 <= peak);
+    eprintln!("VM memory on the host: {mem0} MiB → {peak} MiB with the tmpfs full → {low} MiB after");
+
+    // Disk: 400 MiB written in a container and committed to an image (twice that on disk), then
+    // both removed: the host's file shrinks back.
+    let (_, disk0) = usage();
+    s.docker_ok(&["run", "--name", "big", "busybox", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=400"]);
+    s.docker_ok(&["commit", "big", "reclaim:big"]);
+    let (_, full) = wait_for("the written data reaching the host's disk file", &|(_, d)| d >= disk0 + 700);
+    s.docker_ok(&["rm", "big"]);
+    s.docker_ok(&["rmi", "reclaim:big"]);
+    let (_, after) = wait_for("the deleted data leaving the host's disk file", &|(_, d)| d <= disk0 + 100);
+    eprintln!("disk file: {disk0} MiB → {full} MiB written → {after} MiB after removal");
+    s.skiff_ok(&["stop"]);
+}

@@ -5,6 +5,7 @@
 //! watches the VM. It restarts nothing silently: when the VM dies the daemon says why (daemon
 //! log, `run/daemon.error`) and exits, removing the Docker socket.
 
+pub mod host_memory;
 pub mod rpc;
 
 use std::os::fd::AsRawFd;
@@ -62,6 +63,8 @@ type StopRequest = (Duration, oneshot::Sender<bool>);
 
 struct Shared {
     status: Mutex<Status>,
+    /// The data disk's file (its allocated size goes into each status answer).
+    disk: std::path::PathBuf,
     stop: Mutex<Option<tokio::sync::mpsc::Sender<StopRequest>>>,
 }
 
@@ -126,7 +129,10 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
             boot: None,
             guest: None,
             paused_reason: None,
+            host_memory_bytes: None,
+            disk_allocated_bytes: None,
         }),
+        disk: home.disk(),
         stop: Mutex::new(Some(stop_tx)),
     });
     let rpc_listener = crate::forward::bind(&home.daemon_socket()).map_err(|e| DaemonError::Setup(e.to_string()))?;
@@ -501,7 +507,12 @@ async fn serve_rpc(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
             let mut channel = JsonLines::new(stream);
             while let Some(request) = channel.next::<DaemonRequest>().await {
                 let response = match request {
-                    Ok(DaemonRequest::Status) => DaemonResponse::Status(Box::new(shared.status.lock().await.clone())),
+                    Ok(DaemonRequest::Status) => {
+                        let mut status = shared.status.lock().await.clone();
+                        status.host_memory_bytes = host_memory::memory_bytes(&status.vm_pids);
+                        status.disk_allocated_bytes = crate::disk::allocated_bytes(&shared.disk);
+                        DaemonResponse::Status(Box::new(status))
+                    }
                     Ok(DaemonRequest::Stop { timeout_secs }) => {
                         let (reply, answer) = oneshot::channel();
                         let tx = shared.stop.lock().await.clone();

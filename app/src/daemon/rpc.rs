@@ -64,4 +64,10 @@ pub struct Status {
     pub boot: Option<BootTimings>,
     pub guest: Option<GuestStats>,
     pub paused_reason: Option<String>,
+    /// What the VM's processes take of the host's memory now (their PSS; Linux hosts).
+    #[serde(default)]
+    pub host_memory_bytes: Option<u64>,
+    /// What the data disk's sparse file takes on the host's disk now.
+    #[serde(default)]
+    pub disk_allocated_bytes: Option<u64>,
 }

@@ -118,6 +118,9 @@ impl Qemu {
             "virtio-net-pci,netdev=net0,romfile=".into(),
             "-device".into(),
             "virtio-rng-pci".into(),
+            // Pages the guest frees are reported and dropped from the host's memory.
+            "-device".into(),
+            "virtio-balloon-pci,free-page-reporting=on,deflate-on-oom=on".into(),
         ]);
         args.extend(vsock_device.iter().cloned());
         args

@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod network;
 pub mod power;
 pub mod shares;
+pub mod trim;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -99,14 +100,16 @@ pub fn main() -> ! {
         fatal(&e.to_string());
     }
     timings.modules_ms = clock::boot_ms();
-    match disk.join() {
+    // A disk formatted just now has nothing to give back yet.
+    let trim_at_boot = match disk.join() {
         Ok((dev, Ok(outcome), at)) => {
             tracing::info!(device = %dev, ?outcome, "data disk ready");
             timings.disk_ms = at;
+            outcome != disk::Prepared::Formatted
         }
         Ok((_, Err(e), _)) => fatal(&e.to_string()),
         Err(_) => fatal("the data disk thread panicked"),
-    }
+    };
     modules.release_loaded_files();
     release_boot_tools();
     // Container networking's modules load after the engine serves (off the boot's critical path);
@@ -118,7 +121,7 @@ pub fn main() -> ! {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fatal(&format!("starting the async runtime: {e}")));
-    runtime.block_on(run(boot, timings, (modules, net_modules_tx, net_modules_rx)))
+    runtime.block_on(run(boot, timings, (modules, net_modules_tx, net_modules_rx), trim_at_boot))
 }
 
 /// The module index and the gate the engine waits on until the network modules are in.
@@ -128,7 +131,7 @@ type NetModules = (
     tokio::sync::watch::Receiver<Option<Result<(), String>>>,
 );
 
-async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules) -> ! {
+async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules, trim_at_boot: bool) -> ! {
     let (mut modules, net_modules_tx, net_modules_rx) = net_modules;
     if let Err(e) = crate::runtime::reaper::start() {
         fatal(&format!("starting the reaper: {e}"));
@@ -186,10 +189,14 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
     timings.engine_ms = clock::boot_ms();
     tracing::info!(?timings, "engine serving on vsock port {}", skiff_proto::API_PORT);
     ready_tx.send_replace(Some(timings));
+    tokio::spawn(trim::run(disk::MOUNT_POINT.into(), trim_at_boot));
     tokio::task::spawn_blocking(move || {
         let loaded = modules.load_parallel(modules::NETWORK).map_err(|e| e.to_string());
         if let Err(e) = &loaded {
             tracing::error!(error = %e, "loading the container network's kernel modules");
+        }
+        if let Err(e) = modules.load(modules::RECLAIM) {
+            tracing::warn!(error = %e, "no memory balloon: freed memory stays with the VM");
         }
         modules.release_loaded_files();
         net_modules_tx.send_replace(Some(loaded));

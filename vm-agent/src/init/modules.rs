@@ -10,6 +10,9 @@ use super::SetupError;
 pub const DISK: &[&str] = &["virtio_pci", "virtio_blk"];
 /// Container networking's modules: loaded once the engine serves (see `init::run`).
 pub const NETWORK: &[&str] = &["bridge", "veth", "nf_tables", "nft_chain_nat", "nft_masq"];
+/// Giving memory back to the host (free page reporting through the balloon): loaded with the
+/// network's modules, after the engine serves.
+pub const RECLAIM: &[&str] = &["virtio_balloon"];
 /// The modules the guest needs at boot; the network stack's modules come right after.
 pub const BOOT: &[&str] = &[
     "virtio_pci",
