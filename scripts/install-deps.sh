@@ -18,6 +18,8 @@ PKGS=(busybox-static debootstrap docker-registry docker.io zstd jq tmux python3-
       qemu-user-static
       # the arm64 guest: its emulator, and the agent cross-built with Debian's Rust (-Zbuild-std)
       qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross rustc-web cargo-web rust-web-src
+      # the guest's kernel module (vm-image/fsnotify): the guest kernel's compiler, native and cross
+      make gcc-12 gcc-12-aarch64-linux-gnu libelf1
       # remote engines: `docker -H ssh://` against skiff-agent (the test runs its own sshd)
       openssh-server openssh-client
       # the host side for Windows: cross-built with mingw-w64, its tests run under Wine

@@ -20,6 +20,8 @@ The initramfs holds exactly:
   /sbin/{mke2fs,e2fsck,resize2fs} + the shared libraries they need, /etc/mke2fs.conf
   /usr/libexec/skiff/qemu-*-static  QEMU's user-mode emulator for the other architecture, which
                              the agent registers with binfmt_misc (foreign-architecture images)
+  /lib/modules/VER/extra/skiff_fsnotify.ko  our module (vm-image/fsnotify): file-change events from
+                             the host, built here against the pinned kernel's headers package
   empty mount points (dev proc sys run tmp var/lib/skiff) and /etc/{hosts,nsswitch.conf}
 """
 
@@ -81,16 +83,19 @@ def die(msg: str) -> None:
 
 
 def read_lock(arch: str) -> list[dict]:
-    """packages.lock lines: ARCH NAME VERSION SHA256 (sha256 '-' = not yet recorded); ARCH `all`:
-    an architecture-independent package every guest gets."""
+    """packages.lock lines: [ROLE:]ARCH NAME VERSION SHA256 (sha256 '-' = not yet recorded).
+    ARCH `all`: architecture-independent. ROLE: none = goes into the guest of ARCH; `build` = used
+    to build that guest (kernel headers), not shipped; `tool` = runs on a build machine of ARCH."""
     pkgs = []
     for line in (HERE / "packages.lock").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         a, name, version, sha = line.split()
-        if a in (arch, "all"):
-            pkgs.append({"name": name, "version": version, "sha256": sha, "all": a == "all"})
+        role, _, a = a.rpartition(":")
+        role = role or "guest"
+        if a in (host_arch() if role == "tool" else arch, "all"):
+            pkgs.append({"name": name, "version": version, "sha256": sha, "arch": a, "role": role})
     if not pkgs:
         die(f"packages.lock pins no packages for {arch}")
     return pkgs
@@ -104,13 +109,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_debs(pkgs: list[dict], arch: str, cache: Path, offline: bool) -> dict[str, Path]:
+def fetch_debs(pkgs: list[dict], cache: Path, offline: bool) -> dict[str, Path]:
     cache.mkdir(parents=True, exist_ok=True)
     found = {}
     for p in pkgs:
         ver = p["version"].replace(":", "%3a")
-        deb = cache / f"{p['name']}_{ver}_{'all' if p['all'] else arch}.deb"
-        spec = f"{p['name']}={p['version']}" if p["all"] else f"{p['name']}:{arch}={p['version']}"
+        deb = cache / f"{p['name']}_{ver}_{p['arch']}.deb"
+        spec = f"{p['name']}={p['version']}" if p["arch"] == "all" else f"{p['name']}:{p['arch']}={p['version']}"
         if not deb.exists():
             if offline:
                 die(f"{deb.name} is not cached in {cache} and --offline was given")
@@ -121,7 +126,7 @@ def fetch_debs(pkgs: list[dict], arch: str, cache: Path, offline: bool) -> dict[
                                    cwd=tmp, capture_output=True, text=True)
                 got = list(Path(tmp).glob("*.deb"))
                 if r.returncode != 0 or len(got) != 1:
-                    die(f"cannot download {p['name']}={p['version']} for {arch}: {r.stderr.strip()}\n"
+                    die(f"cannot download {p['name']}={p['version']} for {p['arch']}: {r.stderr.strip()}\n"
                         "  (the archive may have moved on: pin a version `apt-cache policy` lists in "
                         "vm-image/packages.lock)")
                 got[0].rename(deb)
@@ -319,6 +324,31 @@ default=root
 """
 
 
+def build_fsnotify_module(arch: str, buildroot: Path, kver: str, work: Path) -> Path:
+    """vm-image/fsnotify/skiff_fsnotify.ko for kernel `kver`, with kbuild from the pinned headers
+    packages (extracted into `buildroot`) and gcc-12, the kernel's own compiler (the cross one for
+    another architecture). The headers' Makefile names its common tree by absolute path: it is
+    pointed at the extracted one."""
+    src_root = buildroot / "usr" / "src"
+    headers = src_root / f"linux-headers-{kver}"
+    common = next(src_root.glob("linux-headers-*-common"), None)
+    if not headers.is_dir() or common is None:
+        die(f"the kernel headers for {kver} are missing: pin linux-headers-{kver} and its -common "
+            "package as build:ARCH / build:all lines in packages.lock")
+    (headers / "Makefile").write_text(f"include {common}/Makefile\n")
+    src = work / "fsnotify"
+    shutil.copytree(HERE / "fsnotify", src)
+    cmd = ["make", "-s", "-C", str(headers), f"M={src}", "modules"]
+    if arch != host_arch():
+        cmd.append(f"CROSS_COMPILE={ARCHES[arch]['triplet']}-")
+    log(f"building skiff_fsnotify.ko for {kver}")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    ko = src / "skiff_fsnotify.ko"
+    if r.returncode != 0 or not ko.exists():
+        die(f"building vm-image/fsnotify failed:\n{r.stdout}{r.stderr}")
+    return ko
+
+
 def write_wsl_rootfs(stage: Path, dest: Path) -> None:
     """The guest's files as a root file system tar for `wsl --import` (Windows hosts): the agent at
     /usr/local/bin/skiff-agent (WSL brings its own /init and kernel, so no modules), the emulators,
@@ -369,13 +399,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     pkgs = read_lock(arch)
-    debs = fetch_debs(pkgs, arch, out / "debs", args.offline)
+    debs = fetch_debs(pkgs, out / "debs", args.offline)
 
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         work = Path(tmp)
-        pkgroot = work / "pkgs"
-        for deb in debs.values():
-            extract(deb, pkgroot)
+        pkgroot, buildroot = work / "pkgs", work / "build"
+        for p in pkgs:
+            extract(debs[p["name"]], pkgroot if p["role"] == "guest" else buildroot)
         agent = build_agent(arch, args.agent, pkgroot, work)
         kver = next(p.name for p in (pkgroot / "lib" / "modules").iterdir())
         decompress_kernel(pkgroot / "boot" / facts["kernel_file"].format(ver=kver), out / "vmlinux.tmp", arch)
@@ -408,6 +438,13 @@ def main() -> None:
             deps_rel = [mods[d][0].relative_to(pkgroot / "lib" / "modules" / kver).as_posix()
                         for d in closure(name, [])]
             dep_lines.append(f"{rel.as_posix()}: {' '.join(deps_rel)}".rstrip())
+        # Our own module, built against the pinned kernel's headers.
+        fsnotify_ko = build_fsnotify_module(arch, buildroot, kver, work)
+        (moddir / "extra").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fsnotify_ko, moddir / "extra" / "skiff_fsnotify.ko")
+        os.chmod(moddir / "extra" / "skiff_fsnotify.ko", 0o644)
+        dep_lines.append("extra/skiff_fsnotify.ko:")
+        mods["skiff_fsnotify"] = (fsnotify_ko, [])
         (moddir / "modules.dep").write_text("\n".join(dep_lines) + "\n")
         shutil.copyfile(pkgroot / "lib" / "modules" / kver / "modules.builtin", moddir / "modules.builtin")
 

@@ -618,3 +618,82 @@ fn vm_gives_freed_memory_and_disk_back_to_the_host() {
     eprintln!("disk file: {disk0} MiB → {full} MiB written → {after} MiB after removal");
     s.skiff_ok(&["stop"]);
 }
+
+/// File-change events from the host: `inotifywait` in a container hears of edits made on the host
+/// to a bind-mounted folder (the daemon watches the folders running containers bind-mount; the
+/// guest's `skiff_fsnotify` module raises each change as the guest's own VFS would have).
+#[test]
+fn vm_host_edits_raise_inotify_events_in_containers() {
+    let s = SkiffHome::new();
+    let share = tempfile::tempdir().expect("share");
+    let dir = share.path().join("app");
+    std::fs::create_dir_all(dir.join("deep")).expect("app dir");
+    std::fs::write(dir.join("existing.txt"), "one\n").expect("file");
+    let app = dir.display().to_string();
+    s.skiff_ok(&["start", "--accel", "tcg", "--memory", "1024", "--share", &share.path().display().to_string()]);
+    s.docker_ok(&["load", "-i", &fixture("inotify.tar").display().to_string()]);
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "watcher",
+        "-v",
+        &format!("{app}:/app"),
+        "skiff-test/inotify:bookworm",
+        "inotifywait",
+        "-m",
+        "-r",
+        "-e",
+        "modify,close_write,attrib,create,delete,moved_from,moved_to",
+        "--format",
+        "%e %w%f",
+        "/app",
+    ]);
+    let logs = || {
+        let out = s.docker(&["logs", "watcher"]);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what}\n--- watcher:\n{}\n--- daemon:\n{}", logs(), s.daemon_log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("inotifywait ready", &|| logs().contains("Watches established"));
+    wait_for("the host watching the bind-mounted folder", &|| {
+        s.daemon_log().contains(&format!("watching for changes to raise in containers path={app}"))
+    });
+
+    // Each kind of change a watcher reacts to, made on the host.
+    let p = |name: &str| dir.join(name);
+    std::fs::write(p("new.txt"), "created on the host\n").expect("create");
+    let mut f = std::fs::OpenOptions::new().append(true).open(p("existing.txt")).expect("open");
+    std::io::Write::write_all(&mut f, b"two\n").expect("append");
+    drop(f);
+    std::fs::set_permissions(p("existing.txt"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::create_dir(p("sub")).expect("mkdir");
+    std::fs::write(p("deep/nested.txt"), "in a subfolder\n").expect("nested");
+    std::fs::rename(p("new.txt"), p("renamed.txt")).expect("rename");
+    std::fs::remove_file(p("renamed.txt")).expect("delete");
+    for line in [
+        "CREATE /app/new.txt",
+        "MODIFY /app/existing.txt",
+        "CLOSE_WRITE,CLOSE /app/existing.txt",
+        "ATTRIB /app/existing.txt",
+        "CREATE,ISDIR /app/sub",
+        "CREATE /app/deep/nested.txt",
+        "MOVED_FROM /app/new.txt",
+        "MOVED_TO /app/renamed.txt",
+        "DELETE /app/renamed.txt",
+    ] {
+        wait_for(&format!("the event {line:?}"), &|| logs().lines().any(|l| l == line));
+    }
+    // A change the container itself makes is seen natively, as before.
+    s.docker_ok(&["exec", "watcher", "sh", "-c", "echo from-the-container > /app/inside.txt"]);
+    wait_for("the container's own change", &|| logs().lines().any(|l| l == "CLOSE_WRITE,CLOSE /app/inside.txt"));
+    // The content is the host's (events and data agree).
+    assert_eq!(s.docker_ok(&["exec", "watcher", "cat", "/app/existing.txt"]), "one\ntwo\n");
+    s.docker_ok(&["rm", "-f", "watcher"]);
+    s.skiff_ok(&["stop"]);
+}

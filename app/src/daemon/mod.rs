@@ -5,6 +5,7 @@
 //! watches the VM. It restarts nothing silently: when the VM dies the daemon says why (daemon
 //! log, `run/daemon.error`) and exits, removing the Docker socket.
 
+pub mod host_events;
 pub mod host_memory;
 pub mod rpc;
 
@@ -67,6 +68,9 @@ struct Shared {
     disk: std::path::PathBuf,
     stop: Mutex<Option<tokio::sync::mpsc::Sender<StopRequest>>>,
 }
+
+/// How often the agent is asked which host folders running containers bind-mount.
+const WATCH_UPDATE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until the VM is stopped; records a fatal error for `skiff start` to show.
 pub async fn run(home: Home, cfg: VmConfig) -> Result<(), DaemonError> {
@@ -307,6 +311,19 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
 
     let mut health = tokio::time::interval(Duration::from_secs(2));
     let mut clock = tokio::time::interval(TIME_SYNC_EVERY);
+    // File-change events for containers: the folders they bind-mount are watched here.
+    let (batch_tx, mut batches) = tokio::sync::mpsc::channel(16);
+    let mut host_watch = match host_events::HostWatcher::new() {
+        Ok((w, changes)) => {
+            tokio::spawn(host_events::gather(changes, batch_tx));
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch host folders: host edits raise no events in containers");
+            None
+        }
+    };
+    let mut watch_update = tokio::time::interval(WATCH_UPDATE_EVERY);
     let outcome = loop {
         tokio::select! {
             Some((grace, reply)) = stop_rx.recv() => {
@@ -329,6 +346,22 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
                 }
             }
             _ = clock.tick() => sync_time(&mut control).await,
+            _ = watch_update.tick(), if host_watch.is_some() => {
+                if let Ok(Ok(Response::Watched { paths })) =
+                    tokio::time::timeout(Duration::from_secs(2), control.call(&Request::Watched)).await
+                {
+                    if let Some(w) = host_watch.as_mut() {
+                        w.set(&paths);
+                    }
+                }
+            }
+            Some(events) = batches.recv() => {
+                let n = events.len();
+                match tokio::time::timeout(Duration::from_secs(5), control.call(&Request::FsEvents { events })).await {
+                    Ok(Ok(Response::FsEventsRaised { raised })) => tracing::debug!(n, raised, "host changes raised in the guest"),
+                    other => tracing::warn!(n, answer = ?other, "host changes not raised in the guest"),
+                }
+            }
         }
     };
     forward.abort();

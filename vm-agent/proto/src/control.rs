@@ -16,6 +16,39 @@ pub enum Request {
     /// Stop containers (each gets up to `timeout_secs` after its stop signal), sync, unmount the
     /// data disk and power off. Answered before power-off.
     Shutdown { timeout_secs: u32 },
+    /// The host folders running containers bind-mount: what the host watches for changes.
+    Watched,
+    /// Changes the host saw in watched folders, raised in the guest as the file-change events
+    /// (inotify, fanotify) a change made in the guest would have raised.
+    FsEvents { events: Vec<FsEvent> },
+}
+
+/// One change on the host, by absolute path (the same in the guest: shares keep host paths).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FsEvent {
+    /// A file's content changed (and was closed).
+    Modified {
+        path: String,
+    },
+    /// Its metadata changed (mode, owner, times).
+    Attrib {
+        path: String,
+    },
+    Created {
+        path: String,
+        dir: bool,
+    },
+    Deleted {
+        path: String,
+        dir: bool,
+    },
+    /// Renamed within the watched folders.
+    Moved {
+        from: String,
+        to: String,
+        dir: bool,
+    },
 }
 
 /// How the agent answers.
@@ -30,6 +63,10 @@ pub enum Response {
     Stats(GuestStats),
     /// Shutdown has begun; the VM powers off when it is done.
     ShuttingDown,
+    /// The folders to watch (absolute, none inside another).
+    Watched { paths: Vec<String> },
+    /// How many of the events were raised (a path gone again since is skipped).
+    FsEventsRaised { raised: u32 },
     /// The request failed or could not be parsed.
     Error { message: String },
 }
@@ -83,6 +120,16 @@ mod tests {
             (Request::Ready, r#"{"op":"ready"}"#),
             (Request::SetTime { unix_nanos: 5 }, r#"{"op":"set_time","unix_nanos":5}"#),
             (Request::Shutdown { timeout_secs: 3 }, r#"{"op":"shutdown","timeout_secs":3}"#),
+            (Request::Watched, r#"{"op":"watched"}"#),
+            (
+                Request::FsEvents {
+                    events: vec![
+                        FsEvent::Modified { path: "/a/b".into() },
+                        FsEvent::Moved { from: "/a/x".into(), to: "/a/y".into(), dir: true },
+                    ],
+                },
+                r#"{"op":"fs_events","events":[{"kind":"modified","path":"/a/b"},{"kind":"moved","from":"/a/x","to":"/a/y","dir":true}]}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(String::from_utf8_lossy(&encode(&req)).trim_end(), json);

@@ -1,7 +1,7 @@
 //! The control channel: JSON lines on vsock [`skiff_proto::CONTROL_PORT`], thin handlers over the
 //! init functions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use skiff_proto::control::{BootTimings, GuestStats, Request, Response};
@@ -17,6 +17,8 @@ pub struct Control {
     /// `Some` once the engine serves.
     pub ready: watch::Receiver<Option<BootTimings>>,
     pub power: PowerSwitch,
+    /// The engine, once open (what containers bind-mount, for [`Request::Watched`]).
+    pub engine: Arc<OnceLock<Arc<crate::engine::Engine>>>,
 }
 
 /// Binds the control port and serves it for the VM's lifetime.
@@ -95,6 +97,17 @@ async fn handle(req: Request, control: &Control) -> Response {
         Request::Shutdown { timeout_secs } => {
             control.power.request(Duration::from_secs(u64::from(timeout_secs)));
             Response::ShuttingDown
+        }
+        Request::Watched => Response::Watched {
+            paths: control
+                .engine
+                .get()
+                .map(|e| super::host_events::watched(e, super::shares::mounted()))
+                .unwrap_or_default(),
+        },
+        Request::FsEvents { events } => {
+            let raised = tokio::task::spawn_blocking(move || super::host_events::raise(&events)).await.unwrap_or(0);
+            Response::FsEventsRaised { raised }
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod control;
 pub mod disk;
+pub mod host_events;
 pub mod modules;
 pub mod mounts;
 pub mod network;
@@ -138,7 +139,8 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
     }
     let power = power::PowerSwitch::default();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
-    let control = control::Control { ready: ready_rx, power: power.clone() };
+    let engine_cell = Arc::new(std::sync::OnceLock::new());
+    let control = control::Control { ready: ready_rx, power: power.clone(), engine: engine_cell.clone() };
     if let Err(e) = control::listen(control.clone()) {
         fatal(&format!("binding the control port: {e}"));
     }
@@ -176,6 +178,7 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
             power::power_off().await
         }
     };
+    let _ = engine_cell.set(engine.clone());
     // Emulators for foreign-architecture images (the image carries them), before containers
     // restart (a few milliseconds).
     crate::runtime::binfmt::register_emulators();
@@ -197,6 +200,9 @@ async fn run(boot: BootConfig, mut timings: BootTimings, net_modules: NetModules
         }
         if let Err(e) = modules.load(modules::RECLAIM) {
             tracing::warn!(error = %e, "no memory balloon: freed memory stays with the VM");
+        }
+        if let Err(e) = modules.load(modules::HOST_EVENTS) {
+            tracing::warn!(error = %e, "host file changes will raise no events in containers");
         }
         modules.release_loaded_files();
         net_modules_tx.send_replace(Some(loaded));

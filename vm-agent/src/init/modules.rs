@@ -13,6 +13,8 @@ pub const NETWORK: &[&str] = &["bridge", "veth", "nf_tables", "nft_chain_nat", "
 /// Giving memory back to the host (free page reporting through the balloon): loaded with the
 /// network's modules, after the engine serves.
 pub const RECLAIM: &[&str] = &["virtio_balloon"];
+/// File-change events from the host (ours: vm-image/fsnotify, see `init::host_events`).
+pub const HOST_EVENTS: &[&str] = &["skiff_fsnotify"];
 /// The modules the guest needs at boot; the network stack's modules come right after.
 pub const BOOT: &[&str] = &[
     "virtio_pci",
