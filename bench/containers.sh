@@ -14,6 +14,7 @@ RUNS=${1:-10}
 WORK=$(mktemp -d /tmp/skiff-bench-XXXX)
 FIX=target/fixtures
 source bench/lib.sh
+source bench/targets.sh
 start_engines
 cleanup() {
   stop_engines
@@ -61,3 +62,9 @@ printf '%-34s %12s %12s\n' "engine RSS idle (MiB)" "$(awk -v k="$MEM_IDLE_DOCKER
 printf '%-34s %12s %12s\n' "engine RSS, 50 running (MiB)" "$(awk -v k="$MEM_50_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_50_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"
 printf '%-34s %12s %12s\n' "per extra running container (KiB)" "$(( (MEM_50_DOCKERD - MEM_IDLE_DOCKERD) / 50 ))" "$(( (MEM_50_SKIFF - MEM_IDLE_SKIFF) / 50 ))"
 echo "(runs: $RUNS each; logs = 100,000 lines; idle = 2 containers present)"
+target "docker run --rm: speed-up over dockerd" "$(ratio "$(median_of dockerd.run)" "$(median_of skiff.run)")" ">=" 10
+target "docker ps (50 running): speed-up" "$(ratio "$(median_of dockerd.ps)" "$(median_of skiff.ps)")" ">=" 2
+target "docker logs (100k lines): speed-up" "$(ratio "$(median_of dockerd.logs)" "$(median_of skiff.logs)")" ">=" 3
+target "engine RSS idle (MiB)" "$(awk -v k="$MEM_IDLE_SKIFF" 'BEGIN{printf "%.1f", k/1024}')" "<=" 15
+target "engine RSS per running container (MiB)" "$(awk -v a="$MEM_50_SKIFF" -v b="$MEM_IDLE_SKIFF" 'BEGIN{printf "%.2f", (a-b)/50/1024}')" "<=" 1
+targets_summary

@@ -99,3 +99,8 @@ printf '%-48s %s\n' "  of which private to them (USS)" "$(kib2mib "$app_uss") Mi
 printf '%-48s %s\n' "floor memory (PSS / USS)" "$(kib2mib "$floor_mem") / $(kib2mib "$floor_uss") MiB  (ratio PSS $(ratio "$mem" "$floor_mem")×)"
 printf '%-48s %s\n' "release binary" "$(mib "$(stat -c %s "$BIN")") MiB  (target < 20 MiB)"
 printf '%-48s %s\n' ".deb bundle" "$(mib "$(stat -c %s "$DEB")") MiB  ($(basename "$DEB"))"
+source bench/targets.sh
+target "first render: app / bare WebKitGTK window" "$(ratio "$median" "$floor_median")" "<=" 1.1
+target "memory (PSS): app / bare WebKitGTK window" "$(ratio "$mem" "$floor_mem")" "<=" 1.1
+target "release binary (MiB)" "$(mib "$(stat -c %s "$BIN")")" "<=" 20
+targets_summary

@@ -11,6 +11,7 @@ RUNS=${1:-5}
 WORK=$(mktemp -d /tmp/skiff-bench-XXXX)
 FIX=target/fixtures
 source bench/lib.sh
+source bench/targets.sh
 python3 tests/fixtures/build_fixtures.py "$FIX" >/dev/null
 python3 bench/make_many_images.py "$FIX/busybox.tar" 50 "$WORK/many.tar"
 start_engines
@@ -54,3 +55,6 @@ for l in load pull images; do
   printf '%-28s %12.1f %12.1f %9.2fx\n' "$l" "$(awk -v v="$d" 'BEGIN{print v/10}')" "$(awk -v v="$s" 'BEGIN{print v/10}')" "$(ratio "$d" "$s")"
 done
 echo "(runs: $RUNS for load/pull, $((RUNS * 4)) for images; 50 images listed; Debian fixture $(du -h "$FIX/debian.tar" | cut -f1))"
+target "docker load: speed-up over dockerd" "$(ratio "$(median_of dockerd.load)" "$(median_of skiff.load)")" ">=" 3
+target "registry pull: speed-up over dockerd" "$(ratio "$(median_of dockerd.pull)" "$(median_of skiff.pull)")" ">=" 3
+targets_summary

@@ -105,3 +105,7 @@ echo
 echo "native published / host loopback: throughput $(r "$native_tp" "$floor_tp")×, latency $(r "$native_lat" "$floor_lat")×"
 echo "VM published / host loopback:     throughput $(r "$vm_tp" "$floor_tp")×, latency $(r "$vm_lat" "$floor_lat")×"
 echo "VM published / guest loopback:    throughput $(r "$vm_tp" "$vm_loop")×   (target ≥ 0.50)"
+source bench/targets.sh
+target "VM published port / guest loopback: throughput" "$(r "$vm_tp" "$vm_loop")" ">=" 0.5
+target "VM / native published port: connection latency" "$(r "$vm_lat" "$native_lat")" "<=" 2
+targets_summary

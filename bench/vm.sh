@@ -15,6 +15,7 @@ N=${1:-3}
 WORK=$(mktemp -d /tmp/skiff-bench-vm.XXXXXX)
 export SKIFF_HOME=$WORK/home DOCKER_CONFIG=$WORK/docker-config
 source bench/lib.sh
+source bench/targets.sh
 
 cleanup() {
   target/release/skiff stop -t 1 >/dev/null 2>&1 || true
@@ -102,6 +103,7 @@ floor_med=$(printf '%s\n' "${floors[@]}" | median)
 printf '%-58s %8s ms   (runs: %s)\n' "skiff start → docker version works" "$start_med" "${starts[*]}"
 printf '%-58s %8s ms   (runs: %s)\n' "floor: same kernel + QEMU reach a trivial /init" "$floor_med" "${floors[*]}"
 printf '%-58s %8s×   (target ≤ 1.3×)\n' "ratio" "$(ratio "$start_med" "$floor_med")"
+target "skiff start / floor" "$(ratio "$start_med" "$floor_med")" "<=" 1.3
 
 echo "== memory after boot (idle VM, one image loaded)"
 target/release/skiff start >/dev/null 2>&1
@@ -113,6 +115,7 @@ read -r qemu helpers < <(echo "$status" | python3 -c 'import json,sys; p=json.lo
 host_kib=$(rss "$daemon")
 for h in $helpers; do host_kib=$((host_kib + $(rss "$h"))); done
 printf '%-58s %8.1f MiB   (target < 30)\n' "host: daemon + vhost-device-vsock + virtiofsd (\$HOME) RSS" "$(awk -v k="$host_kib" 'BEGIN{print k/1024}')"
+target "host: daemon + helpers RSS (MiB)" "$(awk -v k="$host_kib" 'BEGIN{printf "%.1f", k/1024}')" "<=" 30
 printf '%-58s %8.1f MiB\n' "host: QEMU RSS (guest RAM touched + emulator)" "$(awk -v k="$(rss "$qemu")" 'BEGIN{print k/1024}')"
 echo "$status" | python3 -c '
 import json, sys
@@ -135,6 +138,7 @@ vm_run=$(median_of vm.run) native_run=$(median_of native.run)
 printf '%-58s %8.1f ms\n' "through the VM ($accel)" "$(awk -v t="$vm_run" 'BEGIN{print t/10}')"
 printf '%-58s %8.1f ms\n' "native engine on the host" "$(awk -v t="$native_run" 'BEGIN{print t/10}')"
 printf '%-58s %8s×\n' "VM / native" "$(ratio "$vm_run" "$native_run")"
+target "docker run --rm: through the VM / native" "$(ratio "$vm_run" "$native_run")" "<=" 1.5
 
 echo "== docker run --rm of an emulated foreign-architecture busybox (binfmt_misc + QEMU user mode), natively, median of $((N * 3))"
 skiff load -i target/fixtures/busybox-arm64.tar >/dev/null
@@ -150,3 +154,4 @@ if skiff run --rm skiff-test/busybox-arm64 true >/dev/null 2>&1; then
 else
   echo "no emulator registered here (install qemu-user-static)"
 fi
+targets_summary

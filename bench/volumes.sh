@@ -7,6 +7,7 @@
 # Target: bind-mount throughput ≥ 50% of the named volume's under the same accelerator.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
+source bench/targets.sh
 WORK=$(mktemp -d /tmp/skiff-bench-vol.XXXXXX)
 export SKIFF_HOME=$WORK/home DOCKER_CONFIG=$WORK/docker-config
 mkdir -p "$WORK/share" "$WORK/native"
@@ -51,3 +52,8 @@ printf '%-34s %8s/s %8s/s %11s ms\n' "named volume (data disk, VM)" "$(mibs "$vw
 printf '%-34s %8s/s %8s/s %11s ms\n' "host file system (native)" "$(mibs "$nw")M" "$(mibs "$nr")M" "$nf"
 printf '%-34s %10s %10s %14s   (target ≥ 50%%)\n' "bind (never) / volume" "$(pct "$vw" "$bw")" "$(pct "$vr" "$br")" "$(pct "$vf" "$bf")"
 printf '%-34s %10s %10s %14s\n' "bind / native" "$(pct "$nw" "$bw")" "$(pct "$nr" "$br")" "$(pct "$nf" "$bf")"
+frac() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a / b}'; }
+target "bind mount / named volume: write" "$(frac "$vw" "$bw")" ">=" 0.5
+target "bind mount / named volume: read" "$(frac "$vr" "$br")" ">=" 0.5
+target "bind mount / named volume: 10k small files" "$(frac "$vf" "$bf")" ">=" 0.5
+targets_summary
