@@ -275,7 +275,13 @@ def test_failing_runs_of_every_kind_leave_nothing_behind(agent, tmp_path):
         for x in c.containers.list(all=True):
             x.remove(force=True)
     taken.close()
+    # A removed container's veths are deleted just after its removal returns (in the background,
+    # off `docker run --rm`'s path): what is left must be gone within moments, and stay gone.
+    deadline = time.monotonic() + 5
     after = _baseline(agent)
+    while after != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = _baseline(agent)
     assert after == before, f"leaked: before {before}, after {after}"
 
 

@@ -466,15 +466,25 @@ fn upstream_servers(host: &HostConfig) -> Vec<SocketAddr> {
     dns::upstreams(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
 }
 
-/// Undoes a partial or complete setup.
+/// Undoes a partial or complete setup. The record forgets its endpoints at once; the veths are
+/// deleted, and only then their addresses given back (a reused address must not meet its old
+/// veth on the bridge), in the background: deleting a link costs the kernel an RCU grace period
+/// (~15 ms) that `docker run --rm` need not wait for. The namespace handle is dropped first, so
+/// nothing of the container holds it.
 async fn undo(engine: &Arc<Engine>, c: &Arc<Container>, sandbox: Sandbox) {
-    for (net_id, host_if) in &sandbox.veths {
-        if let Err(e) = engine.networks.delete_link(host_if).await {
-            tracing::warn!(container.id = %c.id, link = %host_if, error = %e, "removing a veth");
-        }
-        engine.networks.release(net_id, &c.id);
+    let Sandbox { netns, veths, dns, ports, .. } = sandbox;
+    drop((netns, dns, ports));
+    if !veths.is_empty() {
+        let (engine, id) = (engine.clone(), c.id.clone());
+        tokio::spawn(async move {
+            for (net_id, host_if) in &veths {
+                if let Err(e) = engine.networks.delete_link(host_if).await {
+                    tracing::warn!(container.id = %id, link = %host_if, error = %e, "removing a veth");
+                }
+                engine.networks.release(net_id, &id);
+            }
+        });
     }
-    drop(sandbox);
     let _ = c.update(|r| {
         r.ports.clear();
         for e in r.networks.values_mut() {
