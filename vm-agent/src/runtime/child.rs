@@ -225,8 +225,10 @@ fn report_and_exit(report: Report) -> ! {
     // nothing else in this process owns that descriptor.
     let mut report_pipe = unsafe { File::from_raw_fd(3) };
     let code = if report.error.is_some() { 1 } else { 0 };
-    let _ = serde_json::to_writer(&mut report_pipe, &report);
-    let _ = report_pipe.flush();
+    // One write: the reader takes the pipe's whole content at EOF.
+    if let Ok(bytes) = serde_json::to_vec(&report) {
+        let _ = report_pipe.write_all(&bytes);
+    }
     std::process::exit(code)
 }
 

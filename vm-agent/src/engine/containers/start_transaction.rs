@@ -61,7 +61,11 @@ pub(crate) trait StartSteps {
 pub(crate) async fn run<S: StartSteps>(steps: &mut S) -> Result<(), (Step, S::Error)> {
     let mut done: Vec<Step> = Vec::with_capacity(Step::ALL.len());
     for step in Step::ALL {
-        if let Err(e) = steps.apply(step).await {
+        let started = std::time::Instant::now();
+        let applied = steps.apply(step).await;
+        // Where a start's time goes (`SKIFF_LOG=skiff_agent::engine::containers=debug`).
+        tracing::debug!(?step, ms = started.elapsed().as_secs_f64() * 1000.0, "start step");
+        if let Err(e) = applied {
             while let Some(earlier) = done.pop() {
                 steps.undo(earlier).await;
             }
