@@ -48,12 +48,18 @@ done
 sleep 2
 MEM_50_SKIFF=$(rss_kib "$SKIFF_PID")
 MEM_50_DOCKERD=$(rss_kib $(dockerd_pids))
+sock_of() { if [ "$1" = skiff ]; then echo "$SKIFF_SOCK"; else echo "$WORK/dockerd/docker.sock"; fi; }
 for r in $(seq "$RUNS"); do
-  for e in dockerd skiff; do time_it $e ps $e ps; done
+  for e in dockerd skiff; do
+    time_it $e ps $e ps
+    # The engine's part alone (the CLI's own start-up is the same for both).
+    time_it $e ps_api curl -sf --unix-socket "$(sock_of $e)" http://engine/v1.41/containers/json
+  done
+  time_it cli floor docker --version
 done
 
 printf '\n%-34s %12s %12s %10s\n' "operation (median, ms)" "dockerd" "skiff" "speed-up"
-for l in run exec ps logs; do
+for l in run exec ps ps_api logs; do
   d=$(median_of dockerd.$l)
   s=$(median_of skiff.$l)
   printf '%-34s %12.1f %12.1f %9.2fx\n' "$l" "$(awk -v v="$d" 'BEGIN{print v/10}')" "$(awk -v v="$s" 'BEGIN{print v/10}')" "$(ratio "$d" "$s")"
@@ -61,7 +67,8 @@ done
 printf '%-34s %12s %12s\n' "engine RSS idle (MiB)" "$(awk -v k="$MEM_IDLE_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_IDLE_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"
 printf '%-34s %12s %12s\n' "engine RSS, 50 running (MiB)" "$(awk -v k="$MEM_50_DOCKERD" 'BEGIN{printf "%.1f", k/1024}')" "$(awk -v k="$MEM_50_SKIFF" 'BEGIN{printf "%.1f", k/1024}')"
 printf '%-34s %12s %12s\n' "per extra running container (KiB)" "$(( (MEM_50_DOCKERD - MEM_IDLE_DOCKERD) / 50 ))" "$(( (MEM_50_SKIFF - MEM_IDLE_SKIFF) / 50 ))"
-echo "(runs: $RUNS each; logs = 100,000 lines; idle = 2 containers present)"
+echo "(runs: $RUNS each; logs = 100,000 lines; idle = 2 containers present; ps_api = GET /containers/json with curl;"
+echo " the docker CLI's own start-up, \`docker --version\`: $(awk -v v="$(median_of cli.floor)" 'BEGIN{print v/10}') ms, in every CLI figure)"
 target "docker run --rm: speed-up over dockerd" "$(ratio "$(median_of dockerd.run)" "$(median_of skiff.run)")" ">=" 10
 target "docker ps (50 running): speed-up" "$(ratio "$(median_of dockerd.ps)" "$(median_of skiff.ps)")" ">=" 2
 target "docker logs (100k lines): speed-up" "$(ratio "$(median_of dockerd.logs)" "$(median_of skiff.logs)")" ">=" 3
