@@ -4,9 +4,10 @@
 //! only map keys, never filesystem paths). Layers are unpacked and verified against the config's
 //! `diff_ids` before anything gets a name in the store; on any failure nothing of this load remains.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Read};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use super::reference::ImageRef;
 use super::{now_rfc3339, Engine, EngineError};
 use crate::store::compression::Compression;
 use crate::store::digest::{Digest, HashingWriter};
+use crate::store::layer_sink::LayerSink;
 use crate::store::model::{
     Descriptor, ImageConfigFile, ImageRecord, Index, LayerRef, Manifest, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX,
     OCI_MANIFEST,
@@ -38,7 +40,16 @@ struct Spooled {
     path: PathBuf,
     digest: Digest,
     size: u64,
+    /// The file unpacked as a layer while it was spooled, if it was large enough to be one.
+    unpacking: RefCell<Option<LayerSink>>,
 }
+
+/// Entries at least this large are unpacked as layers while they are spooled (configs and
+/// manifests are far smaller; an entry that turns out not to be a layer costs only the attempt).
+const SPECULATE_FROM: u64 = 1024 * 1024;
+
+/// How much of an entry is read, written and handed to the unpacker at a time.
+const CHUNK: usize = 256 * 1024;
 
 /// The archive's files, by normalised path.
 struct Spool {
@@ -96,6 +107,13 @@ fn normalise(p: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Reads up to [`CHUNK`] bytes (fewer only at the end).
+fn read_chunk<R: Read>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    r.take(CHUNK as u64).read_to_end(&mut chunk)?;
+    Ok(chunk)
+}
+
 fn spool<R: Read>(store: &Store, reader: R) -> Result<Spool, EngineError> {
     let dir = store.staging_path("load");
     fs::create_dir_all(&dir).map_err(|e| EngineError::Internal(format!("creating load staging: {e}")))?;
@@ -113,11 +131,20 @@ fn spool<R: Read>(store: &Store, reader: R) -> Result<Spool, EngineError> {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let path = spool.dir.join(n.to_string());
                 let f = File::create(&path).map_err(|e| EngineError::Internal(format!("spooling: {e}")))?;
-                let mut w = HashingWriter::new(BufWriter::with_capacity(256 * 1024, f));
-                std::io::copy(&mut entry, &mut w).map_err(|e| bad(format!("reading archive entry {raw}: {e}")))?;
-                let (buf, digest, size) = w.finish();
-                buf.into_inner().map_err(|e| EngineError::Internal(format!("spooling: {}", e.error())))?;
-                spool.files.insert(name, Spooled { path, digest, size });
+                let mut w = HashingWriter::new(f);
+                let sink = if entry.size() >= SPECULATE_FROM { store.layer_sink().ok() } else { None };
+                loop {
+                    let chunk = read_chunk(&mut entry).map_err(|e| bad(format!("reading archive entry {raw}: {e}")))?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    w.write_all(&chunk).map_err(|e| EngineError::Internal(format!("spooling: {e}")))?;
+                    if let Some(sink) = &sink {
+                        sink.send_blocking(chunk.into());
+                    }
+                }
+                let (_, digest, size) = w.finish();
+                spool.files.insert(name, Spooled { path, digest, size, unpacking: RefCell::new(sink) });
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let target =
@@ -351,7 +378,13 @@ fn import_candidate(
             progress.bytes(&short, "Loading layer", 0, f.size);
             let source = if store.has_blob(&f.digest) { store.blob_path(&f.digest) } else { f.path.clone() };
             let unpack_started = std::time::Instant::now();
-            let meta = store.unpack_file(&source, diff_id).map_err(|e| match e {
+            // The layer unpacked while it was spooled, if that worked; otherwise from the file.
+            let staged = f.unpacking.borrow_mut().take().and_then(|sink| sink.finish().ok());
+            let unpacked = match staged {
+                Some(staged) => store.commit_staged(staged, Some(diff_id)).map(|(meta, _)| meta),
+                None => store.unpack_file(&source, diff_id),
+            };
+            let meta = unpacked.map_err(|e| match e {
                 crate::store::StoreError::DigestMismatch { .. } => {
                     bad(format!("layer {name}: content does not match diff_id {diff_id}"))
                 }

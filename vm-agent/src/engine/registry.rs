@@ -15,6 +15,7 @@ use super::progress::Progress;
 use super::reference::ImageRef;
 use super::{blocking, now_rfc3339, Engine, EngineError};
 use crate::store::digest::Digest;
+use crate::store::layer_sink::LayerSink;
 use crate::store::model::{Index, LayerRef, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 const ACCEPTED: [&str; 4] = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
@@ -241,6 +242,7 @@ async fn download_blob(
     plan: &PullPlan,
     desc: &crate::store::model::Descriptor,
     progress: &Progress,
+    unpacking: Option<&LayerSink>,
 ) -> Result<(), EngineError> {
     if engine.store.has_blob(&desc.digest) {
         return Ok(());
@@ -262,6 +264,9 @@ async fn download_blob(
     {
         std::io::Write::write_all(&mut writer, &chunk)
             .map_err(|e| EngineError::Internal(format!("writing blob: {e}")))?;
+        if let Some(sink) = unpacking {
+            sink.send(chunk.clone()).await;
+        }
         done += chunk.len() as u64;
         if done - last_report >= 512 * 1024 || done == total {
             progress.bytes(&short, "Downloading", done, total);
@@ -287,7 +292,7 @@ pub async fn pull_run(engine: &Arc<Engine>, plan: PullPlan, progress: &Progress)
         .is_some_and(|i| i.record.id == plan.manifest.config.digest);
 
     let config_desc = plan.manifest.config.clone();
-    download_blob(engine, &plan, &config_desc, &Progress::discard()).await?;
+    download_blob(engine, &plan, &config_desc, &Progress::discard(), None).await?;
     let store = engine.store.clone();
     let cfg_digest = config_desc.digest.clone();
     let config = blocking(move || Ok(store.parse_config(&cfg_digest)?)).await.map_err(|e| match e {
@@ -387,12 +392,27 @@ async fn pull_layer(
             m
         }
         None => {
-            download_blob(engine, plan, d, progress).await?;
+            // A layer not stored yet is unpacked while it downloads.
+            let sink = if engine.store.has_blob(&d.digest) {
+                None
+            } else {
+                let store = engine.store.clone();
+                Some(blocking(move || Ok(store.layer_sink()?)).await?)
+            };
+            download_blob(engine, plan, d, progress, sink.as_ref()).await?;
             progress.bytes(&short, "Extracting", 0, d.size);
             let store = engine.store.clone();
             let (blob, diff2) = (d.digest.clone(), diff.clone());
             let meta = blocking(move || {
-                store.unpack_blob(&blob, &diff2).map_err(|e| match e {
+                let unpacked = match sink {
+                    Some(sink) => sink
+                        .finish()
+                        .map_err(crate::store::StoreError::from)
+                        .and_then(|staged| store.commit_staged(staged, Some(&diff2)))
+                        .map(|(meta, _)| meta),
+                    None => store.unpack_blob(&blob, &diff2),
+                };
+                unpacked.map_err(|e| match e {
                     e if EngineError::is_bad_input(&e) => EngineError::Upstream(format!("refusing layer {blob}: {e}")),
                     e => e.into(),
                 })

@@ -15,6 +15,7 @@ pub mod atomic;
 pub mod compression;
 pub mod digest;
 pub mod durability;
+pub mod layer_sink;
 pub mod layer_tar;
 pub mod model;
 pub mod topdir;
@@ -471,31 +472,45 @@ impl Store {
         let stage = self.staging_path("layer");
         let diff = stage.join("diff");
         fs::create_dir_all(&diff).map_err(io_ctx("creating layer staging"))?;
-        let result = (|| {
-            let file = File::open(path).map_err(io_ctx(format!("opening {}", path.display())))?;
-            let unpacked = unpack::unpack_layer(file, &diff)?;
-            if let Some(exp) = expected.filter(|e| **e != unpacked.diff_id) {
-                return Err(StoreError::DigestMismatch { expected: exp.clone(), actual: unpacked.diff_id });
-            }
-            let meta = LayerMeta { diff_id: unpacked.diff_id, size: unpacked.size };
-            if self.layer(&meta.diff_id).is_some() {
+        let unpacked = File::open(path)
+            .map_err(io_ctx(format!("opening {}", path.display())))
+            .and_then(|file| Ok(unpack::unpack_layer(file, &diff)?));
+        match unpacked {
+            Ok(unpacked) => self.commit_staged(layer_sink::StagedLayer { stage, unpacked }, expected),
+            Err(e) => {
                 let _ = fs::remove_dir_all(&stage);
-                return Ok((meta, unpacked.compression));
+                Err(e)
             }
-            atomic::write_json(&stage.join("meta.json"), &meta).map_err(io_ctx("writing layer metadata"))?;
-            match fs::rename(&stage, self.root.join("layers").join(meta.diff_id.hex())) {
-                Ok(()) => Ok((meta, unpacked.compression)),
-                Err(_) if self.layer(&meta.diff_id).is_some() => {
-                    let _ = fs::remove_dir_all(&stage);
-                    Ok((meta, unpacked.compression))
-                }
-                Err(e) => Err(io_ctx("committing layer")(e)),
-            }
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&stage);
         }
-        result
+    }
+
+    /// Starts unpacking a layer from chunks handed over as they arrive (a download, an archive
+    /// being read); [`Store::commit_staged`] gives the result its name.
+    pub fn layer_sink(&self) -> Result<layer_sink::LayerSink, StoreError> {
+        layer_sink::LayerSink::start(self.staging_path("layer")).map_err(io_ctx("starting a layer unpack"))
+    }
+
+    /// Checks a staged layer's diff id against `expected` (if given) and renames it into `layers/`
+    /// (or drops it when that layer exists already). On failure the stage is removed.
+    pub fn commit_staged(
+        &self,
+        staged: layer_sink::StagedLayer,
+        expected: Option<&Digest>,
+    ) -> Result<(LayerMeta, compression::Compression), StoreError> {
+        let unpacked = staged.unpacked.clone();
+        if let Some(exp) = expected.filter(|e| **e != unpacked.diff_id) {
+            return Err(StoreError::DigestMismatch { expected: exp.clone(), actual: unpacked.diff_id });
+        }
+        let meta = LayerMeta { diff_id: unpacked.diff_id, size: unpacked.size };
+        if self.layer(&meta.diff_id).is_some() {
+            return Ok((meta, unpacked.compression));
+        }
+        atomic::write_json(&staged.stage.join("meta.json"), &meta).map_err(io_ctx("writing layer metadata"))?;
+        match fs::rename(&staged.stage, self.root.join("layers").join(meta.diff_id.hex())) {
+            Ok(()) => Ok((meta, unpacked.compression)),
+            Err(_) if self.layer(&meta.diff_id).is_some() => Ok((meta, unpacked.compression)),
+            Err(e) => Err(io_ctx("committing layer")(e)),
+        }
     }
 
     /// After a failed import: removes those of `blobs` and `layers` that no image references and no
