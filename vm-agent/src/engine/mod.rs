@@ -17,6 +17,7 @@ pub mod platform;
 pub mod platform_group;
 pub mod progress;
 pub mod reference;
+pub mod reference_grammar;
 pub mod registry;
 pub mod save;
 pub mod swarm;

@@ -5,6 +5,8 @@ use std::fmt;
 
 use oci_client::Reference;
 
+use super::reference_grammar::{Invalid, Parts};
+
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef(Reference);
@@ -22,15 +24,19 @@ impl ImageRef {
         if s.is_empty() || s.trim() != s {
             return Err(BadReference { detail: String::new() });
         }
-        match s.parse::<Reference>() {
-            Ok(r) => Ok(Self(r)),
-            Err(oci_client::ParseError::NameContainsUppercase) => {
-                Err(BadReference { detail: format!(": repository name ({s}) must be lowercase") })
-            }
-            Err(e) => Err(BadReference {
-                detail: if e.to_string() == "invalid reference format" { String::new() } else { format!(": {e}") },
-            }),
-        }
+        let parts = super::reference_grammar::parse(s).map_err(|e| BadReference {
+            detail: match e {
+                Invalid::Format => String::new(),
+                Invalid::Uppercase => format!(": repository name ({s}) must be lowercase"),
+                e => format!(": {e}"),
+            },
+        })?;
+        let Parts { registry, repository, tag, digest } = parts;
+        Ok(Self(match (tag, digest) {
+            (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
+            (None, Some(d)) => Reference::with_digest(registry, repository, d),
+            (t, None) => Reference::with_tag(registry, repository, t.unwrap_or_else(|| "latest".into())),
+        }))
     }
 
     /// Parses `repo` plus an optional separate `tag` (as `/images/create?fromImage=&tag=` sends them).
