@@ -96,7 +96,10 @@ pub async fn run(mount: PathBuf, at_boot: bool) {
         let Some(free) = free_bytes(&mount) else { continue };
         if trigger.observe(free) {
             once(mount.clone()).await;
-            trigger.trimmed(free_bytes(&mount).unwrap_or(free));
+            // The reading from before the trim: space freed while it ran (an image removed just
+            // after its container) may lie in block groups it had already passed, and must count
+            // towards the next trim.
+            trigger.trimmed(free);
         }
     }
 }
@@ -116,5 +119,7 @@ mod tests {
         assert!(t.observe(9 * gib + THRESHOLD));
         t.trimmed(9 * gib + THRESHOLD);
         assert!(!t.observe(9 * gib + THRESHOLD + 1));
+        // Freed during that trim: the next reading calls for another.
+        assert!(t.observe(9 * gib + 3 * THRESHOLD));
     }
 }
