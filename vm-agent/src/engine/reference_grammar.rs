@@ -51,15 +51,12 @@ const NAME_MAX: usize = 255;
 
 /// Checks `s` against the grammar and normalises it.
 pub fn parse(s: &str) -> Result<Parts, Invalid> {
-    if !follows_grammar(s) {
+    let (name, tag, digest) = split(s);
+    if !follows_grammar(name, tag, digest) {
         let lower = s.to_ascii_lowercase();
-        return Err(if lower != s && follows_grammar(&lower) { Invalid::Uppercase } else { Invalid::Format });
+        let (n, t, d) = split(&lower);
+        return Err(if lower != s && follows_grammar(n, t, d) { Invalid::Uppercase } else { Invalid::Format });
     }
-    let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (s, None),
-    };
-    let (name, tag) = split_tag(rest);
     let (registry, repository) = split_domain(name);
     if repository.len() > NAME_MAX {
         return Err(Invalid::NameTooLong);
@@ -112,12 +109,17 @@ fn split_domain(name: &str) -> (String, String) {
     (domain, remainder)
 }
 
-fn follows_grammar(s: &str) -> bool {
+/// `name[:tag][@digest]` → its three parts (the grammar forbids `@` elsewhere).
+fn split(s: &str) -> (&str, Option<&str>, Option<&str>) {
     let (rest, digest) = match s.split_once('@') {
         Some((r, d)) => (r, Some(d)),
         None => (s, None),
     };
     let (name, tag) = split_tag(rest);
+    (name, tag, digest)
+}
+
+fn follows_grammar(name: &str, tag: Option<&str>, digest: Option<&str>) -> bool {
     is_name(name) && tag.is_none_or(is_tag) && digest.is_none_or(is_digest)
 }
 
