@@ -424,6 +424,32 @@ fn restart_policies_apply_also_across_an_engine_restart() {
     a.ok(&["rm", "-f", "flaky", "always", "plain"]);
 }
 
+/// A tar ends before the body carrying it (GNU tar pads to a 10 KiB record): a client still
+/// sending that padding when the extraction is done gets the answer, not a broken pipe, and the
+/// connection stays usable.
+fn put_archive_reads_what_follows_the_tar(a: &Agent, dir: &std::path::Path) {
+    use std::io::Read;
+    std::fs::write(dir.join("late.txt"), "late\n").expect("host file");
+    let tar = Command::new("tar").arg("-cf").arg("-").arg("-C").arg(dir).arg("late.txt").output().expect("tar");
+    assert!(tar.status.success() && tar.stdout.len() == 10240, "a GNU tar record");
+    // Header, data and the two zero blocks that end the archive; the rest is padding.
+    let (archive, padding) = tar.stdout.split_at(2048);
+    let mut s = std::os::unix::net::UnixStream::connect(a.socket()).expect("connect");
+    let head = format!(
+        "PUT /containers/files/archive?path=/data HTTP/1.1\r\nHost: skiff\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        tar.stdout.len()
+    );
+    s.write_all(head.as_bytes()).expect("request head");
+    s.write_all(archive).expect("archive");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(padding).expect("the padding is read, not refused");
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: skiff\r\nConnection: close\r\n\r\n").expect("second request");
+    let mut answers = String::new();
+    s.read_to_string(&mut answers).expect("answers");
+    assert!(answers.starts_with("HTTP/1.1 200 OK"), "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "both requests answered on one connection: {answers}");
+}
+
 #[test]
 fn cp_both_ways_export_diff_rename_update() {
     let a = agent_with_busybox();
@@ -449,6 +475,8 @@ fn cp_both_ways_export_diff_rename_update() {
     std::fs::write(tmp.path().join("h.txt"), "from host\n").expect("host file");
     a.ok(&["cp", &tmp.path().join("h.txt").display().to_string(), "files:/data/"]);
     assert_eq!(a.ok(&["exec", "files", "cat", "/data/h.txt"]), "from host\n");
+    put_archive_reads_what_follows_the_tar(&a, tmp.path());
+    assert_eq!(a.ok(&["exec", "files", "cat", "/data/late.txt"]), "late\n");
     let diff = a.ok(&["diff", "files"]);
     assert!(diff.contains("A /data/f") && diff.contains("D /bin/vi") && diff.contains("C /bin"), "{diff}");
     assert!(!diff.contains("/etc/hosts"), "engine files must not show as changes: {diff}");

@@ -376,10 +376,16 @@ pub async fn archive_put(
         p.get("path").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?.to_string();
     let access = containers::archive::access(&engine, &c).await?;
     let body = req.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body));
-    tokio::task::spawn_blocking(move || containers::archive::extract(access.path(), &path, reader))
-        .await
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })??;
+    let mut reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body));
+    tokio::task::spawn_blocking(move || {
+        let extracted = containers::archive::extract(access.path(), &path, &mut reader);
+        // A tar ends before its body does (the second zero block, padding): the rest is read before
+        // the answer, or the connection closes under a client still writing (a broken pipe).
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        extracted
+    })
+    .await
+    .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })??;
     Ok(StatusCode::OK)
 }
 

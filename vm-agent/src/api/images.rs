@@ -130,9 +130,12 @@ pub async fn load_archive(State(engine): State<Arc<Engine>>, p: Params, req: Req
     let platform = query_platform(&p)?;
     let (progress, rx) = Progress::channel(quiet);
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
-    let reader = SyncIoBridge::new(StreamReader::new(body));
+    let mut reader = SyncIoBridge::new(StreamReader::new(body));
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = load::load_archive(&engine, reader, platform.as_ref(), &progress) {
+        let loaded = load::load_archive(&engine, &mut reader, platform.as_ref(), &progress);
+        // Whatever follows the tar's end (or a bad archive) is read, so the client finishes writing.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        if let Err(e) = loaded {
             tracing::warn!(error = %e, "load failed");
             progress.error(e.to_string());
         }
