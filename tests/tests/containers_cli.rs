@@ -240,6 +240,11 @@ fn failures_leave_nothing_behind() {
             .count()
     };
     let before = own_mounts();
+    // A port in use fails the start at its network step, after the runtime child was started.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let publish = format!("127.0.0.1:{}:80", taken.local_addr().expect("addr").port());
+    let err = a.fails(&["run", "--rm", "-p", &publish, "busybox", "true"]);
+    assert!(err.contains("port is already allocated"), "{err}");
     for args in [
         vec!["run", "--rm", "busybox", "nosuchcmd"],
         vec!["run", "--rm", "busybox", "sh", "-c", "exit 1"],
@@ -262,9 +267,10 @@ fn failures_leave_nothing_behind() {
         .expect("proc")
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
-        .filter(|c| c.contains("sleep\u{0}987654"))
+        .filter(|c| c.contains("sleep\u{0}987654") || c.contains(&format!("child\u{0}{root}")))
         .collect();
     assert!(leaked.is_empty(), "processes leaked: {leaked:?} ({root})");
+    drop(taken);
 }
 
 #[test]
@@ -375,8 +381,11 @@ fn cgroup_limits_pause_top_and_stats() {
     a.ok(&["unpause", "clock"]);
     std::thread::sleep(Duration::from_millis(400));
     assert!(a.ok(&["logs", "clock"]).lines().count() > before);
+    // An exec'd process is in the container's cgroups, as with runc: listed by top, frozen by pause.
+    a.ok(&["exec", "-d", "clock", "sleep", "4321"]);
+    std::thread::sleep(Duration::from_millis(200));
     let top = a.ok(&["top", "clock"]);
-    assert!(top.contains("PID") && top.contains("while true"), "{top}");
+    assert!(top.contains("PID") && top.contains("while true") && top.contains("sleep 4321"), "{top}");
     let stats = a.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "clock"]);
     assert!(stats.starts_with("clock ") && !stats.contains(" 0B /"), "{stats}");
     let id = a.ok(&["inspect", "-f", "{{.Id}}", "clock"]).trim().to_string();

@@ -70,6 +70,9 @@ enum Command {
     Child {
         /// The bundle directory.
         bundle: PathBuf,
+        /// The `cgroup.procs` files to join, `:`-separated.
+        #[arg(default_value = "")]
+        cgroup_procs: String,
     },
 }
 
@@ -80,8 +83,8 @@ fn main() -> anyhow::Result<()> {
         skiff_agent::init::main();
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() == 3 && args[1] == "child" {
-        skiff_agent::runtime::child::main(std::path::Path::new(&args[2]));
+    if args.len() == 4 && args[1] == "child" {
+        skiff_agent::runtime::child::main(std::path::Path::new(&args[2]), &args[3].to_string_lossy());
     }
     if args.len() == 4 && args[1] == "exec-child" {
         skiff_agent::runtime::child::exec_main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]));
@@ -134,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("stopping the engine of {}", pid_file.display()))
         }
         Command::DialStdio { socket } => Ok(skiff_agent::dial_stdio::run(&socket)?),
-        Command::Child { bundle } => skiff_agent::runtime::child::main(&bundle),
+        Command::Child { bundle, cgroup_procs } => skiff_agent::runtime::child::main(&bundle, &cgroup_procs),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,10 @@ use super::filters::Filters;
 use super::EngineError;
 use crate::net::ipam::{default_pools, overlaps, random_ula, Family, Ipam};
 use crate::net::link::Links;
+use crate::net::netns_pool::NetnsPool;
 use crate::net::{firewall, host_forward, NetConfig};
 use crate::store::atomic;
+use crate::store::lazy_sync::LazySync;
 
 /// Docker's drivers, as far as we have them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +164,10 @@ pub struct Networks {
     changes: tokio::sync::Mutex<()>,
     /// Settings.
     pub config: NetConfig,
+    /// Address allocations (every container start and exit) reach the disk a moment later.
+    sync: Arc<LazySync>,
+    /// Containers' namespaces, one made ahead.
+    pub netns_pool: Arc<NetnsPool>,
 }
 
 /// dockerd takes any name (`test 01` included) but an empty one; a `/` would not survive a URL
@@ -249,6 +255,8 @@ impl Networks {
             links: tokio::sync::OnceCell::new(),
             changes: tokio::sync::Mutex::new(()),
             config,
+            sync: LazySync::new(dir.to_path_buf()),
+            netns_pool: NetnsPool::new(),
         };
         for (name, driver) in [("bridge", Driver::Bridge), ("host", Driver::Host), ("none", Driver::Null)] {
             if this.find(name).is_none() {
@@ -295,6 +303,9 @@ impl Networks {
     /// Read-modify-write of one record as a single step: the records lock is held from the read
     /// until the change is on disk, so concurrent changes (parallel starts taking addresses)
     /// never work from the same stale copy. `change` returns `None` when it changed nothing.
+    /// What changes this way (addresses taken and given back, the default bridge's subnet) may
+    /// reach the disk a moment later: no container runs after a machine stop, and the engine frees
+    /// every address when it opens.
     fn update<T>(
         &self,
         id: &str,
@@ -306,7 +317,9 @@ impl Networks {
         };
         let mut rec = current.clone();
         let Some(out) = change(&mut rec)? else { return Ok(None) };
-        self.persist(&rec)?;
+        atomic::replace_json(&self.dir.join(format!("{}.json", rec.id)), &rec)
+            .map_err(|e| EngineError::Internal(format!("saving network {}: {e}", rec.name)))?;
+        self.sync.request();
         records.insert(rec.id.clone(), rec);
         Ok(Some(out))
     }

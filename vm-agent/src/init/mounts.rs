@@ -76,7 +76,9 @@ const EARLY: &[Early] = &[
         target: "/sys/fs/cgroup",
         fstype: "cgroup2",
         flags: NOSUID_NODEV_NOEXEC,
-        data: "nsdelegate,memory_recursiveprot",
+        // favordynmods: moving a process into a cgroup (every container start and exec) does not
+        // wait for an RCU grace period (the kernel's cgroup-migration lock favours writers).
+        data: "nsdelegate,memory_recursiveprot,favordynmods",
     },
 ];
 
@@ -85,8 +87,12 @@ pub fn early() -> Result<(), SetupError> {
     for m in EARLY {
         std::fs::create_dir_all(m.target).map_err(|e| SetupError::io(m.target, e))?;
         let data = (!m.data.is_empty()).then_some(m.data);
-        mount(Some(m.source), m.target, Some(m.fstype), m.flags, data)
-            .map_err(|e| SetupError::sys(&format!("mounting {} on {}", m.fstype, m.target), e))?;
+        let mut mounted = mount(Some(m.source), m.target, Some(m.fstype), m.flags, data);
+        if let (Err(nix::errno::Errno::EINVAL), Some(basic)) = (mounted, m.data.strip_suffix(",favordynmods")) {
+            // A kernel older than 6.0 has no such option: slower starts, nothing else.
+            mounted = mount(Some(m.source), m.target, Some(m.fstype), m.flags, Some(basic));
+        }
+        mounted.map_err(|e| SetupError::sys(&format!("mounting {} on {}", m.fstype, m.target), e))?;
     }
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),

@@ -9,6 +9,7 @@ pub mod host_forward;
 pub mod ipam;
 pub mod link;
 pub mod netns;
+pub mod netns_pool;
 pub mod ports;
 pub mod tunnel;
 

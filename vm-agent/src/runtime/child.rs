@@ -1,7 +1,10 @@
-//! `skiff-agent child BUNDLE`: the runtime child, the short-lived, single-threaded process the
-//! agent execs to start a container (like `runc init`, but it exits as soon as the container runs: no shim stays behind).
+//! `skiff-agent child BUNDLE CGROUP_PROCS`: the runtime child, the short-lived, single-threaded
+//! process the agent execs to start a container (like `runc init`, but it exits as soon as the
+//! container runs: no shim stays behind).
 //!
-//! It joins the container's cgroup, unshares the namespaces, forks the container's PID 1, waits for
+//! The agent starts it early: it joins the container's cgroups (`:`-separated `cgroup.procs` files)
+//! while the engine prepares the rest, then waits for one byte on [`GO_FD`] (EOF: the start was
+//! abandoned). Then it reads the bundle, unshares the namespaces, forks the container's PID 1, waits for
 //! that child to `execve` (a close-on-exec pipe carries any setup error back), reports
 //! `{"pid":N}` or `{"error":…}` on fd 3 and exits. The agent, a child subreaper, inherits the
 //! container process. Being freshly exec'd and single-threaded, this code may allocate after fork.
@@ -29,6 +32,9 @@ pub const GROUPS_ANNOTATION: &str = "org.skiff.groups";
 /// Annotation asking for our init as the container's PID 1 (`docker run --init`, as docker-init).
 pub const INIT_ANNOTATION: &str = "org.skiff.init";
 
+/// The descriptor the engine's go arrives on: one byte once the bundle is complete.
+pub const GO_FD: i32 = 5;
+
 /// What the runtime child tells the agent.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -43,11 +49,11 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// Entry point of `skiff-agent child`; never returns.
-pub fn main(bundle: &Path) -> ! {
+/// Entry point of `skiff-agent child BUNDLE CGROUP_PROCS`; never returns.
+pub fn main(bundle: &Path, cgroup_procs: &str) -> ! {
     protect_report_pipe();
     make_undumpable();
-    report_and_exit(match start(bundle) {
+    report_and_exit(match start(bundle, cgroup_procs) {
         Ok((pid, warnings)) => Report { pid: Some(pid), error: None, warnings },
         Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
     })
@@ -122,6 +128,10 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, LaunchError> {
     annotations.insert(USER_ANNOTATION.into(), req.user.clone());
     annotations.remove(INIT_ANNOTATION);
     spec.set_annotations(Some(annotations));
+    // As runc exec: the process counts against the container's limits, is frozen by a pause and
+    // listed by `docker top`.
+    let procs = spec.annotations().as_ref().and_then(|a| a.get(CGROUP_ANNOTATION)).cloned().unwrap_or_default();
+    join_cgroups(&LinuxSyscall, &procs, std::process::id())?;
     join_container(&LinuxSyscall, req.pid)?;
     fork_until_exec(|| match exec_child(&LinuxSyscall, &spec) {
         Ok(never) => match never {},
@@ -152,23 +162,40 @@ fn load_spec(bundle: &Path) -> Result<Spec, LaunchError> {
     serde_json::from_slice(&bytes).map_err(|e| LaunchError::other(format!("parsing bundle config: {e}")))
 }
 
-fn start(bundle: &Path) -> Result<(i32, Vec<String>), LaunchError> {
+fn start(bundle: &Path, cgroup_procs: &str) -> Result<(i32, Vec<String>), LaunchError> {
+    join_cgroups(&LinuxSyscall, cgroup_procs, std::process::id())?;
+    wait_for_go()?;
     let spec = load_spec(bundle)?;
-    enter(&LinuxSyscall, &spec, std::process::id())?;
+    enter(&LinuxSyscall, &spec)?;
     let warnings = clamp_rlimits_warnings(&LinuxSyscall, &spec);
     let pid = fork_until_exec(|| container_main(&LinuxSyscall, &spec, bundle))?;
     Ok((pid, warnings))
 }
 
-/// Before the fork: joins the container's cgroup(s), joins the namespaces the engine prepared
-/// (the network one) and unshares the new ones, so the child is born inside them.
-fn enter(sys: &dyn Syscall, spec: &Spec, pid: u32) -> Result<(), LaunchError> {
-    if let Some(files) = spec.annotations().as_ref().and_then(|a| a.get(CGROUP_ANNOTATION)) {
-        for f in files.split(':').filter(|f| !f.is_empty()) {
-            sys.write_file(Path::new(f), &pid.to_string())
-                .map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?;
-        }
+/// Moves `pid` into each `cgroup.procs` file of the `:`-separated list.
+fn join_cgroups(sys: &dyn Syscall, procs: &str, pid: u32) -> Result<(), LaunchError> {
+    for f in procs.split(':').filter(|f| !f.is_empty()) {
+        sys.write_file(Path::new(f), &pid.to_string())
+            .map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?;
     }
+    Ok(())
+}
+
+/// Blocks until the engine's go (its bundle is complete); EOF means the start was abandoned.
+fn wait_for_go() -> Result<(), LaunchError> {
+    // SAFETY: the agent starts this process with GO_FD as the read end of the go pipe, and nothing
+    // else in it owns that descriptor; dropping the File closes it before any fork.
+    let mut go = unsafe { File::from_raw_fd(GO_FD) };
+    let mut byte = [0u8; 1];
+    match go.read(&mut byte) {
+        Ok(1) => Ok(()),
+        _ => Err(LaunchError::other("the start was abandoned before the container's process was made")),
+    }
+}
+
+/// Before the fork: joins the namespaces the engine prepared (the network one) and unshares the
+/// new ones, so the child is born inside them.
+fn enter(sys: &dyn Syscall, spec: &Spec) -> Result<(), LaunchError> {
     let mut flags = CloneFlags::empty();
     for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
         match ns.path() {
@@ -558,16 +585,17 @@ mod tests {
     }
 
     #[test]
-    fn enter_joins_the_cgroups_and_the_prepared_network_then_unshares_the_rest() {
+    fn the_child_joins_each_cgroup_then_enter_joins_the_prepared_network_and_unshares_the_rest() {
+        let sys = RecordingSyscall::default();
+        join_cgroups(&sys, "/sys/fs/cgroup/memory/c1/cgroup.procs::/sys/fs/cgroup/pids/c1/cgroup.procs", 42)
+            .unwrap_or_else(|e| panic!("{e}"));
         let spec = spec(serde_json::json!({
-            "annotations": {CGROUP_ANNOTATION: "/sys/fs/cgroup/memory/c1/cgroup.procs:/sys/fs/cgroup/pids/c1/cgroup.procs"},
             "linux": {"namespaces": [
                 {"type": "pid"}, {"type": "network", "path": "/run/skiff/netns/c1"},
                 {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
             ]}
         }));
-        let sys = RecordingSyscall::default();
-        enter(&sys, &spec, 42).unwrap_or_else(|e| panic!("{e}"));
+        enter(&sys, &spec).unwrap_or_else(|e| panic!("{e}"));
         let expected_flags = CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWUTS

@@ -70,17 +70,26 @@ pub struct Started {
     pub warnings: Vec<String>,
 }
 
-/// Starts the container described by `bundle/config.json` with the given stdio. Blocking: call from
-/// a blocking thread. The agent must have started the [`reaper`] first.
-/// With `terminal`, the container allocates a pty and the given stdio is only init's own.
-pub fn start(
+/// Starts the runtime child of a container ahead of its bundle: it joins the container's cgroups
+/// (`cgroup_procs`) at once and then waits for [`Launch::go`]. Joining a cgroup can wait for an RCU
+/// grace period (a v1 hierarchy, or v2 without `favordynmods`: ~10 ms), which thus overlaps the
+/// engine's network setup instead of following it. With `terminal`, the container allocates a pty
+/// and the given stdio is only init's own. Blocking: call from a blocking thread. The agent must
+/// have started the [`reaper`] first.
+pub fn prepare_start(
     bundle: &Path,
+    cgroup_procs: &[String],
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, LaunchError> {
-    launch(&[std::ffi::OsStr::new("child"), bundle.as_os_str()], stdin, stdout, stderr, terminal)
+) -> Result<Launch, LaunchError> {
+    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
+    let procs = cgroup_procs.join(":");
+    let args = [std::ffi::OsStr::new("child"), bundle.as_os_str(), std::ffi::OsStr::new(&procs)];
+    let mut launch = spawn(&args, stdin, stdout, stderr, terminal, Some(go_r))?;
+    launch.go = Some(go_w);
+    Ok(launch)
 }
 
 /// Starts an extra process in a running container (`docker exec`), described by the request file.
@@ -92,22 +101,94 @@ pub fn exec(
     stderr: OwnedFd,
     terminal: bool,
 ) -> Result<Started, LaunchError> {
-    launch(
-        &[std::ffi::OsStr::new("exec-child"), bundle.as_os_str(), request.as_os_str()],
-        stdin,
-        stdout,
-        stderr,
-        terminal,
-    )
+    let args = [std::ffi::OsStr::new("exec-child"), bundle.as_os_str(), request.as_os_str()];
+    spawn(&args, stdin, stdout, stderr, terminal, None)?.finish()
 }
 
-fn launch(
+/// A runtime child that has been started: [`Launch::go`] (its bundle is complete) or
+/// [`Launch::abandon`] (the start failed before the container's process was made). Dropped
+/// without either, its child exits on its own without creating anything.
+#[derive(Debug)]
+pub struct Launch {
+    pid: i32,
+    report: Option<OwnedFd>,
+    console: Option<OwnedFd>,
+    go: Option<OwnedFd>,
+}
+
+impl Launch {
+    /// The bundle's `config.json` is written: the child creates the container. Blocking.
+    pub fn go(mut self) -> Result<Started, LaunchError> {
+        if let Some(go) = self.go.take() {
+            // A child that already failed (joining a cgroup) has closed its end: its report says why.
+            let _ = nix::unistd::write(&go, &[1]);
+        }
+        self.finish()
+    }
+
+    /// The start failed before its process: the child exits without creating anything. Returns
+    /// once it has left the container's cgroups. Blocking.
+    pub fn abandon(mut self) {
+        self.go = None;
+        if let Some(report) = self.report.take() {
+            let mut rest = Vec::new();
+            let _ = std::fs::File::from(report).read_to_end(&mut rest);
+        }
+        reaper::forget(self.pid);
+    }
+
+    fn finish(mut self) -> Result<Started, LaunchError> {
+        let pid = self.pid;
+        let console = self.console.take();
+        let report = self.report.take().ok_or_else(|| LaunchError::other("the runtime child's report was read"))?;
+        // The terminal arrives before the report: the container sends it just before execve.
+        let pty = match &console {
+            Some(sock) => match pty::receive(sock) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let mut buf = String::new();
+                    let _ = std::fs::File::from(report).read_to_string(&mut buf);
+                    reaper::forget(pid);
+                    let report: Option<child::Report> = serde_json::from_str(&buf).ok();
+                    return Err(report.and_then(|r| r.error).unwrap_or(e));
+                }
+            },
+            None => None,
+        };
+        let mut buf = String::new();
+        let _ = std::fs::File::from(report).read_to_string(&mut buf);
+        // The reaper collects the runtime child's own exit status; we only need its report.
+        reaper::forget(pid);
+        let report: child::Report = serde_json::from_str(&buf)
+            .map_err(|_| LaunchError::other(format!("the runtime child failed without a report: {buf:?}")))?;
+        match (report.pid, report.error) {
+            (_, Some(e)) => Err(e),
+            (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
+            (None, None) => Err(LaunchError::other("the runtime child reported nothing")),
+        }
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        // Only a launch neither finished nor abandoned still has its go pipe (finish and abandon
+        // take it): closing it ends the child, whose exit the reaper collects.
+        if self.go.take().is_some() {
+            reaper::forget(self.pid);
+        }
+    }
+}
+
+/// Execs the sealed agent as a runtime child: stdio, the report pipe on fd 3, the console
+/// socket (with a terminal) on [`pty::CONSOLE_SOCKET_FD`] and the go pipe on [`child::GO_FD`].
+fn spawn(
     args: &[&std::ffi::OsStr],
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
     terminal: bool,
-) -> Result<Started, LaunchError> {
+    go: Option<OwnedFd>,
+) -> Result<Launch, LaunchError> {
     // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
     let exe = sealed_exe::exec_path()?;
     let (report_r, report_w) =
@@ -123,6 +204,7 @@ fn launch(
         None
     };
     let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+    let go_fd = go.as_ref().map(|fd| fd.as_raw_fd());
     let mut cmd = Command::new(exe);
     cmd.arg0("skiff-agent")
         .args(args)
@@ -133,12 +215,11 @@ fn launch(
     // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(report_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(fd) = console_fd {
-                if libc::dup2(fd, pty::CONSOLE_SOCKET_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
+            for (fd, target) in [(Some(report_fd), 3), (console_fd, pty::CONSOLE_SOCKET_FD), (go_fd, child::GO_FD)] {
+                if let Some(fd) = fd {
+                    if libc::dup2(fd, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
             }
             Ok(())
@@ -147,35 +228,12 @@ fn launch(
     let child = cmd.spawn().map_err(|e| LaunchError::other(format!("starting the runtime child: {e}")))?;
     drop(cmd);
     drop(report_w);
-    let ours = console.map(|(ours, theirs)| {
+    drop(go);
+    let console = console.map(|(ours, theirs)| {
         drop(theirs);
         ours
     });
-    // The terminal arrives before the report: the container sends it just before execve.
-    let pty = match &ours {
-        Some(sock) => match pty::receive(sock) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                let mut buf = String::new();
-                let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
-                reaper::forget(i32::try_from(child.id()).unwrap_or(0));
-                let report: Option<child::Report> = serde_json::from_str(&buf).ok();
-                return Err(report.and_then(|r| r.error).unwrap_or(e));
-            }
-        },
-        None => None,
-    };
-    let mut buf = String::new();
-    let _ = std::fs::File::from(report_r).read_to_string(&mut buf);
-    // The reaper collects the runtime child's own exit status; we only need its report.
-    reaper::forget(i32::try_from(child.id()).unwrap_or(0));
-    let report: child::Report = serde_json::from_str(&buf)
-        .map_err(|_| LaunchError::other(format!("the runtime child failed without a report: {buf:?}")))?;
-    match (report.pid, report.error) {
-        (_, Some(e)) => Err(e),
-        (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
-        (None, None) => Err(LaunchError::other("the runtime child reported nothing")),
-    }
+    Ok(Launch { pid: i32::try_from(child.id()).unwrap_or(0), report: Some(report_r), console, go: None })
 }
 
 /// Returns freed heap to the kernel after large transient allocations (image loads, container

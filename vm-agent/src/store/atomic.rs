@@ -5,28 +5,50 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Atomically replaces `path` with `bytes`.
+/// Atomically replaces `path` with `bytes`, durably: the new content is on disk when this returns.
 pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Atomically replaces `path` with the JSON encoding of `value`, durably.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_file(path, &bytes)
+}
+
+/// Atomically replaces `path` with `bytes` for every reader (an engine restarted in the same boot
+/// too) without waiting for the disk: for files rebuilt when needed, or made durable later
+/// ([`super::lazy_sync`]).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+/// [`replace_file`] with the JSON encoding of `value`.
+pub fn replace_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    replace_file(path, &bytes)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
     let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), rand::random::<u64>()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-/// Atomically replaces `path` with the JSON encoding of `value`.
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    write_file(path, &bytes)
 }
 
 /// Makes a directory's entries (renames, creations) durable.

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod durability;
 pub mod layer_sink;
 pub mod layer_tar;
+pub mod lazy_sync;
 pub mod model;
 pub mod topdir;
 pub mod unpack;

@@ -159,9 +159,10 @@ pub async fn create(
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::Internal(format!("creating container directory: {e}")))?;
-        atomic::write_json(&dir.join("container.json"), &record)
+        atomic::replace_json(&dir.join("container.json"), &record)
             .map_err(|e| EngineError::Internal(format!("saving container: {e}")))?;
-        map.insert(id.clone(), Arc::new(new_container(dir, record.clone())));
+        engine.containers.sync.request();
+        map.insert(id.clone(), Arc::new(new_container(dir, record.clone(), engine.containers.sync.clone())));
     }
     event(engine, "create", &record, &[]);
     Ok((id, warnings))

@@ -129,7 +129,7 @@ pub async fn start(engine: &Arc<Engine>, exec: &Arc<Exec>) -> Result<Arc<IoHub>,
         privileged: cfg.privileged.unwrap_or(false),
     };
     let req_path = c.dir().join(format!("exec-{}.json", exec.id));
-    crate::store::atomic::write_json(&req_path, &req)
+    crate::store::atomic::replace_json(&req_path, &req)
         .map_err(|e| EngineError::Internal(format!("writing exec request: {e}")))?;
     let (stdio, mut hub): ((OwnedFd, OwnedFd, OwnedFd), Option<Arc<IoHub>>) = if tty {
         ((dev_null()?, dev_null()?, dev_null()?), None)

@@ -46,6 +46,7 @@ use tokio::sync::watch;
 use super::{now_rfc3339, Engine, EngineError};
 use crate::runtime::cgroup;
 use crate::store::atomic;
+use crate::store::lazy_sync::LazySync;
 use io::IoHub;
 use record::{ContainerRecord, Status};
 
@@ -78,6 +79,8 @@ pub struct Container {
     op: Arc<tokio::sync::Mutex<()>>,
     /// Its network while it runs.
     sandbox: Mutex<Option<crate::net::Sandbox>>,
+    /// Makes its record durable a moment after each change.
+    sync: Arc<LazySync>,
 }
 
 impl Container {
@@ -92,8 +95,10 @@ impl Container {
             return Ok(()); // its directory is going away
         }
         f(&mut r);
-        atomic::write_json(&self.dir.join("container.json"), &*r)
-            .map_err(|e| EngineError::Internal(format!("saving container state: {e}")))
+        atomic::replace_json(&self.dir.join("container.json"), &*r)
+            .map_err(|e| EngineError::Internal(format!("saving container state: {e}")))?;
+        self.sync.request();
+        Ok(())
     }
 
     /// The running output hub, if any.
@@ -152,10 +157,11 @@ impl Container {
 }
 
 /// All containers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Containers {
     dir: PathBuf,
     map: RwLock<HashMap<String, Arc<Container>>>,
+    sync: Arc<LazySync>,
 }
 
 impl Containers {
@@ -164,6 +170,7 @@ impl Containers {
     pub fn open(dir: &Path) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
         let mut map = HashMap::new();
+        let sync = LazySync::new(dir.to_path_buf());
         for entry in std::fs::read_dir(dir).map_err(|e| EngineError::Internal(e.to_string()))?.flatten() {
             let cdir = entry.path();
             let Ok(bytes) = std::fs::read(cdir.join("container.json")) else {
@@ -188,10 +195,10 @@ impl Containers {
                 rec.was_running = true;
                 let _ = atomic::write_json(&cdir.join("container.json"), &rec);
             }
-            let c = new_container(cdir, rec);
+            let c = new_container(cdir, rec, sync.clone());
             map.insert(c.id.clone(), Arc::new(c));
         }
-        Ok(Self { dir: dir.to_path_buf(), map: RwLock::new(map) })
+        Ok(Self { dir: dir.to_path_buf(), map: RwLock::new(map), sync })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Container>>> {
@@ -253,7 +260,7 @@ pub fn lower_dirs(engine: &Engine, image: &crate::store::StoredImage) -> Vec<Str
         .collect()
 }
 
-fn new_container(dir: PathBuf, rec: ContainerRecord) -> Container {
+fn new_container(dir: PathBuf, rec: ContainerRecord, sync: Arc<LazySync>) -> Container {
     let code = rec.state.exit_code;
     Container {
         id: rec.id.clone(),
@@ -264,6 +271,7 @@ fn new_container(dir: PathBuf, rec: ContainerRecord) -> Container {
         removed: watch::channel(false).0,
         op: Arc::new(tokio::sync::Mutex::new(())),
         sandbox: Mutex::new(None),
+        sync,
     }
 }
 

@@ -289,10 +289,8 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
             Ok(Prepared { netns_path: Some(path), etc: EtcInfo::default(), share_etc_from: Some(target.dir.clone()) })
         }
         Mode::None => {
-            let ns = tokio::task::spawn_blocking(Netns::create)
-                .await?
-                .map_err(|e| EngineError::Internal(format!("creating a network namespace: {e}")))?;
-            let ns = tokio::task::spawn_blocking(move || configure_inside(&ns, true, None).map(|()| ns)).await??;
+            let pool = engine.networks.netns_pool.clone();
+            let ns = tokio::task::spawn_blocking(move || pool.take()).await??;
             let path = ns.path();
             *c.sandbox.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(Sandbox { netns: Some(ns), ..Default::default() });
@@ -324,10 +322,8 @@ async fn join_networks(
     rec: &ContainerRecord,
     sandbox: &mut Sandbox,
 ) -> Result<Prepared, EngineError> {
-    let ns = tokio::task::spawn_blocking(Netns::create)
-        .await?
-        .map_err(|e| EngineError::Internal(format!("creating a network namespace: {e}")))?;
-    let ns = tokio::task::spawn_blocking(move || configure_inside(&ns, true, None).map(|()| ns)).await??;
+    let pool = engine.networks.netns_pool.clone();
+    let ns = tokio::task::spawn_blocking(move || pool.take()).await??;
     let path = ns.path();
     sandbox.netns = Some(ns);
     // The network mode's network first: it carries the default route.

@@ -78,6 +78,7 @@ struct EngineStart<'a> {
     cgroup_procs: Vec<String>,
     volumes: Option<VolumeHold>,
     stdio: Option<(OwnedFd, OwnedFd, OwnedFd)>,
+    launch: Option<tokio::task::JoinHandle<Result<runtime::Launch, runtime::LaunchError>>>,
     hub: Option<Arc<IoHub>>,
     pid: Option<i32>,
     links: Vec<links::Link>,
@@ -94,6 +95,7 @@ impl<'a> EngineStart<'a> {
             cgroup_procs: Vec::new(),
             volumes: None,
             stdio: None,
+            launch: None,
             hub: None,
             pid: None,
             links: Vec::new(),
@@ -162,7 +164,8 @@ impl<'a> EngineStart<'a> {
         };
         let oci = spec::build(&rec.config, &rec.host_config, &inputs)?;
         let bytes = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Internal(e.to_string()))?;
-        atomic::write_file(&self.c.dir().join("config.json"), &bytes)
+        // Rebuilt at every start: nothing to wait for the disk for.
+        atomic::replace_file(&self.c.dir().join("config.json"), &bytes)
             .map_err(|e| EngineError::Internal(format!("writing bundle: {e}")))
     }
 
@@ -185,13 +188,27 @@ impl<'a> EngineStart<'a> {
         Ok(())
     }
 
+    /// The runtime child is started on a blocking thread while the next steps run: exec'ing it
+    /// and its joining the cgroups overlap the network's setup. The process step waits for it.
+    fn launch(&mut self) -> Result<(), EngineError> {
+        let tty = self.c.record().config.tty.unwrap_or(false);
+        let (stdin, stdout, stderr) =
+            self.stdio.take().ok_or_else(|| EngineError::Internal("the stdio step did not run".into()))?;
+        let (bundle, procs) = (self.c.dir().to_path_buf(), self.cgroup_procs.clone());
+        self.launch = Some(tokio::task::spawn_blocking(move || {
+            runtime::prepare_start(&bundle, &procs, stdin, stdout, stderr, tty)
+        }));
+        Ok(())
+    }
+
     async fn process(&mut self) -> Result<(), EngineError> {
         let rec = self.c.record();
         let tty = rec.config.tty.unwrap_or(false);
-        let (stdin, stdout, stderr) =
-            self.stdio.take().ok_or_else(|| EngineError::Internal("the stdio step did not run".into()))?;
-        let bundle = self.c.dir().to_path_buf();
-        let launched = tokio::task::spawn_blocking(move || runtime::start(&bundle, stdin, stdout, stderr, tty)).await?;
+        let launch = self.launch.take().ok_or_else(|| EngineError::Internal("the launch step did not run".into()))?;
+        let launched = match launch.await? {
+            Ok(launch) => tokio::task::spawn_blocking(move || launch.go()).await?,
+            Err(e) => Err(e),
+        };
         let mut started = match launched {
             Ok(s) => s,
             Err(e) => {
@@ -302,6 +319,7 @@ impl StartSteps for EngineStart<'_> {
     async fn apply(&mut self, step: Step) -> Result<(), EngineError> {
         match step {
             Step::Layers => self.layers(),
+            Step::Launch => self.launch(),
             Step::Network => {
                 self.net = Some(network::prepare(self.engine, self.c).await?);
                 Ok(())
@@ -340,6 +358,14 @@ impl StartSteps for EngineStart<'_> {
             Step::Stdio => {
                 self.stdio = None;
                 self.drop_hub().await;
+            }
+            Step::Launch => {
+                if let Some(Ok(Ok(launch))) = match self.launch.take() {
+                    Some(started) => Some(started.await),
+                    None => None,
+                } {
+                    tokio::task::spawn_blocking(move || launch.abandon()).await.ok();
+                }
             }
             Step::Process => {
                 self.kill_process().await;

@@ -11,20 +11,23 @@ pub enum Step {
     /// The bundle's root, upper and work directories; the image's layers as the overlay's lower
     /// directories (the overlay itself is mounted inside the container's mount namespace).
     Layers,
+    /// The container's cgroup(s) with its limits.
+    Cgroup,
+    /// Pipes and the output hub (attach clients, the log) for a container without a terminal.
+    Stdio,
+    /// The runtime child, started early: it joins the cgroups (which can wait for an RCU grace
+    /// period) while the next steps run, then waits for the process step.
+    Launch,
     /// Network namespace, endpoints (address, veth), published ports, embedded DNS.
     Network,
     /// `/etc/hosts`, `resolv.conf` and `hostname` in the bundle.
     EtcFiles,
-    /// The container's cgroup(s) with its limits.
-    Cgroup,
     /// Option volumes mounted (reference-counted between containers), image content copied
     /// into new volumes.
     Volumes,
     /// The OCI runtime spec in `config.json`.
     Bundle,
-    /// Pipes and the output hub (attach clients, the log) for a container without a terminal.
-    Stdio,
-    /// The container's process (and its terminal's hub).
+    /// The container's process, made by the runtime child from the bundle (and its terminal's hub).
     Process,
     /// The record says running; the exit monitor and health checks watch it.
     Running,
@@ -32,14 +35,15 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order a start runs them.
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::Layers,
+        Step::Cgroup,
+        Step::Stdio,
+        Step::Launch,
         Step::Network,
         Step::EtcFiles,
-        Step::Cgroup,
         Step::Volumes,
         Step::Bundle,
-        Step::Stdio,
         Step::Process,
         Step::Running,
     ];

@@ -1,0 +1,60 @@
+//! One network namespace made ahead, its loopback up: a container start takes it instead of
+//! waiting for the kernel to build one (`unshare(CLONE_NEWNET)` and bringing `lo` up cost a few
+//! milliseconds, more while another namespace is being torn down), and the next one is made in
+//! the background. An engine that starts no container holds none.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::link::configure_inside;
+use super::netns::Netns;
+use super::NetError;
+
+/// At most one ready namespace, refilled after each take.
+#[derive(Debug, Default)]
+pub struct NetnsPool {
+    ready: Mutex<Option<Netns>>,
+    filling: AtomicBool,
+}
+
+impl NetnsPool {
+    /// An empty pool: the first take makes its namespace itself.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A new namespace of its own with `lo` up: the one made ahead, or a fresh one. Blocking.
+    pub fn take(self: &Arc<Self>) -> Result<Netns, NetError> {
+        let ready = self.ready.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let ns = match ready {
+            Some(ns) => ns,
+            None => fresh()?,
+        };
+        self.refill();
+        Ok(ns)
+    }
+
+    /// Makes the next namespace on a thread of its own, unless one is being made.
+    fn refill(self: &Arc<Self>) {
+        if self.filling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new().name("netns-pool".into()).spawn(move || {
+            match fresh() {
+                Ok(ns) => *me.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(ns),
+                Err(e) => tracing::debug!(error = %e, "making a network namespace ahead"),
+            }
+            me.filling.store(false, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            self.filling.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+fn fresh() -> Result<Netns, NetError> {
+    let ns = Netns::create().map_err(|e| NetError::Internal(format!("creating a network namespace: {e}")))?;
+    configure_inside(&ns, true, None)?;
+    Ok(ns)
+}
