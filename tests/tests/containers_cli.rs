@@ -375,6 +375,9 @@ fn cgroup_limits_pause_top_and_stats() {
     std::thread::sleep(Duration::from_millis(300));
     a.ok(&["pause", "clock"]);
     assert!(a.ok(&["ps", "--format", "{{.Status}}"]).contains("(Paused)"));
+    // An exec would join the frozen cgroups and freeze with them: refused, as by dockerd.
+    let err = a.fails(&["exec", "clock", "true"]);
+    assert!(err.contains("is paused, unpause the container before exec"), "{err}");
     let before = a.ok(&["logs", "clock"]).lines().count();
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(a.ok(&["logs", "clock"]).lines().count(), before, "a paused container printed");

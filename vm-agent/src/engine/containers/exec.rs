@@ -10,6 +10,7 @@ use bollard_stubs::models::ExecConfig;
 use tokio::sync::watch;
 
 use super::io::{IoHub, STDOUT};
+use super::record::Status;
 use super::stdio::{dev_null, make_pipes};
 use super::Container;
 use crate::engine::{Engine, EngineError};
@@ -64,11 +65,21 @@ impl Execs {
     }
 }
 
+/// Whether a process can be started in `c` now: it runs and is not paused (the process joins
+/// the container's cgroups, and a frozen one would freeze it before it could start), as dockerd.
+fn runnable_in(c: &Container) -> Result<(), EngineError> {
+    match c.record().state.status {
+        Status::Running => Ok(()),
+        Status::Paused => {
+            Err(EngineError::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)))
+        }
+        _ => Err(EngineError::Conflict(format!("container {} is not running", c.id))),
+    }
+}
+
 /// `POST /containers/{id}/exec`.
 pub fn create(engine: &Engine, c: &Arc<Container>, config: ExecConfig) -> Result<String, EngineError> {
-    if !c.is_running() {
-        return Err(EngineError::Conflict(format!("container {} is not running", c.id)));
-    }
+    runnable_in(c)?;
     if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
         return Err(EngineError::InvalidArgument("No exec command specified".into()));
     }
@@ -96,9 +107,9 @@ pub async fn start(engine: &Arc<Engine>, exec: &Arc<Exec>) -> Result<Arc<IoHub>,
     }
     let c = &exec.container;
     let rec = c.record();
-    if !c.is_running() {
+    if let Err(e) = runnable_in(c) {
         exec.state.lock().unwrap_or_else(|p| p.into_inner()).0 = false;
-        return Err(EngineError::Conflict(format!("container {} is not running", c.id)));
+        return Err(e);
     }
     let cfg = &exec.config;
     let tty = cfg.tty.unwrap_or(false);
