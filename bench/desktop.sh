@@ -18,6 +18,8 @@ trap cleanup EXIT
 
 cargo build --release -q -p skiff-agent
 # The .deb build also produces the release binary (with tauri/custom-protocol, as shipped).
+# The Tauri CLI checks that frontendDist exists before cargo runs build.rs, which fills it.
+mkdir -p target/ui-dist
 (cd app/desktop && ../../ui/node_modules/.bin/tauri build --bundles deb >"$WORK/tauri-build.log" 2>&1) ||
   { tail -30 "$WORK/tauri-build.log"; exit 1; }
 BIN=target/release/skiff-desktop

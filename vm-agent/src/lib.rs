@@ -5,6 +5,7 @@
 //! Data flow: `api` (HTTP decode/encode) → `engine` (services, typed errors) → `store` (disk)
 //! and `runtime` (namespaces, mounts, processes).
 
+pub mod allocator;
 pub mod api;
 pub mod dial_stdio;
 pub mod engine;

@@ -77,6 +77,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    skiff_agent::allocator::configure();
     // The runtime child runs before anything starts threads: it forks the container's PID 1.
     // As the VM's PID 1 (the initramfs's /init) the agent brings the guest up itself.
     if std::process::id() == 1 {
@@ -143,7 +144,6 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(socket: PathBuf, config: EngineConfig, grace: std::time::Duration) -> anyhow::Result<()> {
     let root = config.root.clone();
-    skiff_agent::runtime::limit_malloc_arenas();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {

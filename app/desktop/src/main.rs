@@ -64,6 +64,12 @@ fn main() -> anyhow::Result<()> {
             if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
                 set_env("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
             }
+            // The page's JavaScript is small and event-driven: JavaScriptCore's interpreter runs
+            // it, and its JIT compilers (code pages and heap, ~9 MiB of the web process in
+            // bench/desktop.sh) are never loaded. `JSC_useJIT=1` turns them back on.
+            if cfg!(target_os = "linux") && std::env::var_os("JSC_useJIT").is_none() {
+                set_env("JSC_useJIT", "0");
+            }
             window::run(backend, cli.view, cli.hidden)
         }
     }

@@ -116,7 +116,7 @@ pub async fn build(State(engine): State<Arc<Engine>>, p: Params, req: Request) -
         if let Err(e) = build::build(engine, checked, opts, out).await {
             progress.error_with_code(e.message, e.code);
         }
-        crate::runtime::trim_memory();
+        crate::allocator::trim();
     });
     Ok(json_lines(rx))
 }

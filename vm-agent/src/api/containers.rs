@@ -202,41 +202,85 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
             frame(ch.stream, &opts.render(ch))
         }
     };
-    let follow = p.bool("follow");
-    let (past, live) = match (follow, c.io()) {
-        (true, Some(hub)) => {
-            let (past, rx) = hub.snapshot();
-            (past, Some((hub, rx)))
-        }
-        _ => (crate::engine::containers::io::read_log(&c.log_path()), None),
-    };
-    // Stored lines go out in 64 KiB batches: one body chunk per line costs a write per line.
-    let mut past_batches: Vec<Bytes> = Vec::new();
-    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
-    for ch in opts.select(past) {
-        batch.extend_from_slice(&enc(&opts, &ch));
-        if batch.len() >= 64 * 1024 {
-            past_batches.push(Bytes::from(std::mem::replace(&mut batch, Vec::with_capacity(64 * 1024))));
-        }
-    }
-    if !batch.is_empty() {
-        past_batches.push(Bytes::from(batch));
-    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
-    tokio::spawn(async move {
-        for b in past_batches {
-            if tx.send(Ok(b)).await.is_err() {
-                return;
-            }
+    match (p.bool("follow"), c.io()) {
+        (true, Some(hub)) => {
+            let (past, mut live) = hub.snapshot();
+            tokio::spawn(async move {
+                let mut batches = LogBatches::new(&opts, tty);
+                for ch in opts.select(past) {
+                    if let Some(b) = batches.push(&ch) {
+                        if tx.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if let Some(b) = batches.finish() {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+                crate::allocator::trim();
+                super::live_output::forward_live(&hub, &mut live, |ch| opts.wants(ch).then(|| enc(&opts, ch)), &tx)
+                    .await;
+            });
         }
-        crate::runtime::trim_memory();
-        if let Some((hub, mut rx)) = live {
-            super::live_output::forward_live(&hub, &mut rx, |ch| opts.wants(ch).then(|| enc(&opts, ch)), &tx).await;
+        // The stored log, read and sent as it is read: the client starts on the first batch
+        // while the rest is read, and a long log is never in memory whole.
+        _ => {
+            let path = c.log_path();
+            tokio::task::spawn_blocking(move || {
+                let mut batches = LogBatches::new(&opts, tty);
+                opts.for_each_selected(&path, |ch| batches.push(&ch).is_none_or(|b| tx.blocking_send(Ok(b)).is_ok()));
+                if let Some(b) = batches.finish() {
+                    let _ = tx.blocking_send(Ok(b));
+                }
+                crate::allocator::trim();
+            });
         }
-    });
+    }
     let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
     Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(stream)).into_response())
+}
+
+/// Stored log lines go out in 64 KiB batches: one body chunk per line costs a write per line.
+const LOG_BATCH: usize = 64 * 1024;
+
+/// Encodes log lines as `docker logs` sends them (framed unless there is a TTY, optionally
+/// time-stamped) straight into batches of about `LOG_BATCH` bytes.
+struct LogBatches {
+    tty: bool,
+    timestamps: bool,
+    batch: Vec<u8>,
+}
+
+impl LogBatches {
+    fn new(opts: &LogOptions, tty: bool) -> Self {
+        LogBatches { tty, timestamps: opts.timestamps, batch: Vec::with_capacity(LOG_BATCH) }
+    }
+
+    /// Adds one line; returns a full batch to send.
+    fn push(&mut self, ch: &containers::io::Chunk) -> Option<Bytes> {
+        let stamp = if self.timestamps { ch.time.len() + 1 } else { 0 };
+        if !self.tty {
+            let len = u32::try_from(stamp + ch.data.len()).unwrap_or(u32::MAX);
+            self.batch.extend_from_slice(&[ch.stream, 0, 0, 0]);
+            self.batch.extend_from_slice(&len.to_be_bytes());
+        }
+        if self.timestamps {
+            self.batch.extend_from_slice(ch.time.as_bytes());
+            self.batch.push(b' ');
+        }
+        self.batch.extend_from_slice(&ch.data);
+        (self.batch.len() >= LOG_BATCH)
+            .then(|| Bytes::from(std::mem::replace(&mut self.batch, Vec::with_capacity(LOG_BATCH))))
+    }
+
+    /// The last, partial batch.
+    fn finish(&mut self) -> Option<Bytes> {
+        (!self.batch.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.batch)))
+    }
 }
 
 /// `POST /containers/{id}/attach`: an HTTP upgrade carrying stdin up and output down.
@@ -425,4 +469,41 @@ pub async fn update(State(engine): State<Arc<Engine>>, Path(id): Path<String>, b
     let req: bollard_stubs::models::ContainerUpdateBody = json_body(&body)?;
     let warnings = containers::update(&engine, &c, &req)?;
     Ok(Json(serde_json::json!({"Warnings": warnings})).into_response())
+}
+
+#[cfg(test)]
+mod log_batch_tests {
+    use super::{LogBatches, LOG_BATCH};
+    use crate::engine::containers::io::{frame, Chunk, STDERR, STDOUT};
+    use crate::engine::containers::view::LogOptions;
+
+    fn chunk(stream: u8, n: usize) -> Chunk {
+        Chunk { stream, data: format!("line {n}\n").into_bytes().into(), time: "2026-01-01T00:00:01.5Z".into() }
+    }
+
+    fn all(opts: &LogOptions, tty: bool, chunks: &[Chunk]) -> Vec<bytes::Bytes> {
+        let mut b = LogBatches::new(opts, tty);
+        let mut out: Vec<_> = chunks.iter().filter_map(|c| b.push(c)).collect();
+        out.extend(b.finish());
+        out
+    }
+
+    #[test]
+    fn batches_carry_the_frames_docker_sends_line_by_line() {
+        let chunks: Vec<Chunk> = (0..20_000).map(|n| chunk(if n % 3 == 0 { STDERR } else { STDOUT }, n)).collect();
+        let plain = LogOptions { stdout: true, stderr: true, ..Default::default() };
+        let batches = all(&plain, false, &chunks);
+        assert!(batches.len() > 2);
+        assert!(batches[..batches.len() - 1].iter().all(|b| b.len() >= LOG_BATCH && b.len() < LOG_BATCH + 64));
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| frame(c.stream, &c.data).to_vec()).collect();
+        assert_eq!(batches.concat(), expected, "frames, in order, split only between lines");
+
+        let stamped = LogOptions { timestamps: true, ..plain.clone() };
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| frame(c.stream, &stamped.render(c)).to_vec()).collect();
+        assert_eq!(all(&stamped, false, &chunks).concat(), expected, "the time and a space are inside the frame");
+
+        let raw: Vec<u8> = chunks.iter().flat_map(|c| c.data.to_vec()).collect();
+        assert_eq!(all(&plain, true, &chunks).concat(), raw, "with a TTY: no frame headers");
+        assert!(all(&plain, false, &[]).is_empty(), "no lines, no body chunk");
+    }
 }

@@ -139,7 +139,7 @@ pub async fn load_archive(State(engine): State<Arc<Engine>>, p: Params, req: Req
             tracing::warn!(error = %e, "load failed");
             progress.error(e.to_string());
         }
-        crate::runtime::trim_memory();
+        crate::allocator::trim();
     });
     Ok(json_lines(rx))
 }

@@ -76,7 +76,6 @@ pub fn main() -> ! {
     let _ = nix::unistd::sethostname("skiff");
     // The kernel gives init 1024/4096 open files; containers expect Docker's 1048576.
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
-    crate::runtime::limit_malloc_arenas();
 
     // The disk's driver first; the disk is then checked and mounted on its own thread while the
     // other modules load (each is a few tens of milliseconds of relocation work under TCG).

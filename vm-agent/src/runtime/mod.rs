@@ -235,23 +235,3 @@ fn spawn(
     });
     Ok(Launch { pid: i32::try_from(child.id()).unwrap_or(0), report: Some(report_r), console, go: None })
 }
-
-/// Returns freed heap to the kernel after large transient allocations (image loads, container
-/// exits), so the engine's resident memory tracks what it actually holds.
-pub fn trim_memory() {
-    // SAFETY: malloc_trim only walks glibc's own heap structures.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Limits glibc to two malloc arenas: one per worker thread wastes memory on an engine that is
-/// mostly idle.
-pub fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets glibc allocator parameters.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}

@@ -9,7 +9,6 @@ use super::record::Status;
 use super::volume_use::VolumeHold;
 use super::{event, health, network, remove, restart_policy, Container};
 use crate::engine::{now_rfc3339, Engine};
-use crate::runtime;
 
 /// Waits for the process of a started container to exit, then releases what its start set up
 /// (cgroup, volumes, network) and records the exit. Returns the back-off after which the restart
@@ -47,7 +46,7 @@ pub(crate) async fn monitor(
     });
     c.io.send_replace(None);
     drop(hub);
-    runtime::trim_memory();
+    crate::allocator::trim();
     let rec = c.record();
     event(&engine, "die", &rec, &[("exitCode", code.to_string())]);
     c.exits.send_modify(|(n, last)| {

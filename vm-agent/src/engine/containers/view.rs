@@ -311,8 +311,37 @@ impl LogOptions {
     /// Whether `c` is wanted (stream and time window).
     pub fn wants(&self, c: &Chunk) -> bool {
         let stream_ok = (c.stream == STDOUT && self.stdout) || (c.stream == STDERR && self.stderr);
+        if !stream_ok || (self.since.is_none() && self.until.is_none()) {
+            return stream_ok;
+        }
         let t = chunk_time(c);
-        stream_ok && self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+
+    /// Calls `f` with each stored line of the log at `path` that is wanted (stream, time and
+    /// tail), oldest first, until it returns false. Only the tail's lines are ever held.
+    pub fn for_each_selected(&self, path: &std::path::Path, mut f: impl FnMut(Chunk) -> bool) {
+        match self.tail {
+            None => super::io::for_each_logged(path, |c| !self.wants(&c) || f(c)),
+            Some(0) => {}
+            Some(n) => {
+                let mut last = std::collections::VecDeque::new();
+                super::io::for_each_logged(path, |c| {
+                    if self.wants(&c) {
+                        if last.len() == n {
+                            last.pop_front();
+                        }
+                        last.push_back(c);
+                    }
+                    true
+                });
+                for c in last {
+                    if !f(c) {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Applies stream, time and tail selection to the stored log.
@@ -360,5 +389,61 @@ mod name_filter_tests {
         assert!(!name_matches("^web$", "web2"));
         assert!(name_matches("web-[0-9]+", "app_web-12"));
         assert!(!name_matches("(", "web"));
+    }
+}
+
+#[cfg(test)]
+mod stored_log_tests {
+    use super::LogOptions;
+    use crate::engine::containers::io::{Chunk, STDERR, STDOUT};
+
+    /// A json-file log of `lines` (stream, text, second of 2026-01-01T00:00), newest file last,
+    /// split over a rotated file (`.log.1`) and the current one, ending in a torn line.
+    fn stored(dir: &std::path::Path, lines: &[(&str, &str, u32)]) -> std::path::PathBuf {
+        let path = dir.join("c-json.log");
+        let record = |(stream, text, s): &(&str, &str, u32)| {
+            let time = format!("2026-01-01T00:00:{s:02}.000000000Z");
+            serde_json::json!({"log": format!("{text}\n"), "stream": stream, "time": time}).to_string() + "\n"
+        };
+        let half = lines.len() / 2;
+        let older: String = lines[..half].iter().map(record).collect();
+        let newer: String = lines[half..].iter().map(record).collect::<String>() + "{\"log\":\"torn";
+        std::fs::write(path.with_extension("log.1"), older).expect("write");
+        std::fs::write(&path, newer).expect("write");
+        path
+    }
+
+    fn texts(opts: &LogOptions, path: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        opts.for_each_selected(path, |c: Chunk| {
+            out.push(String::from_utf8_lossy(&c.data).trim_end().to_string());
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn stored_lines_are_selected_by_stream_time_and_tail_across_rotated_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lines =
+            [("stdout", "a", 1), ("stderr", "e1", 2), ("stdout", "b", 3), ("stdout", "c", 4), ("stderr", "e2", 5)];
+        let path = stored(dir.path(), &lines);
+        let both = LogOptions { stdout: true, stderr: true, ..Default::default() };
+        assert_eq!(texts(&both, &path), ["a", "e1", "b", "c", "e2"], "oldest file first, torn line skipped");
+        let out = LogOptions { stderr: false, ..both.clone() };
+        assert_eq!(texts(&out, &path), ["a", "b", "c"]);
+        assert_eq!(texts(&LogOptions { tail: Some(2), ..both.clone() }, &path), ["c", "e2"]);
+        assert_eq!(texts(&LogOptions { tail: Some(2), ..out.clone() }, &path), ["b", "c"], "tail counts wanted lines");
+        assert!(texts(&LogOptions { tail: Some(0), ..both.clone() }, &path).is_empty());
+        assert_eq!(texts(&LogOptions { tail: Some(99), ..both.clone() }, &path).len(), 5);
+        let t = |s: u32| 1_767_225_600.0 + f64::from(s);
+        let window = LogOptions { since: Some(t(2)), until: Some(t(4)), ..both.clone() };
+        assert_eq!(texts(&window, &path), ["e1", "b"], "since is inclusive, until exclusive");
+        let mut first = Vec::new();
+        both.for_each_selected(&path, |c| {
+            first.push(c.stream);
+            first.len() < 2
+        });
+        assert_eq!(first, [STDOUT, STDERR], "a false from the callback stops the reading");
     }
 }
