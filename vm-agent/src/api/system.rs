@@ -99,7 +99,7 @@ fn os_name() -> String {
 /// `GET /info`.
 pub async fn info(State(engine): State<Arc<Engine>>) -> Json<SystemInfo> {
     let images = engine.store.images().len();
-    let states: Vec<Status> = engine.containers.all().iter().map(|c| c.record().state.status).collect();
+    let states: Vec<Status> = engine.containers.all().iter().map(|c| c.with_record(|r| r.state.status)).collect();
     let count = |f: fn(Status) -> bool| i64::try_from(states.iter().filter(|s| f(**s)).count()).unwrap_or(0);
     let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();

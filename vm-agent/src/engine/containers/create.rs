@@ -120,7 +120,7 @@ pub async fn create(
     if args.is_empty() {
         return Err(EngineError::InvalidArgument("no command specified".into()));
     }
-    if let Some(other) = engine.containers.all().into_iter().find(|c| c.record().name == name) {
+    if let Some(other) = engine.containers.all().into_iter().find(|c| c.with_record(|r| r.name == name)) {
         return Err(name_conflict(&name, &other.id));
     }
     network::check_hostname(&config)?;

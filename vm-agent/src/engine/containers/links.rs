@@ -139,20 +139,32 @@ pub fn hosts(links: &[Link]) -> String {
         .collect()
 }
 
-/// The extra names a target has in `docker ps` (`/linker/alias`), for every container linking it.
-pub fn names_of(engine: &Engine, target: &ContainerRecord) -> Vec<String> {
-    let mut out = Vec::new();
-    for c in engine.containers.all() {
-        let r = c.record();
-        for spec in r.host_config.links.iter().flatten() {
-            if let Ok((name, alias)) = parse(spec) {
-                if name == target.name || target.id.starts_with(&name) {
-                    out.push(format!("/{}/{alias}", r.name));
+/// Every link of every container, read once, so a listing names each target's `/linker/alias`
+/// without reading all records again for each container it lists.
+#[derive(Debug)]
+pub struct LinkNames(Vec<(String, String)>);
+
+impl LinkNames {
+    /// The links of all containers: (target as the link names it, `/linker/alias`).
+    pub fn collect(engine: &Engine) -> LinkNames {
+        let mut links = Vec::new();
+        for c in engine.containers.all() {
+            c.with_record(|r| {
+                for spec in r.host_config.links.iter().flatten() {
+                    if let Ok((name, alias)) = parse(spec) {
+                        links.push((name, format!("/{}/{alias}", r.name)));
+                    }
                 }
-            }
+            });
         }
+        LinkNames(links)
     }
-    out
+
+    /// The other names `docker ps` lists for `target`: `/linker/alias` for each link to it.
+    pub fn of(&self, target: &ContainerRecord) -> impl Iterator<Item = String> + '_ {
+        let (name, id) = (target.name.clone(), target.id.clone());
+        self.0.iter().filter(move |(n, _)| *n == name || id.starts_with(n.as_str())).map(|(_, full)| full.clone())
+    }
 }
 
 /// `DELETE /containers/{linker}/{alias}?link=1`: removes that link from the linking container.

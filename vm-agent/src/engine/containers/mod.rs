@@ -86,7 +86,12 @@ pub struct Container {
 impl Container {
     /// A copy of the record.
     pub fn record(&self) -> ContainerRecord {
-        self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.with_record(ContainerRecord::clone)
+    }
+
+    /// Reads the record in place (no copy). `f` must not lock this container again.
+    pub fn with_record<T>(&self, f: impl FnOnce(&ContainerRecord) -> T) -> T {
+        f(&self.record.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> Result<(), EngineError> {
@@ -152,7 +157,7 @@ impl Container {
 
     /// Whether its process runs.
     pub fn is_running(&self) -> bool {
-        matches!(self.record().state.status, Status::Running | Status::Paused)
+        self.with_record(|r| matches!(r.state.status, Status::Running | Status::Paused))
     }
 }
 

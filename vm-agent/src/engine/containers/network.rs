@@ -612,7 +612,7 @@ pub fn running_users(engine: &Engine, id: &str) -> Vec<String> {
 
 /// Whether any container (running or not) names network `id`.
 pub fn referenced(engine: &Engine, id: &str) -> bool {
-    engine.containers.all().iter().any(|c| c.record().networks.values().any(|e| e.network_id == id))
+    engine.containers.all().iter().any(|c| c.with_record(|r| r.networks.values().any(|e| e.network_id == id)))
 }
 
 /// The running containers on network `id`, for its inspect.
@@ -670,23 +670,24 @@ impl dns::Names for EngineNames {
             .collect();
         let mut found = Vec::new();
         for c in engine.containers.all() {
-            let r = c.record();
-            if !matches!(r.state.status, Status::Running | Status::Paused) {
-                continue;
-            }
-            for e in r.networks.values() {
-                if !mine.contains_key(&e.network_id) || scope.as_ref().is_some_and(|s| s != &e.network_id) {
-                    continue;
+            c.with_record(|r| {
+                if !matches!(r.state.status, Status::Running | Status::Paused) {
+                    return;
                 }
-                let hit = r.name.eq_ignore_ascii_case(base)
-                    || linked.iter().any(|t| r.name.eq_ignore_ascii_case(t))
-                    || r.id.get(..12).is_some_and(|s| s == base)
-                    || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(base));
-                if hit {
-                    found.extend(e.ip.map(|i| IpAddr::V4(i.addr())));
-                    found.extend(e.ip6.map(|i| IpAddr::V6(i.addr())));
+                for e in r.networks.values() {
+                    if !mine.contains_key(&e.network_id) || scope.as_ref().is_some_and(|s| s != &e.network_id) {
+                        continue;
+                    }
+                    let hit = r.name.eq_ignore_ascii_case(base)
+                        || linked.iter().any(|t| r.name.eq_ignore_ascii_case(t))
+                        || r.id.get(..12).is_some_and(|s| s == base)
+                        || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(base));
+                    if hit {
+                        found.extend(e.ip.map(|i| IpAddr::V4(i.addr())));
+                        found.extend(e.ip6.map(|i| IpAddr::V6(i.addr())));
+                    }
                 }
-            }
+            });
         }
         let unique: HashSet<IpAddr> = found.iter().copied().collect();
         (!unique.is_empty()).then(|| {

@@ -136,6 +136,7 @@ pub fn list(
     recs.sort_by(|a, b| b.created.cmp(&a.created));
     // A limit counts stopped containers too, as Docker's does.
     let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
+    let links = super::links::LinkNames::collect(engine);
     let mut out = Vec::new();
     for r in recs {
         if !show_all && !matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {
@@ -146,7 +147,7 @@ pub fn list(
         }
         out.push(ContainerSummary {
             id: Some(r.id.clone()),
-            names: Some(std::iter::once(format!("/{}", r.name)).chain(super::links::names_of(engine, &r)).collect()),
+            names: Some(std::iter::once(format!("/{}", r.name)).chain(links.of(&r)).collect()),
             image: Some(r.image.clone()),
             image_id: Some(r.image_id.to_string()),
             command: Some(r.args.join(" ")),
