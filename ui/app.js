@@ -310,17 +310,19 @@ function openDrawer(c, tab) {
   selectTab(tab);
 }
 
-// xterm.js (~300 KB of script) is loaded the first time a terminal opens, not at start-up.
+// xterm.js (~300 KB of script) and its style sheet are loaded the first time a terminal opens,
+// not at start-up (a style sheet in the page's head would hold back its first render).
 let xtermLoaded = null;
 function loadXterm() {
   const load = (src) => new Promise((resolve, reject) => {
-    const el = document.createElement("script");
-    el.src = src;
+    const el = src.endsWith(".css")
+      ? Object.assign(document.createElement("link"), { rel: "stylesheet", href: src })
+      : Object.assign(document.createElement("script"), { src });
     el.onload = resolve;
     el.onerror = () => reject(new Error(`could not load ${src}`));
     document.head.append(el);
   });
-  xtermLoaded ??= load("vendor/xterm.js").then(() => load("vendor/addon-fit.js"));
+  xtermLoaded ??= Promise.all([load("vendor/xterm.css"), load("vendor/xterm.js")]).then(() => load("vendor/addon-fit.js"));
   xtermLoaded.catch(() => { xtermLoaded = null; });
   return xtermLoaded;
 }
@@ -349,7 +351,7 @@ async function openTerminal(c) {
   if (closed || termStream !== mine) return;
   $("#terminal").replaceChildren();
   term = new window.Terminal({ cursorBlink: true, fontSize: 13, convertEol: false,
-    fontFamily: 'ui-monospace, "DejaVu Sans Mono", monospace' });
+    fontFamily: getComputedStyle(document.documentElement).getPropertyValue("--mono-font").trim() || "monospace" });
   fit = new window.FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open($("#terminal"));
