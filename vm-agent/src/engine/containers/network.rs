@@ -603,10 +603,12 @@ pub fn running_users(engine: &Engine, id: &str) -> Vec<String> {
         .containers
         .all()
         .iter()
-        .map(|c| c.record())
-        .filter(|r| matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting))
-        .filter(|r| r.networks.values().any(|e| e.network_id == id))
-        .map(|r| r.name)
+        .filter_map(|c| {
+            c.with_record(|r| {
+                let running = matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting);
+                (running && r.networks.values().any(|e| e.network_id == id)).then(|| r.name.clone())
+            })
+        })
         .collect()
 }
 
@@ -621,17 +623,20 @@ pub fn members(engine: &Engine, id: &str) -> Vec<crate::engine::networks::Member
         .containers
         .all()
         .iter()
-        .map(|c| c.record())
-        .filter(|r| matches!(r.state.status, Status::Running | Status::Paused))
-        .filter_map(|r| {
-            let e = r.networks.values().find(|e| e.network_id == id)?;
-            Some(crate::engine::networks::Member {
-                id: r.id.clone(),
-                name: r.name.clone(),
-                endpoint_id: e.endpoint_id.clone(),
-                mac: e.mac.clone().unwrap_or_default(),
-                ipv4: e.ip.map(|i| i.to_string()).unwrap_or_default(),
-                ipv6: e.ip6.map(|i| i.to_string()).unwrap_or_default(),
+        .filter_map(|c| {
+            c.with_record(|r| {
+                if !matches!(r.state.status, Status::Running | Status::Paused) {
+                    return None;
+                }
+                let e = r.networks.values().find(|e| e.network_id == id)?;
+                Some(crate::engine::networks::Member {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    endpoint_id: e.endpoint_id.clone(),
+                    mac: e.mac.clone().unwrap_or_default(),
+                    ipv4: e.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    ipv6: e.ip6.map(|i| i.to_string()).unwrap_or_default(),
+                })
             })
         })
         .collect()
