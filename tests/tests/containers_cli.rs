@@ -393,6 +393,15 @@ fn cgroup_limits_pause_top_and_stats() {
     assert!(stats.starts_with("clock ") && !stats.contains(" 0B /"), "{stats}");
     let id = a.ok(&["inspect", "-f", "{{.Id}}", "clock"]).trim().to_string();
     assert!(!cgroup_dirs(&id).is_empty(), "a running container has cgroups");
+    // Each hierarchy holds PID 1 and the exec'd process: v1 ones are joined thread by thread, the
+    // v2 one from birth (CLONE_INTO_CGROUP), and that is the whole process either way.
+    let pid1 = a.ok(&["inspect", "-f", "{{.State.Pid}}", "clock"]).trim().to_string();
+    for dir in cgroup_dirs(&id) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let cmdline = |p: &str| std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        assert!(procs.lines().any(|p| p == pid1), "{}: no PID 1 ({pid1}) in {procs:?}", dir.display());
+        assert!(procs.lines().any(|p| cmdline(p) == b"sleep\x004321\x00"), "{}: no exec in {procs:?}", dir.display());
+    }
     a.ok(&["rm", "-f", "clock"]);
     assert!(cgroup_dirs(&id).is_empty(), "cgroups leaked: {:?}", cgroup_dirs(&id));
     let err = a.fails(&["run", "--rm", "--memory", "4m", "busybox", "true"]);

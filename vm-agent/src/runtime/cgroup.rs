@@ -171,7 +171,9 @@ impl Cgroup {
     }
 
     /// Creates the cgroup(s) and applies `limits`. Returns warnings for limits the host cannot
-    /// enforce, and the `cgroup.procs` files the container must join.
+    /// enforce, and the files the container's runtime child writes to join them: a v2
+    /// hierarchy's `cgroup.procs`, a v1 hierarchy's `tasks` (see [`super::child`]'s
+    /// `join_cgroups`: a v1 hierarchy is joined thread by thread, without waiting for the kernel).
     pub fn create(&self, limits: &Limits) -> std::io::Result<(Vec<String>, Vec<String>)> {
         let mut warnings = Vec::new();
         let mut procs = Vec::new();
@@ -277,7 +279,8 @@ impl Cgroup {
                             tracing::debug!(error = %e, "no eBPF device filter on the hybrid v2 hierarchy");
                         }
                     }
-                    procs.push(dir.join("cgroup.procs").display().to_string());
+                    let file = if controller == UNIFIED { "cgroup.procs" } else { "tasks" };
+                    procs.push(dir.join(file).display().to_string());
                 }
                 let dir = |c: &str| mounts.get(c).map(|m| m.join(&self.name));
                 if limits.memory > 0 {
@@ -386,6 +389,15 @@ impl Cgroup {
             .lines()
             .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0)
+    }
+
+    /// The container's cgroup in the v2 hierarchy (on a hybrid host, the one beside the v1
+    /// hierarchies), which a process can be born into (`CLONE_INTO_CGROUP`).
+    pub fn v2_dir(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V2(root) => Some(root.join(&self.name)),
+            Layout::V1(m) => m.get(UNIFIED).map(|p| p.join(&self.name)),
+        }
     }
 
     /// Pids of every process in the cgroup.

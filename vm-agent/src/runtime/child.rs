@@ -2,8 +2,8 @@
 //! process the agent execs to start a container (like `runc init`, but it exits as soon as the
 //! container runs: no shim stays behind).
 //!
-//! The agent starts it early: it joins the container's cgroups (`:`-separated `cgroup.procs` files)
-//! while the engine prepares the rest, then waits for one byte on [`GO_FD`] (EOF: the start was
+//! The agent starts it early: it joins the container's cgroups (`:`-separated `tasks` and
+//! `cgroup.procs` files, see `join_cgroups`) while the engine prepares the rest, then waits for one byte on [`GO_FD`] (EOF: the start was
 //! abandoned). Then it reads the bundle, unshares the namespaces, forks the container's PID 1, waits for
 //! that child to `execve` (a close-on-exec pipe carries any setup error back), reports
 //! `{"pid":N}` or `{"error":…}` on fd 3 and exits. The agent, a child subreaper, inherits the
@@ -25,7 +25,8 @@ use super::{rootfs, user, ErrorKind, LaunchError};
 
 /// Annotation carrying Docker's `--user` string, resolved inside the container.
 pub const USER_ANNOTATION: &str = "org.skiff.user";
-/// Annotation listing `cgroup.procs` files (`:`-separated) the container joins before it starts.
+/// Annotation listing the cgroup files (`:`-separated `tasks` or `cgroup.procs`) the container
+/// joins before it starts; `docker exec` joins the same.
 pub const CGROUP_ANNOTATION: &str = "org.skiff.cgroup.procs";
 /// Annotation listing `--group-add` groups (`,`-separated names or ids).
 pub const GROUPS_ANNOTATION: &str = "org.skiff.groups";
@@ -172,13 +173,39 @@ fn start(bundle: &Path, cgroup_procs: &str) -> Result<(i32, Vec<String>), Launch
     Ok((pid, warnings))
 }
 
-/// Moves `pid` into each `cgroup.procs` file of the `:`-separated list.
+/// Moves this process (`pid`) into each cgroup of the `:`-separated list of files:
+/// - a v1 hierarchy's `tasks`: "0" moves the calling thread, which in this single-threaded
+///   process is all of it. Moving a whole process (`cgroup.procs`) takes the kernel's global
+///   threadgroup lock, and taking that lock waits for an RCU grace period unless the hierarchy
+///   is mounted with `favordynmods` (5–20 ms per start on a hybrid host); moving the caller's
+///   own thread does not take it.
+/// - a v2 hierarchy's `cgroup.procs` (a thread cannot move between v2 cgroups alone): skipped when
+///   the agent made this process in that cgroup (`CLONE_INTO_CGROUP`, see [`super::spawn`]),
+///   else `pid` is written, and waits as above where there is no `favordynmods`.
 fn join_cgroups(sys: &dyn Syscall, procs: &str, pid: u32) -> Result<(), LaunchError> {
+    let own_v2 = sys.read_file(Path::new("/proc/self/cgroup")).ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("0::")).map(|p| PathBuf::from(p.trim().trim_start_matches('/')))
+    });
     for f in procs.split(':').filter(|f| !f.is_empty()) {
-        sys.write_file(Path::new(f), &pid.to_string())
-            .map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?;
+        let file = Path::new(f);
+        let value = match file.file_name().and_then(|n| n.to_str()) {
+            Some("tasks") => "0".to_string(),
+            _ if born_in(file, own_v2.as_deref()) => continue,
+            _ => pid.to_string(),
+        };
+        sys.write_file(file, &value).map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?;
     }
     Ok(())
+}
+
+/// Whether the v2 cgroup whose `cgroup.procs` is `file` is `own` (this process's own v2 cgroup,
+/// relative to the hierarchy's root, from `/proc/self/cgroup`). There is one v2 hierarchy, so
+/// its directory ending in `own` is enough; the root (`own` empty) is never a container's.
+fn born_in(file: &Path, own: Option<&Path>) -> bool {
+    match (file.parent(), own) {
+        (Some(dir), Some(own)) if !own.as_os_str().is_empty() => dir.ends_with(own),
+        _ => false,
+    }
 }
 
 /// Blocks until the engine's go (its bundle is complete); EOF means the start was abandoned.
@@ -585,9 +612,30 @@ mod tests {
     }
 
     #[test]
+    fn v1_hierarchies_are_joined_by_thread_and_a_v2_cgroup_the_child_was_born_in_is_not_joined_again() {
+        let joins = |own: Option<&str>| {
+            let mut sys = RecordingSyscall::default();
+            if let Some(own) = own {
+                sys.files.insert("/proc/self/cgroup".into(), format!("1:memory:/\n0::{own}\n"));
+            }
+            join_cgroups(&sys, "/cg/memory/skiff/c1/tasks:/cg/unified/skiff/c1/cgroup.procs", 42)
+                .unwrap_or_else(|e| panic!("{e}"));
+            sys.calls()
+        };
+        let v1 = "write /cg/memory/skiff/c1/tasks 0".to_string();
+        let v2 = "write /cg/unified/skiff/c1/cgroup.procs 42".to_string();
+        // Born in it (CLONE_INTO_CGROUP): nothing to write.
+        assert_eq!(joins(Some("/skiff/c1")), vec![v1.clone()]);
+        // Made by fork in the agent's cgroup (an old kernel), or the root, or unreadable: it moves.
+        assert_eq!(joins(Some("/skiff/c2")), vec![v1.clone(), v2.clone()]);
+        assert_eq!(joins(Some("/")), vec![v1.clone(), v2.clone()]);
+        assert_eq!(joins(None), vec![v1, v2]);
+    }
+
+    #[test]
     fn the_child_joins_each_cgroup_then_enter_joins_the_prepared_network_and_unshares_the_rest() {
         let sys = RecordingSyscall::default();
-        join_cgroups(&sys, "/sys/fs/cgroup/memory/c1/cgroup.procs::/sys/fs/cgroup/pids/c1/cgroup.procs", 42)
+        join_cgroups(&sys, "/sys/fs/cgroup/memory/c1/tasks::/sys/fs/cgroup/pids/c1/tasks", 42)
             .unwrap_or_else(|e| panic!("{e}"));
         let spec = spec(serde_json::json!({
             "linux": {"namespaces": [
@@ -604,8 +652,8 @@ mod tests {
         assert_eq!(
             sys.calls(),
             vec![
-                "write /sys/fs/cgroup/memory/c1/cgroup.procs 42".to_string(),
-                "write /sys/fs/cgroup/pids/c1/cgroup.procs 42".to_string(),
+                "write /sys/fs/cgroup/memory/c1/tasks 0".to_string(),
+                "write /sys/fs/cgroup/pids/c1/tasks 0".to_string(),
                 format!("setns /run/skiff/netns/c1 {:?}", CloneFlags::CLONE_NEWNET),
                 format!("unshare {expected_flags:?}"),
             ]

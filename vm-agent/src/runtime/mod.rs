@@ -15,14 +15,13 @@ pub mod reaper;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod seccomp;
+mod spawn;
 pub mod syscall;
 pub mod user;
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,11 +70,12 @@ pub struct Started {
 }
 
 /// Starts the runtime child of a container ahead of its bundle: it joins the container's cgroups
-/// (`cgroup_procs`) at once and then waits for [`Launch::go`]. Joining a cgroup can wait for an RCU
-/// grace period (a v1 hierarchy, or v2 without `favordynmods`: ~10 ms), which thus overlaps the
-/// engine's network setup instead of following it. With `terminal`, the container allocates a pty
-/// and the given stdio is only init's own. Blocking: call from a blocking thread. The agent must
-/// have started the [`reaper`] first.
+/// (`cgroup_procs`, see [`child`]) at once and then waits for [`Launch::go`]. Joining a cgroup can
+/// wait for an RCU grace period (a v2 `cgroup.procs` without `favordynmods`: 5–20 ms), so the
+/// child is born in the v2 cgroup where the kernel allows ([`spawn`]), and anything left overlaps
+/// the engine's network setup instead of following it. With `terminal`, the container allocates a
+/// pty and the given stdio is only init's own. Blocking: call from a blocking thread. The agent
+/// must have started the [`reaper`] first.
 pub fn prepare_start(
     bundle: &Path,
     cgroup_procs: &[String],
@@ -86,23 +86,25 @@ pub fn prepare_start(
 ) -> Result<Launch, LaunchError> {
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
     let procs = cgroup_procs.join(":");
+    let v2 = cgroup_procs.iter().map(Path::new).find(|f| f.ends_with("cgroup.procs")).and_then(Path::parent);
     let args = [std::ffi::OsStr::new("child"), bundle.as_os_str(), std::ffi::OsStr::new(&procs)];
-    let mut launch = spawn(&args, stdin, stdout, stderr, terminal, Some(go_r))?;
+    let mut launch = spawn::spawn(&args, [stdin, stdout, stderr], terminal, Some(go_r), v2)?;
     launch.go = Some(go_w);
     Ok(launch)
 }
 
-/// Starts an extra process in a running container (`docker exec`), described by the request file.
+/// Starts an extra process in a running container (`docker exec`), described by the request file;
+/// `cgroup` is the container's v2 cgroup, which the runtime child is born in where the kernel
+/// allows.
 pub fn exec(
     bundle: &Path,
     request: &Path,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    stdio: [OwnedFd; 3],
     terminal: bool,
+    cgroup: Option<&Path>,
 ) -> Result<Started, LaunchError> {
     let args = [std::ffi::OsStr::new("exec-child"), bundle.as_os_str(), request.as_os_str()];
-    spawn(&args, stdin, stdout, stderr, terminal, None)?.finish()
+    spawn::spawn(&args, stdio, terminal, None, cgroup)?.finish()
 }
 
 /// A runtime child that has been started: [`Launch::go`] (its bundle is complete) or
@@ -177,61 +179,4 @@ impl Drop for Launch {
             reaper::forget(self.pid);
         }
     }
-}
-
-/// Execs the sealed agent as a runtime child: stdio, the report pipe on fd 3, the console
-/// socket (with a terminal) on [`pty::CONSOLE_SOCKET_FD`] and the go pipe on [`child::GO_FD`].
-fn spawn(
-    args: &[&std::ffi::OsStr],
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    terminal: bool,
-    go: Option<OwnedFd>,
-) -> Result<Launch, LaunchError> {
-    // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
-    let exe = sealed_exe::exec_path()?;
-    let (report_r, report_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
-    let report_fd = report_w.as_raw_fd();
-    let console = if terminal {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        Some(
-            socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-                .map_err(|e| LaunchError::sys("socketpair", e))?,
-        )
-    } else {
-        None
-    };
-    let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
-    let go_fd = go.as_ref().map(|fd| fd.as_raw_fd());
-    let mut cmd = Command::new(exe);
-    cmd.arg0("skiff-agent")
-        .args(args)
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .env_clear();
-    // SAFETY: only async-signal-safe calls (dup2) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (fd, target) in [(Some(report_fd), 3), (console_fd, pty::CONSOLE_SOCKET_FD), (go_fd, child::GO_FD)] {
-                if let Some(fd) = fd {
-                    if libc::dup2(fd, target) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| LaunchError::other(format!("starting the runtime child: {e}")))?;
-    drop(cmd);
-    drop(report_w);
-    drop(go);
-    let console = console.map(|(ours, theirs)| {
-        drop(theirs);
-        ours
-    });
-    Ok(Launch { pid: i32::try_from(child.id()).unwrap_or(0), report: Some(report_r), console, go: None })
 }

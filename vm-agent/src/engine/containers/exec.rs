@@ -155,8 +155,11 @@ pub async fn start(engine: &Arc<Engine>, exec: &Arc<Exec>) -> Result<Arc<IoHub>,
     };
     let bundle = c.dir().to_path_buf();
     let req_path2 = req_path.clone();
-    let started =
-        tokio::task::spawn_blocking(move || runtime::exec(&bundle, &req_path2, stdio.0, stdio.1, stdio.2, tty)).await?;
+    let cgroup = c.cgroup(engine).v2_dir();
+    let started = tokio::task::spawn_blocking(move || {
+        runtime::exec(&bundle, &req_path2, [stdio.0, stdio.1, stdio.2], tty, cgroup.as_deref())
+    })
+    .await?;
     let _ = std::fs::remove_file(&req_path);
     let mut started = match started {
         Ok(s) => s,
