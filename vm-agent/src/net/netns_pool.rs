@@ -1,7 +1,9 @@
 //! One network namespace made ahead, its loopback up: a container start takes it instead of
 //! waiting for the kernel to build one (`unshare(CLONE_NEWNET)` and bringing `lo` up cost a few
-//! milliseconds, more while another namespace is being torn down), and the next one is made in
-//! the background. An engine that starts no container holds none.
+//! milliseconds, more while another namespace is being torn down). The next one is made in the
+//! background once that start is over ([`NetnsPool::refill`]): made during it, it would hold the
+//! kernel's network lock (RTNL) the start's own veth and addresses wait for, and take one of the
+//! CPUs it runs on. An engine that starts no container holds none.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use super::NetError;
 pub struct NetnsPool {
     ready: Mutex<Option<Netns>>,
     filling: AtomicBool,
+    taken: AtomicBool,
 }
 
 impl NetnsPool {
@@ -24,18 +27,21 @@ impl NetnsPool {
     }
 
     /// A new namespace of its own with `lo` up: the one made ahead, or a fresh one. Blocking.
+    /// The taker calls [`NetnsPool::refill`] when it is done.
     pub fn take(self: &Arc<Self>) -> Result<Netns, NetError> {
+        self.taken.store(true, Ordering::SeqCst);
         let ready = self.ready.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let ns = match ready {
-            Some(ns) => ns,
-            None => fresh()?,
-        };
-        self.refill();
-        Ok(ns)
+        match ready {
+            Some(ns) => Ok(ns),
+            None => fresh(),
+        }
     }
 
-    /// Makes the next namespace on a thread of its own, unless one is being made.
-    fn refill(self: &Arc<Self>) {
+    /// After a take: makes the next namespace on a thread of its own, unless one is being made.
+    pub fn refill(self: &Arc<Self>) {
+        if !self.taken.swap(false, Ordering::SeqCst) {
+            return;
+        }
         if self.filling.swap(true, Ordering::SeqCst) {
             return;
         }

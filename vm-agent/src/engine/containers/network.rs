@@ -365,7 +365,10 @@ async fn join_networks(
                 Err(e) => return Err(e.into()),
             }
         }
-        c.update(|r| r.ports = published)?;
+        // Nothing to save when there was and is no published port (one write less per start).
+        if !published.is_empty() || c.with_record(|r| !r.ports.is_empty()) {
+            c.update(|r| r.ports = published)?;
+        }
     }
     if embedded_dns {
         let upstream = upstream_servers(&rec.host_config);

@@ -37,7 +37,10 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
         _ => {}
     }
     let mut steps = EngineStart::new(engine, c);
-    match start_transaction::run(&mut steps).await {
+    let result = start_transaction::run(&mut steps).await;
+    // The next container's network namespace is made now, not while this one started.
+    engine.networks.netns_pool.refill();
+    match result {
         Ok(()) => Ok(true),
         Err((Step::Process, e)) => {
             // The process never ran: as dockerd, the container "died" with the launch's exit code.
