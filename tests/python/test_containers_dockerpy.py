@@ -110,7 +110,9 @@ def test_run_of_a_missing_executable_fails_at_start(client):
     with pytest.raises((APIError, ContainerError)) as err:
         client.containers.run(IMAGE, "nosuchcmd", auto_remove=True)
     assert "executable file not found" in str(err.value)
-    assert wait_for(lambda: client.containers.list(all=True) == [], 5), client.containers.list(all=True)
+    # The low-level list (one request): containers.list() would also inspect a container that the
+    # auto-remove may delete between its two requests.
+    assert wait_for(lambda: client.api.containers(all=True) == [], 5), client.api.containers(all=True)
 
 
 def test_run_of_an_unknown_image_tries_to_pull_and_fails_fast(client, agent):
