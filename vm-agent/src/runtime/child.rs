@@ -3,9 +3,10 @@
 //! container runs: no shim stays behind).
 //!
 //! The agent starts it early: it joins the container's cgroups (`:`-separated `tasks` and
-//! `cgroup.procs` files, see `join_cgroups`) while the engine prepares the rest, then waits for one byte on [`GO_FD`] (EOF: the start was
-//! abandoned). Then it reads the bundle, unshares the namespaces, forks the container's PID 1, waits for
-//! that child to `execve` (a close-on-exec pipe carries any setup error back), reports
+//! `cgroup.procs` files, see `join_cgroups`) while the engine prepares the rest, then waits for
+//! one byte on [`GO_FD`] (EOF: the start was abandoned). Then it reads the bundle, unshares the
+//! namespaces, forks the container's PID 1, waits for that child to `execve` (a close-on-exec
+//! pipe carries any setup error back), reports
 //! `{"pid":N}` or `{"error":…}` on fd 3 and exits. The agent, a child subreaper, inherits the
 //! container process. Being freshly exec'd and single-threaded, this code may allocate after fork.
 
