@@ -408,6 +408,96 @@ fn cgroup_limits_pause_top_and_stats() {
     assert!(err.contains("Minimum memory limit"), "{err}");
 }
 
+/// The children of `parent` whose command line is `skiff-agent ready` (runtime children made
+/// ahead), with their scheduling policy (field 41 of /proc/PID/stat; 5 is SCHED_IDLE).
+fn ready_children(parent: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+        let ppid = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        let policy = fields.get(38).and_then(|f| f.parse::<u32>().ok()).unwrap_or(u32::MAX);
+        if ppid == Some(parent) && cmdline == b"skiff-agent\0ready\0" {
+            out.push((pid, policy));
+        }
+    }
+    out
+}
+
+/// Waits for the one runtime child made ahead; returns its pid.
+fn ready_child(agent: u32) -> u32 {
+    for _ in 0..200 {
+        if let [(pid, policy)] = ready_children(agent)[..] {
+            assert_eq!(policy, 5, "a runtime child made ahead waits at idle priority (SCHED_IDLE)");
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no runtime child made ahead: {:?}", ready_children(agent));
+}
+
+fn policy_of(pid: &str) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(38).map(str::to_string)).unwrap_or_default()
+}
+
+#[test]
+fn a_runtime_child_made_ahead_starts_the_next_container_and_exec() {
+    let a = agent_with_busybox();
+    let agent = a.pid().unwrap_or_else(|| panic!("the agent is not running"));
+    // An engine that started nothing holds none; a start makes one, after it.
+    assert!(ready_children(agent).is_empty(), "{:?}", ready_children(agent));
+    a.ok(&["run", "--rm", "busybox", "true"]);
+    let first = ready_child(agent);
+    // The next start hands it the job: it becomes that container's runtime child and exits.
+    a.ok(&["run", "-d", "--name", "warm", "busybox", "sleep", "1000"]);
+    let second = ready_child(agent);
+    assert_ne!(first, second, "the ready child was not used");
+    assert!(!std::path::Path::new(&format!("/proc/{first}")).exists(), "the used ready child is still there");
+    // The container's process was made in its v2 cgroup at the fork and joined the v1 ones; it
+    // runs at normal priority, not the idle one its runtime child was made with.
+    let id = a.ok(&["inspect", "-f", "{{.Id}}", "warm"]).trim().to_string();
+    let pid1 = a.ok(&["inspect", "-f", "{{.State.Pid}}", "warm"]).trim().to_string();
+    assert!(!cgroup_dirs(&id).is_empty(), "a running container has cgroups");
+    for dir in cgroup_dirs(&id) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        assert!(procs.lines().any(|p| p == pid1), "{}: no PID 1 ({pid1}) in {procs:?}", dir.display());
+    }
+    assert_eq!(policy_of(&pid1), "0", "the container runs at SCHED_OTHER");
+    // docker exec takes the next one the same way.
+    a.ok(&["exec", "-d", "warm", "sleep", "4321"]);
+    let third = ready_child(agent);
+    assert_ne!(second, third, "exec did not use the ready child");
+    std::thread::sleep(Duration::from_millis(200));
+    let top = a.ok(&["top", "warm"]);
+    assert!(top.contains("sleep 4321"), "{top}");
+    for dir in cgroup_dirs(&id) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let exec = procs
+            .lines()
+            .find(|p| std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default() == b"sleep\x004321\x00");
+        let exec = exec.unwrap_or_else(|| panic!("{}: no exec in {procs:?}", dir.display()));
+        assert_eq!(policy_of(exec), "0", "the exec'd process runs at SCHED_OTHER");
+    }
+    a.ok(&["rm", "-f", "warm"]);
+    // A ready child goes with its engine.
+    drop(a);
+    let alive = || {
+        let stat = std::fs::read_to_string(format!("/proc/{third}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    };
+    for _ in 0..100 {
+        if !alive() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "a ready child outlived its engine");
+}
+
 #[test]
 fn restart_policies_apply_also_across_an_engine_restart() {
     let mut a = agent_with_busybox();

@@ -87,6 +87,9 @@ fn main() -> anyhow::Result<()> {
     if args.len() == 4 && args[1] == "child" {
         skiff_agent::runtime::child::main(std::path::Path::new(&args[2]), &args[3].to_string_lossy());
     }
+    if args.len() == 2 && args[1] == "ready" {
+        skiff_agent::runtime::ready::main();
+    }
     if args.len() == 4 && args[1] == "exec-child" {
         skiff_agent::runtime::child::exec_main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]));
     }

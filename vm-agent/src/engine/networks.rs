@@ -668,16 +668,18 @@ impl Networks {
         Ok(self.links().await?.delete(name).await?)
     }
 
-    /// Creates a veth pair: `host` on the network's bridge, `peer` in `netns`.
+    /// Creates a veth pair: `host` on the network's bridge, `peer` (with `peer_mac`, up) in
+    /// `netns`.
     pub async fn add_veth(
         &self,
         rec: &NetworkRecord,
         host: &str,
         peer: &str,
+        peer_mac: [u8; 6],
         netns: &crate::net::netns::Netns,
     ) -> Result<(), EngineError> {
         let bridge = rec.bridge.as_deref().ok_or_else(|| EngineError::Internal("not a bridge network".into()))?;
-        Ok(self.links().await?.add_veth(host, peer, bridge, netns).await?)
+        Ok(self.links().await?.add_veth(host, peer, peer_mac, bridge, netns).await?)
     }
 
     /// Removes every bridge and table this engine set up (it is stopping).

@@ -1,7 +1,8 @@
 //! Links over netlink (rtnetlink): bridges, veth pairs, addresses and routes, in the engine's
-//! namespace and, through [`Netns::run`], inside a container's.
+//! namespace and, on a socket made inside it ([`Links::open_in`]), inside a container's.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{FromRawFd, IntoRawFd};
 
 use futures::TryStreamExt;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -43,6 +44,23 @@ impl Links {
     pub fn open() -> Result<Self, NetError> {
         let (conn, handle, _) =
             rtnetlink::new_connection().map_err(|e| NetError::Internal(format!("opening netlink: {e}")))?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// Opens a connection inside `netns` (a container's), driven on the current tokio runtime:
+    /// a socket belongs to the namespace it was made in, so only making it needs a thread there.
+    pub fn open_in(netns: &Netns) -> Result<Self, NetError> {
+        let inside = |e: std::io::Error| NetError::Internal(format!("opening netlink in the container: {e}"));
+        let socket = netns
+            .run(|| rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE))
+            .map_err(inside)?
+            .map_err(inside)?;
+        socket.set_non_blocking(true).map_err(inside)?;
+        // SAFETY: the descriptor comes from `into_raw_fd`, so nothing else owns or closes it; the
+        // socket is non-blocking and this runs on a tokio runtime, which `TokioSocket` requires.
+        let socket = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
         Ok(Self { handle })
     }
@@ -203,12 +221,25 @@ impl Links {
     }
 
     /// Creates a veth pair with `host` plugged into `bridge` and up, and `peer` made directly in
-    /// `netns`, in one request: moving a link into a namespace afterwards costs the kernel an RCU
-    /// grace period (tens of milliseconds per container start).
-    pub async fn add_veth(&self, host: &str, peer: &str, bridge: &str, netns: &Netns) -> Result<(), NetError> {
+    /// `netns` under its final name and with its MAC, in one request: moving a link into a
+    /// namespace afterwards costs the kernel an RCU grace period (tens of milliseconds per
+    /// container start), and renaming it would be a request of its own. (The peer cannot be
+    /// brought up in it: the kernel opens it before the pair is joined and answers ENOTCONN.)
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_mac: [u8; 6],
+        bridge: &str,
+        netns: &Netns,
+    ) -> Result<(), NetError> {
         let bridge_index =
             self.index(bridge).await?.ok_or_else(|| NetError::Internal(format!("bridge {bridge} is missing")))?;
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer).setns_by_fd(netns.raw_fd()).build();
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer)
+            .address(peer_mac.to_vec())
+            .setns_by_fd(netns.raw_fd())
+            .build();
         let msg = LinkVeth::new(host, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .controller(bridge_index)
@@ -240,19 +271,16 @@ impl Links {
     }
 }
 
-/// One interface to configure inside a container's namespace.
+/// One interface to configure inside a container's namespace (made there by
+/// [`Links::add_veth`], named and with its MAC).
 #[derive(Debug, Clone)]
 pub struct InsideLink {
-    /// Its temporary name (as created).
-    pub peer: String,
-    /// Its final name (`eth0`, `eth1`, …).
+    /// Its name (`eth0`, `eth1`, …).
     pub name: String,
     /// Address and prefix.
     pub address: Ipv4Net,
     /// Default route through this gateway (the first network only).
     pub gateway: Option<Ipv4Addr>,
-    /// Its MAC address.
-    pub mac: [u8; 6],
     /// Link-local addresses it also carries (`169.254.0.0/16`).
     pub link_local: Vec<Ipv4Addr>,
     /// Its IPv6 address and prefix, on a network with IPv6.
@@ -261,48 +289,34 @@ pub struct InsideLink {
     pub gateway6: Option<Ipv6Addr>,
 }
 
-/// Inside `netns`: brings `lo` up (when asked) and configures `link`.
-pub fn configure_inside(netns: &Netns, lo: bool, link: Option<InsideLink>) -> Result<(), NetError> {
-    netns
-        .run(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| NetError::Internal(format!("netlink runtime: {e}")))?;
-            rt.block_on(async move {
-                let (conn, handle, _) =
-                    rtnetlink::new_connection().map_err(|e| NetError::Internal(format!("opening netlink: {e}")))?;
-                tokio::spawn(conn);
-                let links = Links { handle: handle.clone() };
-                if lo {
-                    links.set_up("lo").await?;
-                }
-                let Some(l) = link else { return Ok(()) };
-                let i = links
-                    .index(&l.peer)
-                    .await?
-                    .ok_or_else(|| NetError::Internal("veth missing in the container".into()))?;
-                handle
-                    .link()
-                    .set(LinkUnspec::new_with_index(i).name(l.name.clone()).address(l.mac.to_vec()).build())
-                    .execute()
-                    .await
-                    .map_err(|e| nl(&format!("naming {}", l.name), e))?;
-                links.bring_up(i, l.address, l.gateway).await?;
-                if let Some(address6) = l.address6 {
-                    links.add_ipv6(i, address6, l.gateway6).await?;
-                }
-                for ip in &l.link_local {
-                    let net = Ipv4Net::new(*ip, 16).map_err(|e| NetError::Invalid(e.to_string()))?;
-                    handle
-                        .address()
-                        .add(i, IpAddr::V4(net.addr()), net.prefix_len())
-                        .execute()
-                        .await
-                        .map_err(|e| nl(&format!("adding link-local {ip}"), e))?;
-                }
-                Ok(())
-            })
-        })
-        .map_err(|e| NetError::Internal(format!("entering the container's network: {e}")))?
+impl Links {
+    /// On a connection inside a container's namespace ([`Links::open_in`]): brings `link` up and
+    /// gives it its addresses and routes.
+    pub async fn configure_inside(&self, link: &InsideLink) -> Result<(), NetError> {
+        let i = self
+            .index(&link.name)
+            .await?
+            .ok_or_else(|| NetError::Internal(format!("{} is missing in the container", link.name)))?;
+        self.bring_up(i, link.address, link.gateway).await?;
+        if let Some(address6) = link.address6 {
+            self.add_ipv6(i, address6, link.gateway6).await?;
+        }
+        for ip in &link.link_local {
+            let net = Ipv4Net::new(*ip, 16).map_err(|e| NetError::Invalid(e.to_string()))?;
+            self.add_address(i, IpAddr::V4(net.addr()), net.prefix_len())
+                .await
+                .map_err(|e| nl(&format!("adding link-local {ip}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Brings `lo` up inside `netns`. Blocking: for a thread with no tokio runtime (the namespace
+/// pool's).
+pub fn loopback_up(netns: &Netns) -> Result<(), NetError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| NetError::Internal(format!("netlink runtime: {e}")))?;
+    rt.block_on(async { Links::open_in(netns)?.set_up("lo").await })
 }

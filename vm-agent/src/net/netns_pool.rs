@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::link::configure_inside;
+use super::link::loopback_up;
 use super::netns::Netns;
 use super::NetError;
 
@@ -61,6 +61,6 @@ impl NetnsPool {
 
 fn fresh() -> Result<Netns, NetError> {
     let ns = Netns::create().map_err(|e| NetError::Internal(format!("creating a network namespace: {e}")))?;
-    configure_inside(&ns, true, None)?;
+    loopback_up(&ns)?;
     Ok(ns)
 }

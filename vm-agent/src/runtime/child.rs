@@ -5,8 +5,10 @@
 //! The agent starts it early: it joins the container's cgroups (`:`-separated `tasks` and
 //! `cgroup.procs` files, see `join_cgroups`) while the engine prepares the rest, then waits for
 //! one byte on [`GO_FD`] (EOF: the start was abandoned). Then it reads the bundle, unshares the
-//! namespaces, forks the container's PID 1, waits for that child to `execve` (a close-on-exec
-//! pipe carries any setup error back), reports
+//! namespaces and forks the container's PID 1, which builds the container's root and waits for a
+//! second byte on the same pipe (the engine wires the network meanwhile) before it runs the
+//! command. This process waits for that child to `execve` (a close-on-exec pipe carries any setup
+//! error back), reports
 //! `{"pid":N}` or `{"error":…}` on fd 3 and exits. The agent, a child subreaper, inherits the
 //! container process. Being freshly exec'd and single-threaded, this code may allocate after fork.
 
@@ -34,7 +36,8 @@ pub const GROUPS_ANNOTATION: &str = "org.skiff.groups";
 /// Annotation asking for our init as the container's PID 1 (`docker run --init`, as docker-init).
 pub const INIT_ANNOTATION: &str = "org.skiff.init";
 
-/// The descriptor the engine's go arrives on: one byte once the bundle is complete.
+/// The descriptor the engine's go arrives on: one byte once the bundle is complete (read by the
+/// runtime child), a second once the network is wired (read by the container's PID 1).
 pub const GO_FD: i32 = 5;
 
 /// What the runtime child tells the agent.
@@ -133,9 +136,10 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, LaunchError> {
     // As runc exec: the process counts against the container's limits, is frozen by a pause and
     // listed by `docker top`.
     let procs = spec.annotations().as_ref().and_then(|a| a.get(CGROUP_ANNOTATION)).cloned().unwrap_or_default();
-    join_cgroups(&LinuxSyscall, &procs, std::process::id())?;
+    // The v2 cgroup's directory is opened before the mount namespace changes.
+    let v2 = join_cgroups(&LinuxSyscall, &procs)?.map(|p| V2Cgroup::open(&p)).transpose()?;
     join_container(&LinuxSyscall, req.pid)?;
-    fork_until_exec(|| match exec_child(&LinuxSyscall, &spec) {
+    fork_until_exec(v2.as_ref(), || match exec_child(&LinuxSyscall, &spec) {
         Ok(never) => match never {},
         Err(e) => e,
     })
@@ -165,38 +169,71 @@ fn load_spec(bundle: &Path) -> Result<Spec, LaunchError> {
 }
 
 fn start(bundle: &Path, cgroup_procs: &str) -> Result<(i32, Vec<String>), LaunchError> {
-    join_cgroups(&LinuxSyscall, cgroup_procs, std::process::id())?;
+    let v2 = join_cgroups(&LinuxSyscall, cgroup_procs)?.map(|p| V2Cgroup::open(&p)).transpose()?;
     wait_for_go()?;
     let spec = load_spec(bundle)?;
     enter(&LinuxSyscall, &spec)?;
     let warnings = clamp_rlimits_warnings(&LinuxSyscall, &spec);
-    let pid = fork_until_exec(|| container_main(&LinuxSyscall, &spec, bundle))?;
+    let pid = fork_until_exec(v2.as_ref(), || container_main(&LinuxSyscall, &spec, bundle))?;
     Ok((pid, warnings))
 }
 
-/// Moves this process (`pid`) into each cgroup of the `:`-separated list of files:
+/// Joins the cgroups of the `:`-separated list of files:
 /// - a v1 hierarchy's `tasks`: "0" moves the calling thread, which in this single-threaded
 ///   process is all of it. Moving a whole process (`cgroup.procs`) takes the kernel's global
 ///   threadgroup lock, and taking that lock waits for an RCU grace period unless the hierarchy
 ///   is mounted with `favordynmods` (5–20 ms per start on a hybrid host); moving the caller's
 ///   own thread does not take it.
-/// - a v2 hierarchy's `cgroup.procs` (a thread cannot move between v2 cgroups alone): skipped when
-///   the agent made this process in that cgroup (`CLONE_INTO_CGROUP`, see [`super::spawn`]),
-///   else `pid` is written, and waits as above where there is no `favordynmods`.
-fn join_cgroups(sys: &dyn Syscall, procs: &str, pid: u32) -> Result<(), LaunchError> {
+/// - a v2 hierarchy's `cgroup.procs` (a thread cannot move between v2 cgroups alone): nothing
+///   when the agent made this process in that cgroup (`CLONE_INTO_CGROUP`, see [`super::spawn`]);
+///   otherwise the file is returned, and the container's process is made in that cgroup at the
+///   fork ([`fork_until_exec`]).
+fn join_cgroups(sys: &dyn Syscall, procs: &str) -> Result<Option<PathBuf>, LaunchError> {
     let own_v2 = sys.read_file(Path::new("/proc/self/cgroup")).ok().and_then(|s| {
         s.lines().find_map(|l| l.strip_prefix("0::")).map(|p| PathBuf::from(p.trim().trim_start_matches('/')))
     });
+    let mut v2 = None;
     for f in procs.split(':').filter(|f| !f.is_empty()) {
         let file = Path::new(f);
-        let value = match file.file_name().and_then(|n| n.to_str()) {
-            Some("tasks") => "0".to_string(),
-            _ if born_in(file, own_v2.as_deref()) => continue,
-            _ => pid.to_string(),
-        };
-        sys.write_file(file, &value).map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?;
+        match file.file_name().and_then(|n| n.to_str()) {
+            Some("tasks") => {
+                sys.write_file(file, "0").map_err(|e| LaunchError::other(format!("joining cgroup {f}: {e}")))?
+            }
+            _ if born_in(file, own_v2.as_deref()) => {}
+            _ => v2 = Some(file.to_path_buf()),
+        }
     }
-    Ok(())
+    Ok(v2)
+}
+
+/// The v2 cgroup the container's process is to be made in, opened while its path resolves.
+struct V2Cgroup {
+    dir: File,
+    procs: PathBuf,
+}
+
+impl V2Cgroup {
+    fn open(procs: &Path) -> Result<Self, LaunchError> {
+        let dir = procs.parent().ok_or_else(|| LaunchError::other(format!("no cgroup in {}", procs.display())))?;
+        let dir = File::open(dir).map_err(|e| LaunchError::other(format!("opening cgroup {}: {e}", dir.display())))?;
+        Ok(Self { dir, procs: procs.to_path_buf() })
+    }
+
+    /// Where the kernel refuses clone3: this process joins it (the slow way), and a plain fork's
+    /// child is in it too.
+    fn join(&self) -> Result<(), LaunchError> {
+        let joining =
+            |e: nix::errno::Errno| LaunchError::other(format!("joining cgroup {}: {e}", self.procs.display()));
+        let fd = nix::fcntl::openat(
+            &self.dir,
+            "cgroup.procs",
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(joining)?;
+        nix::unistd::write(&fd, std::process::id().to_string().as_bytes()).map_err(joining)?;
+        Ok(())
+    }
 }
 
 /// Whether the v2 cgroup whose `cgroup.procs` is `file` is `own` (this process's own v2 cgroup,
@@ -209,13 +246,14 @@ fn born_in(file: &Path, own: Option<&Path>) -> bool {
     }
 }
 
-/// Blocks until the engine's go (its bundle is complete); EOF means the start was abandoned.
+/// Blocks until the engine's go (its bundle is complete); EOF means the start was abandoned. The
+/// pipe stays open: the container's PID 1 inherits it and waits on it for the second byte.
 fn wait_for_go() -> Result<(), LaunchError> {
-    // SAFETY: the agent starts this process with GO_FD as the read end of the go pipe, and nothing
-    // else in it owns that descriptor; dropping the File closes it before any fork.
-    let mut go = unsafe { File::from_raw_fd(GO_FD) };
+    // SAFETY: the agent starts this process with GO_FD open (the go pipe's read end), and nothing
+    // in it closes that descriptor before its fork.
+    let go = unsafe { std::os::fd::BorrowedFd::borrow_raw(GO_FD) };
     let mut byte = [0u8; 1];
-    match go.read(&mut byte) {
+    match nix::unistd::read(go, &mut byte) {
         Ok(1) => Ok(()),
         _ => Err(LaunchError::other("the start was abandoned before the container's process was made")),
     }
@@ -243,12 +281,29 @@ fn enter(sys: &dyn Syscall, spec: &Spec) -> Result<(), LaunchError> {
 /// Forks; the child runs `child` (which only returns on failure) and its error travels back over
 /// a close-on-exec pipe. Returns the child's pid once it has called `execve` (the pipe closed
 /// empty), or its error.
-fn fork_until_exec(child: impl FnOnce() -> LaunchError) -> Result<i32, LaunchError> {
+fn fork_until_exec(v2: Option<&V2Cgroup>, child: impl FnOnce() -> LaunchError) -> Result<i32, LaunchError> {
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
-    // SAFETY: this process is single-threaded (freshly exec'd, no runtime started), so the child
-    // may allocate and use any library code.
-    match unsafe { nix::unistd::fork() }.map_err(|e| LaunchError::sys("fork", e))? {
+    // The container's process is made in the v2 cgroup where this process is not (yet).
+    let made_in_cgroup = match v2 {
+        // SAFETY: this process is single-threaded (freshly exec'd, no runtime started), so the
+        // child may allocate and use any library code; it never signals its own thread.
+        Some(cg) => match unsafe { super::spawn::fork_into(&cg.dir, 0) } {
+            Ok(0) => Some(ForkResult::Child),
+            Ok(pid) => Some(ForkResult::Parent { child: nix::unistd::Pid::from_raw(pid) }),
+            Err(_) => {
+                cg.join()?;
+                None
+            }
+        },
+        None => None,
+    };
+    let forked = match made_in_cgroup {
+        Some(f) => f,
+        // SAFETY: single-threaded, as above.
+        None => unsafe { nix::unistd::fork() }.map_err(|e| LaunchError::sys("fork", e))?,
+    };
+    match forked {
         ForkResult::Child => {
             drop(status_r);
             let err = child();
@@ -312,7 +367,7 @@ fn container_main(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> LaunchError 
 enum Never {}
 
 /// The container's PID 1 until `execve`: its own session, the root filesystem, the terminal,
-/// the hostname, `lo` in a new network namespace, then the process itself.
+/// the hostname, `lo` in a new network namespace, the engine's release, then the process itself.
 fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Never, LaunchError> {
     let process = spec.process().as_ref().ok_or_else(|| LaunchError::other("bundle has no process"))?;
     sys.setsid().map_err(|e| LaunchError::sys("setsid", e))?;
@@ -333,6 +388,7 @@ fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Nev
     if new_net {
         sys.loopback_up();
     }
+    sys.wait_for_release()?;
     exec_process(sys, spec)
 }
 
@@ -613,30 +669,31 @@ mod tests {
     }
 
     #[test]
-    fn v1_hierarchies_are_joined_by_thread_and_a_v2_cgroup_the_child_was_born_in_is_not_joined_again() {
+    fn v1_hierarchies_are_joined_by_thread_and_a_v2_cgroup_the_child_is_not_in_is_left_to_the_fork() {
         let joins = |own: Option<&str>| {
             let mut sys = RecordingSyscall::default();
             if let Some(own) = own {
                 sys.files.insert("/proc/self/cgroup".into(), format!("1:memory:/\n0::{own}\n"));
             }
-            join_cgroups(&sys, "/cg/memory/skiff/c1/tasks:/cg/unified/skiff/c1/cgroup.procs", 42)
+            let left = join_cgroups(&sys, "/cg/memory/skiff/c1/tasks:/cg/unified/skiff/c1/cgroup.procs")
                 .unwrap_or_else(|e| panic!("{e}"));
-            sys.calls()
+            (sys.calls(), left)
         };
-        let v1 = "write /cg/memory/skiff/c1/tasks 0".to_string();
-        let v2 = "write /cg/unified/skiff/c1/cgroup.procs 42".to_string();
-        // Born in it (CLONE_INTO_CGROUP): nothing to write.
-        assert_eq!(joins(Some("/skiff/c1")), vec![v1.clone()]);
-        // Made by fork in the agent's cgroup (an old kernel), or the root, or unreadable: it moves.
-        assert_eq!(joins(Some("/skiff/c2")), vec![v1.clone(), v2.clone()]);
-        assert_eq!(joins(Some("/")), vec![v1.clone(), v2.clone()]);
-        assert_eq!(joins(None), vec![v1, v2]);
+        let v1 = vec!["write /cg/memory/skiff/c1/tasks 0".to_string()];
+        let v2 = Some(PathBuf::from("/cg/unified/skiff/c1/cgroup.procs"));
+        // Born in it (CLONE_INTO_CGROUP): nothing left to join.
+        assert_eq!(joins(Some("/skiff/c1")), (v1.clone(), None));
+        // Made elsewhere (a runtime child made ahead, an old kernel), or the root, or unreadable:
+        // v1 is joined, and the container's process is to be made in the v2 cgroup.
+        assert_eq!(joins(Some("/skiff/c2")), (v1.clone(), v2.clone()));
+        assert_eq!(joins(Some("/")), (v1.clone(), v2.clone()));
+        assert_eq!(joins(None), (v1, v2));
     }
 
     #[test]
     fn the_child_joins_each_cgroup_then_enter_joins_the_prepared_network_and_unshares_the_rest() {
         let sys = RecordingSyscall::default();
-        join_cgroups(&sys, "/sys/fs/cgroup/memory/c1/tasks::/sys/fs/cgroup/pids/c1/tasks", 42)
+        join_cgroups(&sys, "/sys/fs/cgroup/memory/c1/tasks::/sys/fs/cgroup/pids/c1/tasks")
             .unwrap_or_else(|e| panic!("{e}"));
         let spec = spec(serde_json::json!({
             "linux": {"namespaces": [
@@ -728,7 +785,7 @@ mod tests {
     }
 
     #[test]
-    fn the_child_builds_its_root_then_names_itself_brings_lo_up_and_execs() {
+    fn the_child_builds_its_root_names_itself_brings_lo_up_and_waits_for_the_engine_before_it_execs() {
         let bundle = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(bundle.path().join("rootfs/dev")).unwrap_or_else(|e| panic!("{e}"));
         let spec = spec(serde_json::json!({
@@ -753,7 +810,8 @@ mod tests {
         assert!(at("pivot_root") < at("setup_terminal 24x80"));
         assert!(at("setup_terminal") < at("sethostname web"));
         assert!(at("sethostname") < at("loopback_up"));
-        assert!(at("loopback_up") < at("setresuid"));
+        assert!(at("loopback_up") < at("wait_for_release"));
+        assert!(at("wait_for_release") < at("setresuid"));
         assert_eq!(calls.last().map(String::as_str), Some("execve /bin/sh /bin/sh -c true"));
     }
 }

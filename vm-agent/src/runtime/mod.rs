@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod child;
 pub mod devices;
 pub mod pty;
+pub mod ready;
 pub mod reaper;
 pub mod rootfs;
 pub mod sealed_exe;
@@ -107,9 +108,10 @@ pub fn exec(
     spawn::spawn(&args, stdio, terminal, None, cgroup)?.finish()
 }
 
-/// A runtime child that has been started: [`Launch::go`] (its bundle is complete) or
-/// [`Launch::abandon`] (the start failed before the container's process was made). Dropped
-/// without either, its child exits on its own without creating anything.
+/// A runtime child that has been started: [`Launch::go`] (its bundle is complete) then
+/// [`Launch::run`] (its network is wired), or [`Launch::abandon`] (the start failed before the
+/// container's command ran). Dropped without either, its child exits on its own without running
+/// anything.
 #[derive(Debug)]
 pub struct Launch {
     pid: i32,
@@ -119,17 +121,28 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The bundle's `config.json` is written: the child creates the container. Blocking.
-    pub fn go(mut self) -> Result<Started, LaunchError> {
-        if let Some(go) = self.go.take() {
+    /// The bundle's `config.json` is written: the child creates the container and builds its
+    /// root, then waits for [`Launch::run`]. Does not block.
+    pub fn go(&self) {
+        if let Some(go) = &self.go {
             // A child that already failed (joining a cgroup) has closed its end: its report says why.
+            let _ = nix::unistd::write(go, &[1]);
+        }
+    }
+
+    /// The container's network is wired: its command runs. Returns once it has (or failed to).
+    /// Blocking.
+    pub fn run(mut self) -> Result<Started, LaunchError> {
+        if let Some(go) = self.go.take() {
+            // A container whose setup failed has closed its end: the report says why.
             let _ = nix::unistd::write(&go, &[1]);
         }
         self.finish()
     }
 
-    /// The start failed before its process: the child exits without creating anything. Returns
-    /// once it has left the container's cgroups. Blocking.
+    /// The start failed before the container's command ran: the child (and the container's PID 1,
+    /// when [`Launch::go`] made it) exit without running anything. Returns once they have left the
+    /// container's cgroups. Blocking.
     pub fn abandon(mut self) {
         self.go = None;
         if let Some(report) = self.report.take() {

@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{child, pty, reaper, sealed_exe, Launch, LaunchError};
+use super::{child, pty, ready, reaper, sealed_exe, Launch, LaunchError};
 
 /// `struct clone_args` of `linux/sched.h`, up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
 #[repr(C)]
@@ -52,8 +52,6 @@ pub(super) fn spawn(
     go: Option<OwnedFd>,
     cgroup: Option<&Path>,
 ) -> Result<Launch, LaunchError> {
-    // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
-    let exe = sealed_exe::exec_path()?;
     let (report_r, report_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
     let console = if terminal {
@@ -73,15 +71,12 @@ pub(super) fn spawn(
     if let Some(go) = &go {
         placed.push((go.as_raw_fd(), child::GO_FD));
     }
-    let mut argv = vec![OsStr::new("skiff-agent")];
-    argv.extend_from_slice(args);
-    let born = match cgroup {
-        Some(dir) => into_cgroup(&exe, &argv, &placed, dir)?,
-        None => None,
-    };
-    let pid = match born {
+    let handed = ready::take().and_then(|r| {
+        r.hand(args, &placed).map_err(|e| tracing::debug!(error = %e, "handing a job to the ready child")).ok()
+    });
+    let pid = match handed {
         Some(pid) => pid,
-        None => fork_exec(&exe, &argv, &placed)?,
+        None => start_process(args, &placed, cgroup)?,
     };
     drop((stdio, report_w, go));
     let console = console.map(|(ours, theirs)| {
@@ -89,6 +84,23 @@ pub(super) fn spawn(
         ours
     });
     Ok(Launch { pid, report: Some(report_r), console, go: None })
+}
+
+/// Execs the sealed agent with `args`, each descriptor of `placed` on its number; born in the v2
+/// cgroup `cgroup` where the kernel allows. Returns its pid.
+fn start_process(args: &[&OsStr], placed: &[(RawFd, RawFd)], cgroup: Option<&Path>) -> Result<i32, LaunchError> {
+    // Never the binary on disk: what enters a container runs from a sealed in-memory copy.
+    let exe = sealed_exe::exec_path()?;
+    let mut argv = vec![OsStr::new("skiff-agent")];
+    argv.extend_from_slice(args);
+    let born = match cgroup {
+        Some(dir) => into_cgroup(&exe, &argv, placed, dir)?,
+        None => None,
+    };
+    match born {
+        Some(pid) => Ok(pid),
+        None => fork_exec(&exe, &argv, placed),
+    }
 }
 
 /// fork + exec through `std::process::Command`; `placed` are (descriptor, number in the child).
@@ -106,7 +118,7 @@ fn fork_exec(exe: &Path, argv: &[&OsStr], placed: &[(RawFd, RawFd)]) -> Result<i
 /// In a child between fork and exec: puts each descriptor on its number, by way of a parked
 /// copy (close-on-exec) so that no placement overwrites a descriptor still to be placed.
 /// `parked` has room for every entry of `placed`. Async-signal-safe; returns the errno.
-fn place_descriptors(placed: &[(RawFd, RawFd)], parked: &mut [RawFd]) -> Result<(), i32> {
+pub(super) fn place_descriptors(placed: &[(RawFd, RawFd)], parked: &mut [RawFd]) -> Result<(), i32> {
     if parked.len() < placed.len() {
         return Err(libc::EINVAL);
     }
@@ -142,25 +154,20 @@ fn into_cgroup(exe: &Path, argv: &[&OsStr], placed: &[(RawFd, RawFd)], dir: &Pat
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let mut parked = vec![0; placed.len()];
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
-    let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP | CLONE_CLEAR_SIGHAND,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 with a valid, fully initialised clone_args of the size given and no
-    // CLONE_VM: the child gets a copy of this address space, as with fork. It runs only
-    // async-signal-safe calls (`in_child`) on memory prepared above, then execs or exits.
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if ret == 0 {
+    // SAFETY: the child runs only async-signal-safe calls (`in_child`) on memory prepared above,
+    // then execs or exits.
+    let ret = unsafe { fork_into(&cgroup, CLONE_CLEAR_SIGHAND) };
+    if ret == Ok(0) {
         in_child(&c_exe, &argv_ptrs, &envp, placed, &mut parked, err_w.as_raw_fd());
     }
     drop(err_w);
-    if ret < 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "clone3(CLONE_INTO_CGROUP) refused: fork + exec");
-        return Ok(None);
-    }
-    let pid = i32::try_from(ret).unwrap_or(0);
+    let pid = match ret {
+        Ok(pid) => pid,
+        Err(e) => {
+            tracing::debug!(error = %e, "clone3(CLONE_INTO_CGROUP) refused: fork + exec");
+            return Ok(None);
+        }
+    };
     // The pipe closes on exec (nothing read), or carries the errno of what failed first.
     let mut code = [0u8; 4];
     let mut report = std::fs::File::from(err_r);
@@ -172,6 +179,32 @@ fn into_cgroup(exe: &Path, argv: &[&OsStr], placed: &[(RawFd, RawFd)], dir: &Pat
             Err(LaunchError::other(format!("starting the runtime child: {e}")))
         }
     }
+}
+
+/// fork(2) with the child made in the v2 cgroup whose directory `cgroup` is (clone3 with
+/// `CLONE_INTO_CGROUP` and the extra `flags`): returns 0 in the child and its pid in the parent,
+/// or why the kernel made no child (older than 5.7, or a seccomp profile that refuses clone3).
+///
+/// # Safety
+/// As with fork in a process that may have other threads: the child may only make
+/// async-signal-safe calls until it execs, unless this process is single-threaded. Unlike
+/// glibc's fork, it leaves glibc's cached thread id of the child's one thread at the parent's:
+/// the child must not signal its own thread (`raise`, `pthread_kill`).
+pub(super) unsafe fn fork_into(cgroup: &impl AsRawFd, flags: u64) -> Result<i32, nix::errno::Errno> {
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP | flags,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: u64::try_from(cgroup.as_raw_fd()).map_err(|_| nix::errno::Errno::EBADF)?,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with a valid, fully initialised clone_args of the size given and no
+    // CLONE_VM: the child gets a copy of this address space, as with fork (the caller's contract
+    // covers what it may do there).
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    i32::try_from(ret).map_err(|_| nix::errno::Errno::EOVERFLOW)
 }
 
 /// The child of [`into_cgroup`]: places its descriptors, restores SIGPIPE's default and an

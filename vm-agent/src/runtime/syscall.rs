@@ -84,6 +84,9 @@ pub trait Syscall {
     fn setrlimit(&self, resource: libc::__rlimit_resource_t, soft: u64, hard: u64);
     /// Brings `lo` up in this (new) network namespace.
     fn loopback_up(&self);
+    /// Blocks until the engine releases the container's command (its network is wired), and
+    /// lets go of the go pipe; EOF on it means the start was abandoned.
+    fn wait_for_release(&self) -> Result<(), LaunchError>;
     /// With a terminal: the pty made inside the container becomes stdio and goes to the engine
     /// over the console socket.
     fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), LaunchError>;
@@ -239,6 +242,17 @@ impl Syscall for LinuxSyscall {
         }
     }
 
+    fn wait_for_release(&self) -> Result<(), LaunchError> {
+        // SAFETY: the runtime child is started with the go pipe's read end on GO_FD and passes it
+        // on to this process (its fork); nothing here owns it otherwise, and it closes below.
+        let go = unsafe { OwnedFd::from_raw_fd(super::child::GO_FD) };
+        let mut byte = [0u8; 1];
+        match nix::unistd::read(&go, &mut byte) {
+            Ok(1) => Ok(()),
+            _ => Err(LaunchError::other("the start was abandoned before the container's command ran")),
+        }
+    }
+
     fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), LaunchError> {
         // SAFETY: the agent starts init with the console socket on this descriptor when the
         // process has a terminal; nothing else owns it.
@@ -384,6 +398,10 @@ impl Syscall for RecordingSyscall {
     }
     fn loopback_up(&self) {
         self.record("loopback_up".into());
+    }
+    fn wait_for_release(&self) -> Result<(), LaunchError> {
+        self.record("wait_for_release".into());
+        Ok(())
     }
     fn setup_terminal(&self, rows: u16, cols: u16) -> Result<(), LaunchError> {
         self.record(format!("setup_terminal {rows}x{cols}"));

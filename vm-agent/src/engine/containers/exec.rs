@@ -160,6 +160,8 @@ pub async fn start(engine: &Arc<Engine>, exec: &Arc<Exec>) -> Result<Arc<IoHub>,
         runtime::exec(&bundle, &req_path2, [stdio.0, stdio.1, stdio.2], tty, cgroup.as_deref())
     })
     .await?;
+    // The next runtime child is made now, not while this one started.
+    runtime::ready::refill();
     let _ = std::fs::remove_file(&req_path);
     let mut started = match started {
         Ok(s) => s,

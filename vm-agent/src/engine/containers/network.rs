@@ -18,7 +18,7 @@ use super::record::{ContainerRecord, Status};
 use super::Container;
 use crate::engine::networks::{Driver, NetworkRecord};
 use crate::engine::{Engine, EngineError};
-use crate::net::link::{configure_inside, mac_string, InsideLink};
+use crate::net::link::{mac_string, InsideLink, Links};
 use crate::net::netns::Netns;
 use crate::net::ports;
 use crate::net::{dns, Sandbox};
@@ -255,6 +255,18 @@ pub struct Prepared {
     pub etc: EtcInfo,
     /// Copy /etc/hosts, resolv.conf and hostname from this container directory (`container:`).
     pub share_etc_from: Option<PathBuf>,
+    /// The veth pairs still to make ([`wire`]), one per network joined.
+    pub wiring: Vec<Wire>,
+}
+
+/// One network's veth pair, planned by the network step and made by [`wire`] while the
+/// container's root is built.
+#[derive(Debug)]
+pub struct Wire {
+    net: NetworkRecord,
+    host_if: String,
+    mac: [u8; 6],
+    inside: InsideLink,
 }
 
 fn random_hex(n: usize) -> String {
@@ -273,7 +285,7 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
                 host_mode: true,
                 ..Default::default()
             };
-            Ok(Prepared { netns_path: None, etc, share_etc_from: None })
+            Ok(Prepared { netns_path: None, etc, share_etc_from: None, wiring: Vec::new() })
         }
         Mode::Container(other) => {
             let target = engine.containers.get(&other)?;
@@ -286,7 +298,12 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
             let path = ns.path();
             *c.sandbox.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(Sandbox { netns: Some(ns), ..Default::default() });
-            Ok(Prepared { netns_path: Some(path), etc: EtcInfo::default(), share_etc_from: Some(target.dir.clone()) })
+            Ok(Prepared {
+                netns_path: Some(path),
+                etc: EtcInfo::default(),
+                share_etc_from: Some(target.dir.clone()),
+                wiring: Vec::new(),
+            })
         }
         Mode::None => {
             let pool = engine.networks.netns_pool.clone();
@@ -298,6 +315,7 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
                 netns_path: Some(path),
                 etc: EtcInfo { none: true, ..Default::default() },
                 share_etc_from: None,
+                wiring: Vec::new(),
             })
         }
         Mode::Networks(_) => {
@@ -335,6 +353,7 @@ async fn join_networks(
     order.sort_by_key(|(name, _)| name != &primary);
     let mut embedded_dns = false;
     let mut first: Option<(Ipv4Addr, Ipv4Addr)> = None;
+    let mut wiring = Vec::new();
     for (name, ep) in order {
         let net = engine
             .networks
@@ -342,7 +361,8 @@ async fn join_networks(
             .or_else(|| engine.networks.find(&name))
             .ok_or_else(|| EngineError::NotFound(format!("network {name} not found (was it removed?)")))?;
         embedded_dns |= net.has_dns();
-        let (ip, gw) = attach(engine, c, sandbox, &net, &ep).await?;
+        let (ip, gw, w) = plan_attach(engine, c, sandbox, &net, &ep).await?;
+        wiring.push(w);
         first.get_or_insert((ip, gw));
     }
     // Published ports go to the primary address.
@@ -385,17 +405,19 @@ async fn join_networks(
         embedded_dns,
         ..Default::default()
     };
-    Ok(Prepared { netns_path: Some(path), etc, share_etc_from: None })
+    Ok(Prepared { netns_path: Some(path), etc, share_etc_from: None, wiring })
 }
 
-/// Joins one network: address, veth pair, interface inside. Records it in the container.
-async fn attach(
+/// Plans joining one network: its addresses, the names and MAC of its veth pair, the record. The
+/// pair is listed in the sandbox at once (a start that fails later deletes it, made or not) and
+/// made by [`wire`].
+async fn plan_attach(
     engine: &Arc<Engine>,
     c: &Arc<Container>,
     sandbox: &mut Sandbox,
     net: &NetworkRecord,
     ep: &EndpointRecord,
-) -> Result<(Ipv4Addr, Ipv4Addr), EngineError> {
+) -> Result<(Ipv4Addr, Ipv4Addr, Wire), EngineError> {
     let net = engine.networks.ensure_up(&net.id).await?;
     let (ip, subnet, gw) = engine.networks.allocate(&net.id, &c.id, ep.ipv4_address)?;
     let v6 = match engine.networks.allocate6(&net.id, &c.id, ep.ipv6_address) {
@@ -405,40 +427,25 @@ async fn attach(
             return Err(e);
         }
     };
-    let suffix = random_hex(7);
-    let (host_if, peer) = (format!("veth{suffix}"), format!("vp{suffix}"));
-    let ns = sandbox.netns.as_ref().ok_or_else(|| EngineError::Internal("no network namespace".into()))?;
-    if let Err(e) = engine.networks.add_veth(&net, &host_if, &peer, ns).await {
-        engine.networks.release(&net.id, &c.id);
-        return Err(e);
-    }
-    sandbox.veths.push((net.id.clone(), host_if));
+    let host_if = format!("veth{}", random_hex(7));
+    sandbox.veths.push((net.id.clone(), host_if.clone()));
     let index = sandbox.interfaces;
     sandbox.interfaces += 1;
+    let mac = ep.mac_address.unwrap_or_else(|| crate::net::link::mac_for(ip));
     let address = Ipv4Net::new(ip, subnet.prefix_len()).unwrap_or(subnet);
     let address6 = v6.map(|(ip6, subnet6, _)| Ipv6Net::new(ip6, subnet6.prefix_len()).unwrap_or(subnet6));
     let gateway6 = v6.map(|(_, _, gw6)| gw6).filter(|_| !sandbox.ipv6_route);
     sandbox.ipv6_route |= gateway6.is_some();
-    let mac = ep.mac_address.unwrap_or_else(|| crate::net::link::mac_for(ip));
     let inside = InsideLink {
-        peer,
         name: format!("eth{index}"),
         address,
         gateway: (index == 0).then_some(gw),
-        mac,
         link_local: ep.link_local_ips.clone(),
         address6,
         gateway6,
     };
-    let ns = ns.path();
-    tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
-        let ns = Netns::at(&ns).map_err(|e| EngineError::Internal(format!("opening the container's network: {e}")))?;
-        Ok(configure_inside(&ns, false, Some(inside))?)
-    })
-    .await??;
-    let net_name = net.name.clone();
     c.update(|r| {
-        if let Some(e) = r.networks.get_mut(&net_name) {
+        if let Some(e) = r.networks.get_mut(&net.name) {
             e.network_id = net.id.clone();
             e.endpoint_id = hex::encode(rand::random::<[u8; 32]>());
             e.ip = Some(address);
@@ -448,7 +455,26 @@ async fn attach(
             e.gateway6 = v6.map(|(_, _, gw6)| gw6);
         }
     })?;
-    Ok((ip, gw))
+    Ok((ip, gw, Wire { net, host_if, mac, inside }))
+}
+
+/// Makes the planned veth pairs into the namespace at `netns` and gives their container ends
+/// their addresses and routes.
+pub async fn wire(engine: &Arc<Engine>, netns: &Path, wiring: &[Wire]) -> Result<(), EngineError> {
+    let Some((first, rest)) = wiring.split_first() else { return Ok(()) };
+    let ns = Netns::at(netns).map_err(|e| EngineError::Internal(format!("opening the container's network: {e}")))?;
+    // The connection inside the namespace is opened (on a thread of its own) while the kernel
+    // makes the first pair.
+    let (made, inside) = tokio::join!(make_pair(engine, &ns, first), async { Links::open_in(&ns) });
+    made?;
+    for w in rest {
+        make_pair(engine, &ns, w).await?;
+    }
+    let inside = inside?;
+    for w in wiring {
+        inside.configure_inside(&w.inside).await?;
+    }
+    Ok(())
 }
 
 fn upstream_servers(host: &HostConfig) -> Vec<SocketAddr> {
@@ -505,6 +531,23 @@ pub async fn release(engine: &Arc<Engine>, c: &Arc<Container>) {
     }
 }
 
+async fn make_pair(engine: &Engine, ns: &Netns, w: &Wire) -> Result<(), EngineError> {
+    engine.networks.add_veth(&w.net, &w.host_if, &w.inside.name, w.mac, ns).await
+}
+
+/// Joins one more network at once (`docker network connect` on a running container).
+async fn attach(
+    engine: &Arc<Engine>,
+    c: &Arc<Container>,
+    sandbox: &mut Sandbox,
+    net: &NetworkRecord,
+    ep: &EndpointRecord,
+) -> Result<(), EngineError> {
+    let (_, _, w) = plan_attach(engine, c, sandbox, net, ep).await?;
+    let ns = sandbox.netns.as_ref().ok_or_else(|| EngineError::Internal("no network namespace".into()))?;
+    wire(engine, &ns.path(), &[w]).await
+}
+
 /// `POST /networks/{id}/connect`.
 pub async fn connect(
     engine: &Arc<Engine>,
@@ -547,6 +590,16 @@ pub async fn connect(
     if matches!(rec.state.status, Status::Running | Status::Paused) {
         let mut sandbox = c.sandbox.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
         let result = attach(engine, &c, &mut sandbox, &net, &ep).await;
+        if result.is_err() {
+            // Whatever of the pair was made goes, with its addresses.
+            if let Some(i) = sandbox.veths.iter().position(|(id, _)| id == &net.id) {
+                let (_, host_if) = sandbox.veths.remove(i);
+                if let Err(e) = engine.networks.delete_link(&host_if).await {
+                    tracing::warn!(container.id = %c.id, link = %host_if, error = %e, "removing a veth");
+                }
+                engine.networks.release(&net.id, &c.id);
+            }
+        }
         if result.is_ok() && net.has_dns() && sandbox.dns.is_none() {
             if let Some(ns) = &sandbox.netns {
                 let names: Arc<dyn dns::Names> = Arc::new(EngineNames(Arc::downgrade(engine)));

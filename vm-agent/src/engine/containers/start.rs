@@ -38,11 +38,13 @@ async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<bool, 
     }
     let mut steps = EngineStart::new(engine, c);
     let result = start_transaction::run(&mut steps).await;
-    // The next container's network namespace is made now, not while this one started.
+    // The next container's network namespace and runtime child are made now, not while this
+    // one started.
     engine.networks.netns_pool.refill();
+    runtime::ready::refill();
     match result {
         Ok(()) => Ok(true),
-        Err((Step::Process, e)) => {
+        Err((Step::Build | Step::Process, e)) => {
             // The process never ran: as dockerd, the container "died" with the launch's exit code.
             let code = c.record().state.exit_code;
             event(engine, "die", &c.record(), &[("exitCode", code.to_string())]);
@@ -82,6 +84,7 @@ struct EngineStart<'a> {
     volumes: Option<VolumeHold>,
     stdio: Option<(OwnedFd, OwnedFd, OwnedFd)>,
     launch: Option<tokio::task::JoinHandle<Result<runtime::Launch, runtime::LaunchError>>>,
+    launched: Option<runtime::Launch>,
     hub: Option<Arc<IoHub>>,
     pid: Option<i32>,
     links: Vec<links::Link>,
@@ -99,6 +102,7 @@ impl<'a> EngineStart<'a> {
             volumes: None,
             stdio: None,
             launch: None,
+            launched: None,
             hub: None,
             pid: None,
             links: Vec::new(),
@@ -204,34 +208,55 @@ impl<'a> EngineStart<'a> {
         Ok(())
     }
 
+    /// The go: the runtime child creates the container from the bundle and builds its root while
+    /// the network is wired.
+    async fn build(&mut self) -> Result<(), EngineError> {
+        let launch = self.launch.take().ok_or_else(|| EngineError::Internal("the launch step did not run".into()))?;
+        let launch = launch.await?.map_err(|e| self.launch_failed(e))?;
+        launch.go();
+        self.launched = Some(launch);
+        Ok(())
+    }
+
+    async fn wiring(&mut self) -> Result<(), EngineError> {
+        let net = self.net.as_ref().ok_or_else(|| EngineError::Internal("the network step did not run".into()))?;
+        match &net.netns_path {
+            Some(path) => network::wire(self.engine, path, &net.wiring).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Why the container's process could not be made, as dockerd says it; the record keeps the
+    /// exit code Docker shows for it.
+    fn launch_failed(&self, e: runtime::LaunchError) -> EngineError {
+        let code = match e.kind {
+            ErrorKind::NotFound => 127,
+            ErrorKind::Permission => 126,
+            ErrorKind::Other => 128,
+        };
+        if let Err(saving) = self.c.update(|r| {
+            r.state.exit_code = code;
+            r.state.error = e.message.clone();
+        }) {
+            return saving;
+        }
+        let msg = format!(
+            "failed to create task for container: OCI runtime create failed: unable to start container process: {}: unknown",
+            e.message
+        );
+        if e.kind == ErrorKind::Other {
+            EngineError::Internal(msg)
+        } else {
+            EngineError::InvalidArgument(msg)
+        }
+    }
+
     async fn process(&mut self) -> Result<(), EngineError> {
         let rec = self.c.record();
         let tty = rec.config.tty.unwrap_or(false);
-        let launch = self.launch.take().ok_or_else(|| EngineError::Internal("the launch step did not run".into()))?;
-        let launched = match launch.await? {
-            Ok(launch) => tokio::task::spawn_blocking(move || launch.go()).await?,
-            Err(e) => Err(e),
-        };
-        let mut started = match launched {
-            Ok(s) => s,
-            Err(e) => {
-                let code = match e.kind {
-                    ErrorKind::NotFound => 127,
-                    ErrorKind::Permission => 126,
-                    ErrorKind::Other => 128,
-                };
-                self.c.update(|r| {
-                    r.state.exit_code = code;
-                    r.state.error = e.message.clone();
-                })?;
-                let msg = format!("failed to create task for container: OCI runtime create failed: unable to start container process: {}: unknown", e.message);
-                return Err(if e.kind == ErrorKind::Other {
-                    EngineError::Internal(msg)
-                } else {
-                    EngineError::InvalidArgument(msg)
-                });
-            }
-        };
+        let launch = self.launched.take().ok_or_else(|| EngineError::Internal("the build step did not run".into()))?;
+        let mut started =
+            tokio::task::spawn_blocking(move || launch.run()).await?.map_err(|e| self.launch_failed(e))?;
         for w in &started.warnings {
             tracing::warn!(container.id = %self.c.id, warning = %w, "container setting adjusted");
         }
@@ -334,6 +359,8 @@ impl StartSteps for EngineStart<'_> {
                 Ok(())
             }
             Step::Bundle => self.bundle(),
+            Step::Build => self.build().await,
+            Step::Wiring => self.wiring().await,
             Step::Stdio => self.stdio(),
             Step::Process => self.process().await,
             Step::Running => self.running(),
@@ -344,7 +371,13 @@ impl StartSteps for EngineStart<'_> {
         match step {
             // The bundle's directories hold the container's files; the /etc files and the spec
             // are rewritten at the next start.
-            Step::Layers | Step::EtcFiles | Step::Bundle | Step::Running => {}
+            // The network step deletes the veths, made or not.
+            Step::Layers | Step::EtcFiles | Step::Bundle | Step::Wiring | Step::Running => {}
+            Step::Build => {
+                if let Some(launch) = self.launched.take() {
+                    tokio::task::spawn_blocking(move || launch.abandon()).await.ok();
+                }
+            }
             Step::Network => {
                 self.net = None;
                 network::release(self.engine, self.c).await;

@@ -18,7 +18,7 @@ pub enum Step {
     /// The runtime child, started early: it joins the cgroups (which can wait for an RCU grace
     /// period) while the next steps run, then waits for the process step.
     Launch,
-    /// Network namespace, endpoints (address, veth), published ports, embedded DNS.
+    /// Network namespace, endpoints (addresses, the veths planned), published ports, embedded DNS.
     Network,
     /// `/etc/hosts`, `resolv.conf` and `hostname` in the bundle.
     EtcFiles,
@@ -27,7 +27,12 @@ pub enum Step {
     Volumes,
     /// The OCI runtime spec in `config.json`.
     Bundle,
-    /// The container's process, made by the runtime child from the bundle (and its terminal's hub).
+    /// The go: the runtime child makes the container's namespaces and PID 1 from the bundle, and
+    /// that process builds the container's root, then waits for the process step.
+    Build,
+    /// The network's veth pairs, addresses and routes, made while the container's root is built.
+    Wiring,
+    /// The container's command runs (and its terminal's hub starts).
     Process,
     /// The record says running; the exit monitor and health checks watch it.
     Running,
@@ -35,7 +40,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order a start runs them.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 12] = [
         Step::Layers,
         Step::Cgroup,
         Step::Stdio,
@@ -44,6 +49,8 @@ impl Step {
         Step::EtcFiles,
         Step::Volumes,
         Step::Bundle,
+        Step::Build,
+        Step::Wiring,
         Step::Process,
         Step::Running,
     ];
