@@ -467,10 +467,15 @@ fn a_runtime_child_made_ahead_starts_the_next_container_and_exec() {
         assert!(procs.lines().any(|p| p == pid1), "{}: no PID 1 ({pid1}) in {procs:?}", dir.display());
     }
     assert_eq!(policy_of(&pid1), "0", "the container runs at SCHED_OTHER");
-    // docker exec takes the next one the same way.
-    a.ok(&["exec", "-d", "warm", "sleep", "4321"]);
+    // docker exec takes the next one the same way. Both PID 1 and the exec'd process see their
+    // cgroups as the root of their cgroup namespace (it is made once they are in them).
+    let seen = a.ok(&["exec", "warm", "cat", "/proc/1/cgroup", "/proc/self/cgroup"]);
+    assert!(!seen.is_empty() && seen.lines().all(|l| l.ends_with(":/")), "{seen}");
     let third = ready_child(agent);
     assert_ne!(second, third, "exec did not use the ready child");
+    a.ok(&["exec", "-d", "warm", "sleep", "4321"]);
+    let fourth = ready_child(agent);
+    assert_ne!(third, fourth, "exec did not use the ready child");
     std::thread::sleep(Duration::from_millis(200));
     let top = a.ok(&["top", "warm"]);
     assert!(top.contains("sleep 4321"), "{top}");
@@ -486,7 +491,7 @@ fn a_runtime_child_made_ahead_starts_the_next_container_and_exec() {
     // A ready child goes with its engine.
     drop(a);
     let alive = || {
-        let stat = std::fs::read_to_string(format!("/proc/{third}/stat")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{fourth}/stat")).unwrap_or_default();
         stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
     };
     for _ in 0..100 {

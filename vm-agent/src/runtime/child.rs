@@ -139,16 +139,29 @@ fn start_exec(bundle: &Path, request: &Path) -> Result<i32, LaunchError> {
     // The v2 cgroup's directory is opened before the mount namespace changes.
     let v2 = join_cgroups(&LinuxSyscall, &procs)?.map(|p| V2Cgroup::open(&p)).transpose()?;
     join_container(&LinuxSyscall, req.pid)?;
-    fork_until_exec(v2.as_ref(), || match exec_child(&LinuxSyscall, &spec) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    fork_until_exec(v2.as_ref(), || {
+        match join_container_late(&LinuxSyscall, req.pid).and_then(|()| exec_child(&LinuxSyscall, &spec)) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
     })
 }
 
-/// `docker exec`: joins every namespace of the running container whose PID 1 is `pid`; the
-/// mount namespace last (it changes our root).
+/// `docker exec`, before the fork: joins the namespaces of the running container whose PID 1 is
+/// `pid` that the process must be made in (the pid namespace above all).
 fn join_container(sys: &dyn Syscall, pid: i32) -> Result<(), LaunchError> {
-    for ns in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
+    join_namespaces(sys, pid, &["ipc", "uts", "net", "pid"])
+}
+
+/// `docker exec`, in the process after the fork: the cgroup namespace (a process can be made in
+/// the container's v2 cgroup only from outside it), then the mount namespace (it changes our root,
+/// and the paths of the others would no longer resolve).
+fn join_container_late(sys: &dyn Syscall, pid: i32) -> Result<(), LaunchError> {
+    join_namespaces(sys, pid, &["cgroup", "mnt"])
+}
+
+fn join_namespaces(sys: &dyn Syscall, pid: i32, namespaces: &[&str]) -> Result<(), LaunchError> {
+    for ns in namespaces {
         let path = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
         sys.setns(&path, CloneFlags::empty()).map_err(|e| LaunchError::sys(format!("joining {ns} namespace"), e))?;
     }
@@ -260,7 +273,9 @@ fn wait_for_go() -> Result<(), LaunchError> {
 }
 
 /// Before the fork: joins the namespaces the engine prepared (the network one) and unshares the
-/// new ones, so the child is born inside them.
+/// new ones, so the child is born inside them. Not a new cgroup namespace: its root is the
+/// creator's cgroup, and this process may not be in the container's v2 cgroup yet (PID 1 is made
+/// there): PID 1 makes it ([`new_cgroup_namespace`]).
 fn enter(sys: &dyn Syscall, spec: &Spec) -> Result<(), LaunchError> {
     let mut flags = CloneFlags::empty();
     for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
@@ -269,13 +284,23 @@ fn enter(sys: &dyn Syscall, spec: &Spec) -> Result<(), LaunchError> {
             Some(path) => sys
                 .setns(path, CloneFlags::from_bits_truncate(ns.typ() as i32))
                 .map_err(|e| LaunchError::sys(format!("joining {}", path.display()), e))?,
-            None if ns.typ() != LinuxNamespaceType::User => {
+            None if ns.typ() != LinuxNamespaceType::User && ns.typ() != LinuxNamespaceType::Cgroup => {
                 flags |= CloneFlags::from_bits_truncate(ns.typ() as i32);
             }
             None => {}
         }
     }
     sys.unshare(flags).map_err(|e| LaunchError::sys("unshare", e))
+}
+
+/// In PID 1, which is in all of the container's cgroups: its own cgroup namespace, when the spec
+/// asks for a new one, rooted there (the container sees its cgroups as `/`).
+fn new_cgroup_namespace(sys: &dyn Syscall, spec: &Spec) -> Result<(), LaunchError> {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    if namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none()) {
+        sys.unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| LaunchError::sys("unshare cgroup namespace", e))?;
+    }
+    Ok(())
 }
 
 /// Forks; the child runs `child` (which only returns on failure) and its error travels back over
@@ -366,10 +391,11 @@ fn container_main(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> LaunchError 
 
 enum Never {}
 
-/// The container's PID 1 until `execve`: its own session, the root filesystem, the terminal,
+/// The container's PID 1 until `execve`: its cgroup namespace, its own session, the root filesystem, the terminal,
 /// the hostname, `lo` in a new network namespace, the engine's release, then the process itself.
 fn prepare_and_exec(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<Never, LaunchError> {
     let process = spec.process().as_ref().ok_or_else(|| LaunchError::other("bundle has no process"))?;
+    new_cgroup_namespace(sys, spec)?;
     sys.setsid().map_err(|e| LaunchError::sys("setsid", e))?;
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
     let rootfs_path = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
@@ -702,11 +728,9 @@ mod tests {
             ]}
         }));
         enter(&sys, &spec).unwrap_or_else(|e| panic!("{e}"));
-        let expected_flags = CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWCGROUP;
+        // Not the cgroup namespace: PID 1 makes it, once it is in the container's cgroups.
+        let expected_flags =
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
         assert_eq!(
             sys.calls(),
             vec![
@@ -719,14 +743,18 @@ mod tests {
     }
 
     #[test]
-    fn exec_joins_every_namespace_of_the_container_mount_last() {
-        let sys = RecordingSyscall::default();
-        join_container(&sys, 7).unwrap_or_else(|e| panic!("{e}"));
-        let calls = sys.calls();
-        let joined: Vec<&str> = calls.iter().filter_map(|c| c.split('/').nth(4)).map(|s| s.trim_end()).collect();
-        assert_eq!(calls.len(), 6);
-        assert!(calls.iter().all(|c| c.starts_with("setns /proc/7/ns/")));
-        assert_eq!(joined.last().map(|s| s.split(' ').next()), Some(Some("mnt")));
+    fn exec_joins_every_namespace_of_the_container_cgroup_and_mount_after_the_fork() {
+        let joined = |late: bool| {
+            let sys = RecordingSyscall::default();
+            let joining = if late { join_container_late(&sys, 7) } else { join_container(&sys, 7) };
+            joining.unwrap_or_else(|e| panic!("{e}"));
+            let calls = sys.calls();
+            assert!(calls.iter().all(|c| c.starts_with("setns /proc/7/ns/")), "{calls:?}");
+            calls.iter().filter_map(|c| c.split('/').nth(4)?.split(' ').next().map(str::to_string)).collect::<Vec<_>>()
+        };
+        assert_eq!(joined(false), ["ipc", "uts", "net", "pid"]);
+        // The mount namespace last: it changes the root the others' paths resolve in.
+        assert_eq!(joined(true), ["cgroup", "mnt"]);
     }
 
     #[test]
@@ -793,7 +821,7 @@ mod tests {
             "process": {"terminal": true, "consoleSize": {"height": 24, "width": 80}},
             "mounts": [{"destination": "/", "type": "overlay", "source": "overlay",
                         "options": ["lowerdir=/l", "upperdir=/u", "workdir=/w"]}],
-            "linux": {"namespaces": [{"type": "network"}, {"type": "mount"}]}
+            "linux": {"namespaces": [{"type": "network"}, {"type": "mount"}, {"type": "cgroup"}]}
         }));
         let sys = kernel();
         let _ = prepare_and_exec(&sys, &spec, bundle.path());
@@ -802,7 +830,9 @@ mod tests {
         let at = |prefix: &str| {
             calls.iter().position(|x| x.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {calls:?}"))
         };
-        assert_eq!(calls.first().map(String::as_str), Some("setsid"));
+        // PID 1's cgroup namespace first: it is rooted at PID 1's cgroups.
+        assert_eq!(calls.first(), Some(&format!("unshare {:?}", CloneFlags::CLONE_NEWCGROUP)));
+        assert_eq!(calls.get(1).map(String::as_str), Some("setsid"));
         assert!(calls[at("mount overlay")].contains("lowerdir=/l,upperdir=/u,workdir=/w"));
         assert!(calls[at("mount overlay")].contains(&rootfs.display().to_string()));
         assert!(at("mount overlay") < at("mknod"));
