@@ -179,7 +179,7 @@ fn serve(socket: PathBuf, config: EngineConfig, grace: std::time::Duration) -> a
             .await
             .with_context(|| format!("serving on {}", socket.display()));
         // Bridges and rules go with the engine (they are set up again on first use).
-        skiff_agent::engine::containers::network::release_all(&engine).await;
+        skiff_agent::engine::containers::network::release_all(&engine);
         engine.networks.shut_down().await;
         served
     })

@@ -32,8 +32,10 @@ pub(crate) async fn monitor(
     }
     tokio::task::spawn_blocking(move || cg.remove()).await.ok();
     volumes.release(engine.as_ref());
-    network::release(&engine, &c).await;
+    network::release_unrecorded(&engine, &c);
+    // One record write for the network torn down and the exit.
     let _ = c.update(|r| {
+        network::forget_endpoints(r);
         r.state.status = Status::Exited;
         r.state.oom_killed = oom;
         r.state.exit_code = code;
@@ -46,14 +48,13 @@ pub(crate) async fn monitor(
     });
     c.io.send_replace(None);
     drop(hub);
-    crate::allocator::trim();
     let rec = c.record();
     event(&engine, "die", &rec, &[("exitCode", code.to_string())]);
     c.exits.send_modify(|(n, last)| {
         *n += 1;
         *last = code;
     });
-    if rec.host_config.auto_remove.unwrap_or(false) {
+    let restart = if rec.host_config.auto_remove.unwrap_or(false) {
         if let Err(e) = remove(&engine, &c, true, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove failed");
         }
@@ -65,5 +66,8 @@ pub(crate) async fn monitor(
         Some(restart_policy::backoff(&rec))
     } else {
         None
-    }
+    };
+    // Once waiters have their answer (`docker run --rm` waits for the removal).
+    crate::allocator::trim();
+    restart
 }

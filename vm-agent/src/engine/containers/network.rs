@@ -326,7 +326,8 @@ pub async fn prepare(engine: &Arc<Engine>, c: &Arc<Container>) -> Result<Prepare
                     Ok(prepared)
                 }
                 Err(e) => {
-                    undo(engine, c, sandbox).await;
+                    undo(engine, c, sandbox);
+                    let _ = c.update(forget_endpoints);
                     Err(e)
                 }
             }
@@ -491,12 +492,12 @@ fn upstream_servers(host: &HostConfig) -> Vec<SocketAddr> {
     dns::upstreams(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
 }
 
-/// Undoes a partial or complete setup. The record forgets its endpoints at once; the veths are
-/// deleted, and only then their addresses given back (a reused address must not meet its old
-/// veth on the bridge), in the background: deleting a link costs the kernel an RCU grace period
-/// (~15 ms) that `docker run --rm` need not wait for. The namespace handle is dropped first, so
-/// nothing of the container holds it.
-async fn undo(engine: &Arc<Engine>, c: &Arc<Container>, sandbox: Sandbox) {
+/// Undoes a partial or complete setup: the veths are deleted, and only then their addresses
+/// given back (a reused address must not meet its old veth on the bridge), in the background:
+/// deleting a link costs the kernel an RCU grace period (~15 ms) that `docker run --rm` need not
+/// wait for. The namespace handle is dropped first, so nothing of the container holds it. The
+/// caller makes the record forget the endpoints ([`forget_endpoints`]).
+fn undo(engine: &Arc<Engine>, c: &Arc<Container>, sandbox: Sandbox) {
     let Sandbox { netns, veths, dns, ports, .. } = sandbox;
     drop((netns, dns, ports));
     if !veths.is_empty() {
@@ -510,24 +511,34 @@ async fn undo(engine: &Arc<Engine>, c: &Arc<Container>, sandbox: Sandbox) {
             }
         });
     }
-    let _ = c.update(|r| {
-        r.ports.clear();
-        for e in r.networks.values_mut() {
-            e.endpoint_id.clear();
-            e.ip = None;
-            e.gateway = None;
-            e.mac = None;
-            e.ip6 = None;
-            e.gateway6 = None;
-        }
-    });
 }
 
-/// Tears the network of a container down after it stopped.
-pub async fn release(engine: &Arc<Engine>, c: &Arc<Container>) {
+/// What a container's record no longer has once its network is torn down.
+pub fn forget_endpoints(r: &mut ContainerRecord) {
+    r.ports.clear();
+    for e in r.networks.values_mut() {
+        e.endpoint_id.clear();
+        e.ip = None;
+        e.gateway = None;
+        e.mac = None;
+        e.ip6 = None;
+        e.gateway6 = None;
+    }
+}
+
+/// Tears the network of a container down after it stopped, or after its start failed; the record
+/// forgets its endpoints at once.
+pub fn release(engine: &Arc<Engine>, c: &Arc<Container>) {
+    release_unrecorded(engine, c);
+    let _ = c.update(forget_endpoints);
+}
+
+/// [`release`] for a caller that updates the record itself (with [`forget_endpoints`]) in the
+/// same write.
+pub fn release_unrecorded(engine: &Arc<Engine>, c: &Arc<Container>) {
     let sandbox = c.sandbox.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(s) = sandbox {
-        undo(engine, c, s).await;
+        undo(engine, c, s);
     }
 }
 
@@ -1001,8 +1012,8 @@ pub fn summary_networks(rec: &ContainerRecord) -> HashMap<String, EndpointSettin
 
 /// The engine stops: every running container's veths and published ports go now (its
 /// processes are ended by the next engine), so nothing of ours is left on the host.
-pub async fn release_all(engine: &Arc<Engine>) {
+pub fn release_all(engine: &Arc<Engine>) {
     for c in engine.containers.all() {
-        release(engine, &c).await;
+        release(engine, &c);
     }
 }

@@ -380,7 +380,7 @@ impl StartSteps for EngineStart<'_> {
             }
             Step::Network => {
                 self.net = None;
-                network::release(self.engine, self.c).await;
+                network::release(self.engine, self.c);
             }
             Step::Cgroup => {
                 let cg = self.c.cgroup(self.engine);
