@@ -43,11 +43,21 @@ struct Job {
     targets: Vec<RawFd>,
 }
 
-/// A ready child: its pid and our end of its socket.
+/// A ready child: its pid (0 once handed its job) and our end of its socket.
 #[derive(Debug)]
 pub(super) struct Ready {
     pid: i32,
     control: OwnedFd,
+}
+
+impl Drop for Ready {
+    /// One that never got its job exits as its socket closes: nobody waits for its status (a
+    /// status left in the reaper's table would answer for a later process with the same pid).
+    fn drop(&mut self) {
+        if self.pid != 0 {
+            reaper::forget(self.pid);
+        }
+    }
 }
 
 static READY: Mutex<Option<Ready>> = Mutex::new(None);
@@ -69,8 +79,17 @@ pub fn refill() {
     let spawned = std::thread::Builder::new().name("runtime-ready".into()).spawn(|| {
         // Made only with CPU time nobody else wants (the ready child inherits the policy and
         // drops it when it gets its job): right after a start, the container runs and exits.
-        set_policy(libc::SCHED_IDLE);
-        match make() {
+        let idle = set_policy(libc::SCHED_IDLE);
+        let made = make();
+        if idle && !set_policy(libc::SCHED_OTHER) {
+            // Where leaving SCHED_IDLE is not allowed (no CAP_SYS_NICE, RLIMIT_NICE 0), the ready
+            // child could not either: none is kept (it exits as its socket closes), and FILLING
+            // stays set, so none is made again.
+            tracing::debug!("cannot leave SCHED_IDLE: no runtime child is made ahead");
+            drop(made);
+            return;
+        }
+        match made {
             Ok(ready) => {
                 let old = READY.lock().unwrap_or_else(|p| p.into_inner()).replace(ready);
                 // Another one made meanwhile (it cannot be, with FILLING): let it go.
@@ -106,7 +125,7 @@ fn make() -> Result<Ready, LaunchError> {
 impl Ready {
     /// Hands the job: the runtime child `args` with each descriptor of `placed` on its number.
     /// Returns its pid.
-    pub(super) fn hand(self, args: &[&OsStr], placed: &[(RawFd, RawFd)]) -> Result<i32, LaunchError> {
+    pub(super) fn hand(mut self, args: &[&OsStr], placed: &[(RawFd, RawFd)]) -> Result<i32, LaunchError> {
         let job = Job {
             args: args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             targets: placed.iter().map(|(_, target)| *target).collect(),
@@ -121,12 +140,10 @@ impl Ready {
             None,
         );
         match sent {
-            Ok(n) if n == payload.len() => Ok(self.pid),
-            Ok(_) | Err(_) => {
-                // It is gone, or will not start: it exits when its socket closes, unreported.
-                reaper::forget(self.pid);
-                Err(LaunchError::other("the runtime child made ahead did not take its job"))
-            }
+            // Its status is now the launch's to collect.
+            Ok(n) if n == payload.len() => Ok(std::mem::replace(&mut self.pid, 0)),
+            // It is gone, or will not start: it exits when its socket closes, unreported.
+            Ok(_) | Err(_) => Err(LaunchError::other("the runtime child made ahead did not take its job")),
         }
     }
 }
@@ -209,10 +226,10 @@ mod tests {
     fn a_job_arrives_with_its_arguments_targets_and_working_descriptors() {
         let (ours, theirs) = pair();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|e| panic!("{e}"));
-        let ready = Ready { pid: 0, control: ours };
+        let ready = Ready { pid: 42, control: ours };
         let args = [OsStr::new("child"), OsStr::new("/bundle"), OsStr::new("/cg/tasks")];
         let pid = ready.hand(&args, &[(w.as_raw_fd(), 1), (r.as_raw_fd(), 5)]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(pid, 0);
+        assert_eq!(pid, 42);
         drop((r, w));
         let (job, fds) = receive(theirs.as_raw_fd()).unwrap_or_else(|| panic!("no job"));
         assert_eq!(job.args, ["child", "/bundle", "/cg/tasks"]);
