@@ -114,7 +114,6 @@ pub fn exec(
 /// anything.
 #[derive(Debug)]
 pub struct Launch {
-    pid: i32,
     report: Option<OwnedFd>,
     console: Option<OwnedFd>,
     go: Option<OwnedFd>,
@@ -149,11 +148,9 @@ impl Launch {
             let mut rest = Vec::new();
             let _ = std::fs::File::from(report).read_to_end(&mut rest);
         }
-        reaper::forget(self.pid);
     }
 
     fn finish(mut self) -> Result<Started, LaunchError> {
-        let pid = self.pid;
         let console = self.console.take();
         let report = self.report.take().ok_or_else(|| LaunchError::other("the runtime child's report was read"))?;
         // The terminal arrives before the report: the container sends it just before execve.
@@ -163,7 +160,6 @@ impl Launch {
                 Err(e) => {
                     let mut buf = String::new();
                     let _ = std::fs::File::from(report).read_to_string(&mut buf);
-                    reaper::forget(pid);
                     let report: Option<child::Report> = serde_json::from_str(&buf).ok();
                     return Err(report.and_then(|r| r.error).unwrap_or(e));
                 }
@@ -172,24 +168,12 @@ impl Launch {
         };
         let mut buf = String::new();
         let _ = std::fs::File::from(report).read_to_string(&mut buf);
-        // The reaper collects the runtime child's own exit status; we only need its report.
-        reaper::forget(pid);
         let report: child::Report = serde_json::from_str(&buf)
             .map_err(|_| LaunchError::other(format!("the runtime child failed without a report: {buf:?}")))?;
         match (report.pid, report.error) {
             (_, Some(e)) => Err(e),
             (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
             (None, None) => Err(LaunchError::other("the runtime child reported nothing")),
-        }
-    }
-}
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        // Only a launch neither finished nor abandoned still has its go pipe (finish and abandon
-        // take it): closing it ends the child, whose exit the reaper collects.
-        if self.go.take().is_some() {
-            reaper::forget(self.pid);
         }
     }
 }

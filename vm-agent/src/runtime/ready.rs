@@ -32,6 +32,9 @@ use super::{child, reaper, sealed_exe, spawn, LaunchError};
 const CONTROL_FD: RawFd = 0;
 /// At most this many descriptors travel with a job (stdio, report, console, go).
 const MAX_FDS: usize = 8;
+/// A ready child with no job for this long exits: an engine left idle holds none. The next
+/// start or exec finds it gone and makes its runtime child itself.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a ready child is told to be.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,21 +46,12 @@ struct Job {
     targets: Vec<RawFd>,
 }
 
-/// A ready child: its pid (0 once handed its job) and our end of its socket.
+/// A ready child: our end of its socket. The reaper collects its exit silently (told when it
+/// was made): as a runtime child, its report is read, not its status; one that never gets its
+/// job exits as its socket closes, or on its own after [`IDLE`].
 #[derive(Debug)]
 pub(super) struct Ready {
-    pid: i32,
     control: OwnedFd,
-}
-
-impl Drop for Ready {
-    /// One that never got its job exits as its socket closes: nobody waits for its status (a
-    /// status left in the reaper's table would answer for a later process with the same pid).
-    fn drop(&mut self) {
-        if self.pid != 0 {
-            reaper::forget(self.pid);
-        }
-    }
 }
 
 static READY: Mutex<Option<Ready>> = Mutex::new(None);
@@ -119,13 +113,13 @@ fn make() -> Result<Ready, LaunchError> {
         .spawn()
         .map_err(|e| LaunchError::other(format!("starting a runtime child ahead: {e}")))?;
     let pid = i32::try_from(child.id()).map_err(|_| LaunchError::other("pid out of range"))?;
-    Ok(Ready { pid, control: ours })
+    reaper::forget(pid);
+    Ok(Ready { control: ours })
 }
 
 impl Ready {
     /// Hands the job: the runtime child `args` with each descriptor of `placed` on its number.
-    /// Returns its pid.
-    pub(super) fn hand(mut self, args: &[&OsStr], placed: &[(RawFd, RawFd)]) -> Result<i32, LaunchError> {
+    pub(super) fn hand(self, args: &[&OsStr], placed: &[(RawFd, RawFd)]) -> Result<(), LaunchError> {
         let job = Job {
             args: args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             targets: placed.iter().map(|(_, target)| *target).collect(),
@@ -140,8 +134,7 @@ impl Ready {
             None,
         );
         match sent {
-            // Its status is now the launch's to collect.
-            Ok(n) if n == payload.len() => Ok(std::mem::replace(&mut self.pid, 0)),
+            Ok(n) if n == payload.len() => Ok(()),
             // It is gone, or will not start: it exits when its socket closes, unreported.
             Ok(_) | Err(_) => Err(LaunchError::other("the runtime child made ahead did not take its job")),
         }
@@ -185,6 +178,7 @@ pub fn main() -> ! {
 /// The job on `control` and its descriptors (close-on-exec until placed), or `None` when the
 /// engine closed the socket or sent something else.
 fn receive(control: RawFd) -> Option<(Job, Vec<OwnedFd>)> {
+    wait_readable(control, IDLE)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let mut iov = [IoSliceMut::new(&mut buf)];
@@ -202,6 +196,23 @@ fn receive(control: RawFd) -> Option<(Job, Vec<OwnedFd>)> {
     }
     let job = serde_json::from_slice(&buf[..len]).ok()?;
     Some((job, fds))
+}
+
+/// Waits until `fd` is readable (a job, or the engine's end closed); `None` after `limit`.
+fn wait_readable(fd: RawFd, limit: std::time::Duration) -> Option<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: `fd` stays open for this call (the caller's control socket).
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(limit).ok()?;
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(0) => return None,
+            Ok(_) => return Some(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Sets the calling thread's scheduling policy (priority 0); whether the kernel took it.
@@ -226,10 +237,9 @@ mod tests {
     fn a_job_arrives_with_its_arguments_targets_and_working_descriptors() {
         let (ours, theirs) = pair();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|e| panic!("{e}"));
-        let ready = Ready { pid: 42, control: ours };
+        let ready = Ready { control: ours };
         let args = [OsStr::new("child"), OsStr::new("/bundle"), OsStr::new("/cg/tasks")];
-        let pid = ready.hand(&args, &[(w.as_raw_fd(), 1), (r.as_raw_fd(), 5)]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(pid, 42);
+        ready.hand(&args, &[(w.as_raw_fd(), 1), (r.as_raw_fd(), 5)]).unwrap_or_else(|e| panic!("{e}"));
         drop((r, w));
         let (job, fds) = receive(theirs.as_raw_fd()).unwrap_or_else(|| panic!("no job"));
         assert_eq!(job.args, ["child", "/bundle", "/cg/tasks"]);
@@ -242,6 +252,14 @@ mod tests {
         let mut got = String::new();
         std::fs::File::from(r).read_to_string(&mut got).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, "through");
+    }
+
+    #[test]
+    fn a_ready_child_with_no_job_stops_waiting_after_its_idle_time() {
+        let (ours, theirs) = pair();
+        assert_eq!(wait_readable(theirs.as_raw_fd(), std::time::Duration::from_millis(20)), None);
+        nix::sys::socket::send(ours.as_raw_fd(), b"x", MsgFlags::empty()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(wait_readable(theirs.as_raw_fd(), std::time::Duration::from_millis(20)), Some(()));
     }
 
     #[test]

@@ -71,19 +71,24 @@ pub(super) fn spawn(
     if let Some(go) = &go {
         placed.push((go.as_raw_fd(), child::GO_FD));
     }
-    let handed = ready::take().and_then(|r| {
-        r.hand(args, &placed).map_err(|e| tracing::debug!(error = %e, "handing a job to the ready child")).ok()
+    let handed = ready::take().is_some_and(|r| match r.hand(args, &placed) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "handing a job to the ready child");
+            false
+        }
     });
-    let pid = match handed {
-        Some(pid) => pid,
-        None => start_process(args, &placed, cgroup)?,
-    };
+    if !handed {
+        // The reaper collects a runtime child's exit silently (the launch reads its report, not
+        // its status): told so before it can exit, and once (a ready child was told when made).
+        reaper::forget(start_process(args, &placed, cgroup)?);
+    }
     drop((stdio, report_w, go));
     let console = console.map(|(ours, theirs)| {
         drop(theirs);
         ours
     });
-    Ok(Launch { pid, report: Some(report_r), console, go: None })
+    Ok(Launch { report: Some(report_r), console, go: None })
 }
 
 /// Execs the sealed agent with `args`, each descriptor of `placed` on its number; born in the v2
