@@ -408,6 +408,62 @@ fn cgroup_limits_pause_top_and_stats() {
     assert!(err.contains("Minimum memory limit"), "{err}");
 }
 
+/// Polls `cond` for up to 5 s.
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// The memory limit (bytes) of a container's v1 memory cgroup or v2 one.
+fn memory_limit(id: &str) -> Option<String> {
+    cgroup_dirs(id).iter().find_map(|d| {
+        std::fs::read_to_string(d.join("memory.limit_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(d.join("memory.max")))
+            .ok()
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// A container's cgroups are made right after `create`, while the client gets ready to start it
+/// (engine/containers/early_cgroup.rs): its start uses them with the limits of that moment, and
+/// its removal takes them, whether it ran or not, with or without `--rm`.
+#[test]
+fn cgroups_made_at_create_follow_updates_and_go_with_the_container() {
+    let a = agent_with_busybox();
+    let id = a.ok(&["create", "--memory", "64m", "busybox", "sleep", "100"]).trim().to_string();
+    assert!(eventually(|| memory_limit(&id).as_deref() == Some("67108864")), "{:?}", memory_limit(&id));
+    // Changed before the start: the start applies the new limit, not the one made ahead.
+    a.ok(&["update", "--memory", "48m", "--memory-swap", "96m", &id]);
+    a.ok(&["start", &id]);
+    assert_eq!(memory_limit(&id).as_deref(), Some("50331648"));
+    let pid1 = a.ok(&["inspect", "-f", "{{.State.Pid}}", &id]).trim().to_string();
+    for dir in cgroup_dirs(&id) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        assert!(procs.lines().any(|p| p == pid1), "PID 1 not in {}: {procs:?}", dir.display());
+    }
+    a.ok(&["rm", "-f", &id]);
+    assert!(
+        eventually(|| cgroup_dirs(&id).is_empty()),
+        "cgroups of a removed container remain: {:?}",
+        cgroup_dirs(&id)
+    );
+    // Never started.
+    let idle = a.ok(&["create", "busybox", "true"]).trim().to_string();
+    a.ok(&["rm", &idle]);
+    assert!(eventually(|| cgroup_dirs(&idle).is_empty()), "{:?}", cgroup_dirs(&idle));
+    // `--rm`: the limit made ahead holds, and the cgroups go with the container.
+    let rm = a.ok(&["run", "-d", "--rm", "--memory", "40m", "busybox", "sleep", "60"]).trim().to_string();
+    assert_eq!(memory_limit(&rm).as_deref(), Some("41943040"));
+    a.ok(&["kill", &rm]);
+    assert!(eventually(|| cgroup_dirs(&rm).is_empty()), "{:?}", cgroup_dirs(&rm));
+}
+
 /// The children of `parent` whose command line is `skiff-agent ready` (runtime children made
 /// ahead), with their scheduling policy (field 41 of /proc/PID/stat; 5 is SCHED_IDLE).
 fn ready_children(parent: u32) -> Vec<(u32, u32)> {

@@ -128,6 +128,9 @@ pub struct Engine {
     pub swarm: swarm::Swarm,
     /// The swarm orchestrator's loop runs.
     pub swarm_orchestrator: std::sync::atomic::AtomicBool,
+    /// Clean-up left to run after a request was answered (a removed container's cgroups); the
+    /// shutdown waits for it.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 impl Engine {
@@ -166,6 +169,7 @@ impl Engine {
             build_cache,
             swarm,
             swarm_orchestrator: Default::default(),
+            background: tokio_util::task::TaskTracker::new(),
         })
     }
 

@@ -364,6 +364,9 @@ fn report_and_exit(report: Report) -> ! {
     if let Ok(bytes) = serde_json::to_vec(&report) {
         let _ = report_pipe.write_all(&bytes);
     }
+    // Closed before the exit, which takes a while to tear this process down: the engine reads
+    // to EOF and need not wait for that.
+    drop(report_pipe);
     std::process::exit(code)
 }
 

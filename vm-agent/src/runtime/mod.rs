@@ -109,7 +109,7 @@ pub fn exec(
 }
 
 /// A runtime child that has been started: [`Launch::go`] (its bundle is complete) then
-/// [`Launch::run`] (its network is wired), or [`Launch::abandon`] (the start failed before the
+/// [`Launch::release`] and [`Launch::finish`] (its network is wired), or [`Launch::abandon`] (the start failed before the
 /// container's command ran). Dropped without either, its child exits on its own without running
 /// anything.
 #[derive(Debug)]
@@ -121,7 +121,7 @@ pub struct Launch {
 
 impl Launch {
     /// The bundle's `config.json` is written: the child creates the container and builds its
-    /// root, then waits for [`Launch::run`]. Does not block.
+    /// root, then waits for [`Launch::release`]. Does not block.
     pub fn go(&self) {
         if let Some(go) = &self.go {
             // A child that already failed (joining a cgroup) has closed its end: its report says why.
@@ -129,14 +129,13 @@ impl Launch {
         }
     }
 
-    /// The container's network is wired: its command runs. Returns once it has (or failed to).
-    /// Blocking.
-    pub fn run(mut self) -> Result<Started, LaunchError> {
+    /// The container's network is wired: its command runs. Does not block; [`Launch::finish`]
+    /// then waits for it.
+    pub fn release(&mut self) {
         if let Some(go) = self.go.take() {
             // A container whose setup failed has closed its end: the report says why.
             let _ = nix::unistd::write(&go, &[1]);
         }
-        self.finish()
     }
 
     /// The start failed before the container's command ran: the child (and the container's PID 1,
@@ -150,7 +149,9 @@ impl Launch {
         }
     }
 
-    fn finish(mut self) -> Result<Started, LaunchError> {
+    /// Waits until the container's command runs (or failed to), after [`Launch::release`].
+    /// Blocking.
+    pub fn finish(mut self) -> Result<Started, LaunchError> {
         let console = self.console.take();
         let report = self.report.take().ok_or_else(|| LaunchError::other("the runtime child's report was read"))?;
         // The terminal arrives before the report: the container sends it just before execve.

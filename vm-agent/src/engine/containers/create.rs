@@ -162,7 +162,9 @@ pub async fn create(
         atomic::replace_json(&dir.join("container.json"), &record)
             .map_err(|e| EngineError::Internal(format!("saving container: {e}")))?;
         engine.containers.sync.request();
-        map.insert(id.clone(), Arc::new(new_container(dir, record.clone(), engine.containers.sync.clone())));
+        let c = Arc::new(new_container(dir, record.clone(), engine.containers.sync.clone()));
+        super::early_cgroup::prepare(engine, &c);
+        map.insert(id.clone(), c);
     }
     event(engine, "create", &record, &[]);
     Ok((id, warnings))

@@ -30,7 +30,11 @@ pub(crate) async fn monitor(
     for pid in cg.pids() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
-    tokio::task::spawn_blocking(move || cg.remove()).await.ok();
+    let auto_remove = c.record().host_config.auto_remove.unwrap_or(false);
+    // A container with `--rm` is removed next, and its removal takes the cgroups.
+    if !auto_remove {
+        tokio::task::spawn_blocking(move || cg.remove()).await.ok();
+    }
     volumes.release(engine.as_ref());
     network::release_unrecorded(&engine, &c);
     // One record write for the network torn down and the exit.
@@ -54,7 +58,7 @@ pub(crate) async fn monitor(
         *n += 1;
         *last = code;
     });
-    let restart = if rec.host_config.auto_remove.unwrap_or(false) {
+    let restart = if auto_remove {
         if let Err(e) = remove(&engine, &c, true, true).await {
             tracing::warn!(container.id = %c.id, error = %e, "auto-remove failed");
         }

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod commit;
 pub mod create;
+mod early_cgroup;
 pub mod endpoint;
 pub mod exec;
 pub mod exit;
@@ -81,6 +82,8 @@ pub struct Container {
     sandbox: Mutex<Option<crate::net::Sandbox>>,
     /// Makes its record durable a moment after each change.
     sync: Arc<LazySync>,
+    /// Its cgroups, made ahead of its first start.
+    early_cgroup: Mutex<Option<early_cgroup::EarlyCgroup>>,
 }
 
 impl Container {
@@ -277,6 +280,7 @@ fn new_container(dir: PathBuf, rec: ContainerRecord, sync: Arc<LazySync>) -> Con
         op: Arc::new(tokio::sync::Mutex::new(())),
         sandbox: Mutex::new(None),
         sync,
+        early_cgroup: Mutex::new(None),
     }
 }
 

@@ -57,13 +57,31 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
         return Ok(());
     }
     c.record.lock().unwrap_or_else(|p| p.into_inner()).state.status = Status::Removing;
-    c.cgroup(engine).remove();
     let dir = c.dir.clone();
-    blocking(move || {
+    let deleted = blocking(move || {
         std::fs::remove_dir_all(&dir).map_err(|e| EngineError::Internal(format!("removing container files: {e}")))
     })
-    .await?;
-    event(engine, "destroy", &c.record(), &[]);
-    c.removed.send_replace(true);
+    .await;
+    if deleted.is_ok() {
+        event(engine, "destroy", &c.record(), &[]);
+        c.removed.send_replace(true);
+    }
+    remove_cgroups_later(engine, c);
+    deleted?;
     Ok(())
+}
+
+/// A removed container's cgroups go after its removal was answered: nothing uses them again
+/// (the container is out of the table, and they are named by its id), and removing them takes
+/// about 1 ms on a host with a v1 hierarchy per controller (longer while its last processes
+/// finish exiting). The engine's shutdown waits for them.
+fn remove_cgroups_later(engine: &Arc<Engine>, c: &Container) {
+    let cg = c.cgroup(engine);
+    let early = super::early_cgroup::abandon(c);
+    engine.background.spawn(async move {
+        if let Some(made) = early {
+            let _ = made.await;
+        }
+        let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+    });
 }

@@ -139,6 +139,10 @@ impl<'a> EngineStart<'a> {
     async fn cgroup(&mut self) -> Result<(), EngineError> {
         let cg = self.c.cgroup(self.engine);
         let limits = host_config::limits_of(&self.c.record().host_config);
+        if let Some((warnings, procs)) = super::early_cgroup::take(self.engine, self.c, &limits).await {
+            self.cgroup_made(warnings, procs);
+            return Ok(());
+        }
         let created = tokio::task::spawn_blocking(move || match cg.create(&limits) {
             Ok(made) => Ok(made),
             Err(e) => {
@@ -149,11 +153,15 @@ impl<'a> EngineStart<'a> {
         })
         .await?;
         let (warnings, procs) = created.map_err(|e| EngineError::Internal(format!("setting up cgroups: {e}")))?;
+        self.cgroup_made(warnings, procs);
+        Ok(())
+    }
+
+    fn cgroup_made(&mut self, warnings: Vec<String>, procs: Vec<String>) {
         for w in warnings {
             tracing::warn!(container.id = %self.c.id, warning = %w, "cgroup limit not enforced");
         }
         self.cgroup_procs = procs;
-        Ok(())
     }
 
     fn bundle(&self) -> Result<(), EngineError> {
@@ -254,9 +262,12 @@ impl<'a> EngineStart<'a> {
     async fn process(&mut self) -> Result<(), EngineError> {
         let rec = self.c.record();
         let tty = rec.config.tty.unwrap_or(false);
-        let launch = self.launched.take().ok_or_else(|| EngineError::Internal("the build step did not run".into()))?;
+        let mut launch =
+            self.launched.take().ok_or_else(|| EngineError::Internal("the build step did not run".into()))?;
+        // Released here, not on the blocking thread: the container's PID 1 is waiting for it.
+        launch.release();
         let mut started =
-            tokio::task::spawn_blocking(move || launch.run()).await?.map_err(|e| self.launch_failed(e))?;
+            tokio::task::spawn_blocking(move || launch.finish()).await?.map_err(|e| self.launch_failed(e))?;
         for w in &started.warnings {
             tracing::warn!(container.id = %self.c.id, warning = %w, "container setting adjusted");
         }

@@ -71,6 +71,11 @@ pub async fn stop_all_for_shutdown(engine: &Arc<Engine>, grace: Duration) {
         let _ = c.update(|r| r.was_running = true);
     });
     futures::future::join_all(stops).await;
+    // Clean-up still running after removals (their cgroups) ends before the engine does.
+    engine.background.close();
+    if tokio::time::timeout(Duration::from_secs(10), engine.background.wait()).await.is_err() {
+        tracing::warn!("clean-up after removed containers did not finish before the shutdown");
+    }
     // Images committed moments ago become durable now, not after the next boot's recovery.
     let store = engine.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.settle()).await;
