@@ -464,6 +464,38 @@ fn cgroups_made_at_create_follow_updates_and_go_with_the_container() {
     assert!(eventually(|| cgroup_dirs(&rm).is_empty()), "{:?}", cgroup_dirs(&rm));
 }
 
+/// The engine's descriptors that are a container's root: `O_PATH` descriptors of another mount
+/// namespace's "/" (runtime/report.rs).
+fn held_roots(agent: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{agent}/fd"))
+        .map(|d| {
+            d.flatten().filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == std::path::Path::new("/"))).count()
+        })
+        .unwrap_or(0)
+}
+
+/// While a container runs, the engine holds its root (so its overlay is not unmounted, and the
+/// file system under it synced, before its exit is answered), and lets go of it after its exit
+/// or removal: nothing accumulates, and the container starts again on the same directories.
+#[test]
+fn a_containers_root_is_held_while_it_runs_and_let_go_after() {
+    let a = agent_with_busybox();
+    let agent = a.pid().unwrap_or_else(|| panic!("the agent runs"));
+    let id = a.ok(&["run", "-d", "busybox", "sh", "-c", "echo kept > /kept; sleep 100"]).trim().to_string();
+    assert_eq!(held_roots(agent), 1);
+    a.ok(&["kill", &id]);
+    a.ok(&["wait", &id]);
+    assert!(eventually(|| held_roots(agent) == 0), "{}", held_roots(agent));
+    a.ok(&["start", &id]);
+    assert_eq!(a.ok(&["exec", &id, "cat", "/kept"]).trim(), "kept");
+    assert_eq!(held_roots(agent), 1);
+    a.ok(&["rm", "-f", &id]);
+    for _ in 0..5 {
+        assert_eq!(a.ok(&["run", "--rm", "busybox", "sh", "-c", "echo hi > /f && cat /f"]).trim(), "hi");
+    }
+    assert!(eventually(|| held_roots(agent) == 0), "{}", held_roots(agent));
+}
+
 /// The children of `parent` whose command line is `skiff-agent ready` (runtime children made
 /// ahead), with their scheduling policy (field 41 of /proc/PID/stat; 5 is SCHED_IDLE).
 fn ready_children(parent: u32) -> Vec<(u32, u32)> {

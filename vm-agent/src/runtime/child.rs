@@ -14,10 +14,11 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -58,10 +59,15 @@ pub struct Report {
 pub fn main(bundle: &Path, cgroup_procs: &str) -> ! {
     protect_report_pipe();
     make_undumpable();
-    report_and_exit(match start(bundle, cgroup_procs) {
-        Ok((pid, warnings)) => Report { pid: Some(pid), error: None, warnings },
-        Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
-    })
+    match start(bundle, cgroup_procs) {
+        // PID 1 has pivoted into the container's root, and so has this process (same mount
+        // namespace): "/" is the container's overlay, whose mount the engine then holds.
+        Ok((pid, warnings)) => report_and_exit(
+            Report { pid: Some(pid), error: None, warnings },
+            nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok(),
+        ),
+        Err(e) => report_and_exit(Report { pid: None, error: Some(e), warnings: Vec::new() }, None),
+    }
 }
 
 /// What `docker exec` runs, relative to the container's own spec.
@@ -90,10 +96,13 @@ pub struct ExecRequest {
 pub fn exec_main(bundle: &Path, request: &Path) -> ! {
     protect_report_pipe();
     make_undumpable();
-    report_and_exit(match start_exec(bundle, request) {
-        Ok(pid) => Report { pid: Some(pid), error: None, warnings: Vec::new() },
-        Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
-    })
+    report_and_exit(
+        match start_exec(bundle, request) {
+            Ok(pid) => Report { pid: Some(pid), error: None, warnings: Vec::new() },
+            Err(e) => Report { pid: None, error: Some(e), warnings: Vec::new() },
+        },
+        None,
+    )
 }
 
 fn start_exec(bundle: &Path, request: &Path) -> Result<i32, LaunchError> {
@@ -354,19 +363,18 @@ fn fork_until_exec(v2: Option<&V2Cgroup>, child: impl FnOnce() -> LaunchError) -
     }
 }
 
-/// Writes the report on fd 3 and exits.
-fn report_and_exit(report: Report) -> ! {
-    // SAFETY: the agent always starts init with fd 3 open as the write end of the report pipe, and
-    // nothing else in this process owns that descriptor.
-    let mut report_pipe = unsafe { File::from_raw_fd(3) };
+/// Writes the report (and `root`, see [`super::report`]) on fd 3 and exits.
+fn report_and_exit(report: Report, root: Option<OwnedFd>) -> ! {
+    // SAFETY: the agent always starts this process with fd 3 open as its end of the report
+    // channel, and nothing else in this process owns that descriptor.
+    let channel = unsafe { OwnedFd::from_raw_fd(3) };
     let code = if report.error.is_some() { 1 } else { 0 };
-    // One write: the reader takes the pipe's whole content at EOF.
     if let Ok(bytes) = serde_json::to_vec(&report) {
-        let _ = report_pipe.write_all(&bytes);
+        super::report::send(&channel, &bytes, root.as_ref());
     }
     // Closed before the exit, which takes a while to tear this process down: the engine reads
     // to EOF and need not wait for that.
-    drop(report_pipe);
+    drop(channel);
     std::process::exit(code)
 }
 

@@ -13,6 +13,7 @@ pub mod devices;
 pub mod pty;
 pub mod ready;
 pub mod reaper;
+mod report;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod seccomp;
@@ -68,6 +69,8 @@ pub struct Started {
     pub pty: Option<OwnedFd>,
     /// Settings that were adjusted (e.g. clamped rlimits).
     pub warnings: Vec<String>,
+    /// Its root (`O_PATH`), which keeps its overlay mounted past its exit ([`report`]).
+    pub root: Option<OwnedFd>,
 }
 
 /// Starts the runtime child of a container ahead of its bundle: it joins the container's cgroups
@@ -159,21 +162,23 @@ impl Launch {
             Some(sock) => match pty::receive(sock) {
                 Ok(fd) => Some(fd),
                 Err(e) => {
-                    let mut buf = String::new();
-                    let _ = std::fs::File::from(report).read_to_string(&mut buf);
-                    let report: Option<child::Report> = serde_json::from_str(&buf).ok();
+                    let (bytes, _) = report::receive(&report);
+                    let report: Option<child::Report> = serde_json::from_slice(&bytes).ok();
                     return Err(report.and_then(|r| r.error).unwrap_or(e));
                 }
             },
             None => None,
         };
-        let mut buf = String::new();
-        let _ = std::fs::File::from(report).read_to_string(&mut buf);
-        let report: child::Report = serde_json::from_str(&buf)
-            .map_err(|_| LaunchError::other(format!("the runtime child failed without a report: {buf:?}")))?;
+        let (bytes, root) = report::receive(&report);
+        let report: child::Report = serde_json::from_slice(&bytes).map_err(|_| {
+            LaunchError::other(format!(
+                "the runtime child failed without a report: {:?}",
+                String::from_utf8_lossy(&bytes)
+            ))
+        })?;
         match (report.pid, report.error) {
             (_, Some(e)) => Err(e),
-            (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings }),
+            (Some(pid), None) => Ok(Started { pid, pty, warnings: report.warnings, root }),
             (None, None) => Err(LaunchError::other("the runtime child reported nothing")),
         }
     }

@@ -52,8 +52,7 @@ pub(super) fn spawn(
     go: Option<OwnedFd>,
     cgroup: Option<&Path>,
 ) -> Result<Launch, LaunchError> {
-    let (report_r, report_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("pipe", e))?;
+    let (report_r, report_w) = super::report::channel().map_err(|e| LaunchError::sys("socketpair", e))?;
     let console = if terminal {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         Some(

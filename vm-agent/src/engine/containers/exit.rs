@@ -19,6 +19,7 @@ pub(crate) async fn monitor(
     exit: tokio::sync::oneshot::Receiver<i32>,
     hub: Arc<IoHub>,
     volumes: VolumeHold,
+    root: Option<std::os::fd::OwnedFd>,
 ) -> Option<Duration> {
     let code = exit.await.unwrap_or(255);
     // Give the output pumps a moment to drain what the process wrote before it exited.
@@ -71,7 +72,12 @@ pub(crate) async fn monitor(
     } else {
         None
     };
-    // Once waiters have their answer (`docker run --rm` waits for the removal).
+    // The overlay goes once waiters have their answer (`docker run --rm` waits for the removal):
+    // its unmount syncs the file system under it (runtime/report.rs).
+    if let Some(root) = root {
+        engine.background.spawn_blocking(move || drop(root));
+    }
+    // Once waiters have their answer.
     crate::allocator::trim();
     restart
 }

@@ -92,13 +92,15 @@ pub fn validate(hc: Option<&HealthConfig>) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A container's health as it starts: `starting` with a check, none without.
+pub fn at_start(config: &ContainerConfig) -> Option<Health> {
+    settings(config).map(|_| Health::default())
+}
+
 /// Starts watching a container that just started (its health begins as `starting`).
+/// Its record already says so ([`at_start`], written with the start's record).
 pub fn watch(engine: &Arc<Engine>, c: &Arc<Container>) {
-    let Some(settings) = settings(&c.record().config) else {
-        let _ = c.update(|r| r.state.health = None);
-        return;
-    };
-    let _ = c.update(|r| r.state.health = Some(Health::default()));
+    let Some(settings) = c.with_record(|r| settings(&r.config)) else { return };
     let run = c.exits.borrow().0;
     tokio::spawn(watch_loop(engine.clone(), c.clone(), settings, run));
 }

@@ -88,6 +88,8 @@ struct EngineStart<'a> {
     hub: Option<Arc<IoHub>>,
     pid: Option<i32>,
     links: Vec<links::Link>,
+    /// The container's root, held until its exit or removal was answered (runtime/report.rs).
+    root: Option<OwnedFd>,
 }
 
 impl<'a> EngineStart<'a> {
@@ -106,6 +108,7 @@ impl<'a> EngineStart<'a> {
             hub: None,
             pid: None,
             links: Vec::new(),
+            root: None,
         }
     }
 
@@ -272,6 +275,7 @@ impl<'a> EngineStart<'a> {
             tracing::warn!(container.id = %self.c.id, warning = %w, "container setting adjusted");
         }
         self.pid = Some(started.pid);
+        self.root = started.root.take();
         if tty {
             let hub = started
                 .pty
@@ -325,8 +329,10 @@ impl<'a> EngineStart<'a> {
         if self.hub.is_none() {
             return Err(EngineError::Internal("no output hub".into()));
         }
+        let health = self.c.with_record(|r| health::at_start(&r.config));
         self.c.update(|r| {
             r.stopped_by_user = false;
+            r.state.health = health;
             r.state.status = Status::Running;
             r.state.pid = pid;
             r.state.started_at = now_rfc3339();
@@ -343,8 +349,17 @@ impl<'a> EngineStart<'a> {
         health::watch(self.engine, self.c);
         let (engine, c) = (self.engine.clone(), self.c.clone());
         let exited = reaper::wait_for(pid);
+        // The engine's shutdown waits for exit monitors (and what they leave to the background).
+        let monitor = engine.background.track_future(exit::monitor(
+            engine.clone(),
+            c.clone(),
+            exited,
+            hub,
+            volumes,
+            self.root.take(),
+        ));
         tokio::spawn(async move {
-            if let Some(delay) = exit::monitor(engine.clone(), c.clone(), exited, hub, volumes).await {
+            if let Some(delay) = monitor.await {
                 restart_after(engine, c, delay).await;
             }
         });
