@@ -193,8 +193,10 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         // No crypto self-tests at boot: under TCG they take seconds and can stall a starved vCPU.
         // Expedited RCU grace periods: making and tearing down a container's namespaces and
         // mounts waits for several, which otherwise take a few jiffies each.
+        // Warnings reach the console log (loglevel=5), with every CPU's backtrace on a soft
+        // lockup: an intermittent guest soft lockup under TCG is not understood yet.
         cmdline: format!(
-            "console={} quiet panic=-1 cryptomgr.notests rcupdate.rcu_expedited=1 {}",
+            "console={} quiet loglevel=5 softlockup_all_cpu_backtrace=1 panic=-1 cryptomgr.notests rcupdate.rcu_expedited=1 {}",
             cfg.arch.console(),
             boot.to_cmdline().join(" ")
         ),
