@@ -466,7 +466,14 @@ fn kvm_that_aborts_qemu_at_launch_falls_back_to_tcg_with_the_reason() {
     assert!(status["accel_notice"].as_str().is_some_and(|n| n.contains("failed at launch")), "{status}");
     assert_eq!(s.docker_ok(&["version", "--format", "{{.Server.Os}}"]).trim(), "linux");
     s.skiff_ok(&["stop"]);
-    assert!(s.processes().is_empty(), "{:?}", s.processes());
+    // The daemon's last helpers may take a moment to be reaped after `stop` returns (seen on a
+    // loaded machine: listed at the check, gone when the message was made).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !s.processes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let left = s.processes();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// README's steps after `scripts/run.sh` ("Then, with the VM running:"), run as written: each line

@@ -316,7 +316,16 @@ impl Hypervisor for Qemu {
                 other => other,
             });
         }
-        let qmp = connect_qmp(&qmp_path).await?;
+        let qmp = match connect_qmp(&qmp_path).await {
+            Ok(qmp) => qmp,
+            Err(e) => {
+                // Gone before the next attempt: a QEMU that exits on its own unlinks its QMP
+                // socket's path, which an accelerator fallback's QEMU has made again meanwhile.
+                let _ = child.kill().await;
+                stop_helpers(&mut helpers).await;
+                return Err(e);
+            }
+        };
         Ok(Box::new(QemuVm {
             vsock,
             qemu_pid: child.id().unwrap_or(0),
