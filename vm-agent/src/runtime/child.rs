@@ -378,7 +378,7 @@ fn report_and_exit(report: Report, root: Option<OwnedFd>) -> ! {
     std::process::exit(code)
 }
 
-/// The container must not inherit the report pipe (the agent reads it to EOF).
+/// The container must not inherit the report channel (the agent reads it to EOF).
 fn protect_report_pipe() {
     // SAFETY: F_SETFD on fd 3, which the agent passed; no memory involved.
     unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };

@@ -42,7 +42,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Lowest descriptor number the child parks its descriptors on before placing them.
 const PARKING: RawFd = 64;
 
-/// Execs the sealed agent as a runtime child: stdio, the report pipe on fd 3, the console
+/// Execs the sealed agent as a runtime child: stdio, the report channel on fd 3, the console
 /// socket (with a terminal) on [`pty::CONSOLE_SOCKET_FD`] and the go pipe on [`child::GO_FD`].
 /// With `cgroup` (a v2 cgroup's directory) the child is born in it when the kernel allows.
 pub(super) fn spawn(
