@@ -23,7 +23,7 @@ pub(crate) struct EarlyCgroup {
 
 /// Starts making `c`'s cgroups in the background.
 pub(crate) fn prepare(engine: &Arc<Engine>, c: &Container) {
-    let limits = host_config::limits_of(&c.record().host_config);
+    let limits = c.with_record(|r| host_config::limits_of(&r.host_config));
     let cg = c.cgroup(engine);
     let wanted = limits.clone();
     let made = tokio::task::spawn_blocking(move || cg.create(&wanted));
