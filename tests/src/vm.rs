@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::workspace;
 
+/// How long one `skiff` or `docker` command of a VM test may take under TCG before the test
+/// fails with the guest's console log (a hung guest must fail the test, not time out the suite).
+const COMMAND_PATIENCE: Duration = Duration::from_secs(300);
+
 /// The `skiff` binary (`SKIFF_BIN`, else `target/debug/skiff`).
 pub fn skiff_bin() -> PathBuf {
     std::env::var_os("SKIFF_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/debug/skiff"))
@@ -63,7 +67,39 @@ impl SkiffHome {
     pub fn skiff(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(skiff_bin());
         cmd.args(args).envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.output().expect("running skiff")
+        self.output_within(cmd, "skiff", args)
+    }
+
+    /// Runs `cmd` to its end with nothing on stdin; one that outlives [`COMMAND_PATIENCE`] is
+    /// killed and fails the test with the guest's console and the daemon's log.
+    fn output_within(&self, mut cmd: Command, program: &str, args: &[&str]) -> Output {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        // The child is not reaped before `done` is sent, so `pid` names it for as long as the
+        // watcher may signal it.
+        let watcher = std::thread::spawn(move || {
+            let overdue = finished.recv_timeout(COMMAND_PATIENCE).is_err();
+            if overdue {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            overdue
+        });
+        let out = child.wait_with_output();
+        let _ = done.send(());
+        let overdue = watcher.join().unwrap_or(false);
+        assert!(
+            !overdue,
+            "{program} {args:?} did not finish within {COMMAND_PATIENCE:?}\n--- guest console (end) ---\n{}\n--- daemon log (end) ---\n{}",
+            tail(&std::fs::read_to_string(self.home().join("logs/console.log")).unwrap_or_default(), 200),
+            tail(&self.daemon_log(), 60)
+        );
+        out.unwrap_or_else(|e| panic!("running {program}: {e}"))
     }
 
     /// `skiff ARGS`, which must succeed; its stdout.
@@ -93,7 +129,7 @@ impl SkiffHome {
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
-        self.docker_cmd(args).stdin(Stdio::null()).output().expect("running docker")
+        self.output_within(self.docker_cmd(args), "docker", args)
     }
 
     /// `docker ARGS`, which must succeed; its stdout.
@@ -145,6 +181,12 @@ impl SkiffHome {
         }
         found
     }
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A size-limited tmpfs mounted over a home's directory (to fill the host's disk on purpose);

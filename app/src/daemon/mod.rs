@@ -194,7 +194,7 @@ async fn run_inner(home: &Home, cfg: VmConfig) -> Result<(), DaemonError> {
         // Expedited RCU grace periods: making and tearing down a container's namespaces and
         // mounts waits for several, which otherwise take a few jiffies each.
         // Warnings reach the console log (loglevel=5), with every CPU's backtrace on a soft
-        // lockup: an intermittent guest soft lockup under TCG is not understood yet.
+        // lockup (how the stale-code loop of multi-threaded TCG was found: qemu.rs).
         cmdline: format!(
             "console={} quiet loglevel=5 softlockup_all_cpu_backtrace=1 panic=-1 cryptomgr.notests rcupdate.rcu_expedited=1 {}",
             cfg.arch.console(),

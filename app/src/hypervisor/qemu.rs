@@ -64,8 +64,14 @@ impl Qemu {
     pub fn arguments(spec: &VmSpec, vsock_device: &[String]) -> Vec<String> {
         let mem = spec.memory_mib;
         let path = |p: &Path| p.display().to_string();
+        // TCG runs every vCPU on one thread. With a thread per vCPU (QEMU 7.2, Debian 12), a
+        // vCPU now and then kept running code another vCPU had just rewritten: the guest
+        // kernel patches its static keys with a transient int3 (text_poke_bp), the handler
+        // finds the int3 gone and retries the instruction, and QEMU ran the stale translation
+        // again, forever: a guest soft lockup with both vCPUs trapping at a site whose memory
+        // already held the final instruction (seen about once per CI run of the VM tests).
         let accel = match spec.accel {
-            Accel::Tcg if spec.cpus > 1 => "tcg,thread=multi".to_owned(),
+            Accel::Tcg => "tcg,thread=single".to_owned(),
             a => a.qemu_name().to_owned(),
         };
         let cpu = if spec.accel == Accel::Tcg { "max" } else { "host" };
@@ -319,11 +325,21 @@ impl Hypervisor for Qemu {
         let qmp = match connect_qmp(&qmp_path).await {
             Ok(qmp) => qmp,
             Err(e) => {
+                // QEMU listens on QMP before it makes its devices: one that fails at that (seen
+                // on a loaded host right after an accelerator fallback) closes the connection
+                // as it exits. That is a QEMU that exited at start, with its words.
+                let exited = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
                 // Gone before the next attempt: a QEMU that exits on its own unlinks its QMP
                 // socket's path, which an accelerator fallback's QEMU has made again meanwhile.
                 let _ = child.kill().await;
                 stop_helpers(&mut helpers).await;
-                return Err(e);
+                return Err(match exited {
+                    Ok(Ok(status)) => VmError::Failed(format!(
+                        "QEMU exited at start ({status}) after {e}: {}",
+                        log_tail(&spec.run_dir.join("qemu.log"))
+                    )),
+                    _ => e,
+                });
             }
         };
         Ok(Box::new(QemuVm {
@@ -537,7 +553,7 @@ mod tests {
             shares: Vec::new(),
         };
         let args = Qemu::arguments(&spec, &["-device".into(), "x".into()]).join(" ");
-        assert!(args.contains("-accel tcg,thread=multi"), "{args}");
+        assert!(args.contains("-accel tcg,thread=single"), "{args}");
         assert!(args.contains("memory-backend-memfd,id=mem,size=1024M,share=on"), "{args}");
         assert!(args.contains("file=/d.raw,format=raw"), "{args}");
         assert!(args.ends_with("-device x"), "{args}");
