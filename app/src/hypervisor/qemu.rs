@@ -174,7 +174,11 @@ async fn spawn_helper(
     die_with_parent(&mut cmd);
     let mut child =
         cmd.spawn().map_err(|e| VmError::Missing(program.display().to_string(), format!("{e} ({hint})")))?;
-    wait_for_listener(socket, Duration::from_secs(5), &mut child, &name).await?;
+    if let Err(e) = wait_for_listener(socket, Duration::from_secs(5), &mut child, &name).await {
+        // With what it forked (virtiofsd's sandbox), gone before the error is told.
+        stop_helpers(&mut vec![child]).await;
+        return Err(e);
+    }
     Ok(child)
 }
 
@@ -289,8 +293,15 @@ impl Hypervisor for Qemu {
             let socket = spec.run_dir.join(format!("virtiofs-{i}.sock"));
             let _ = std::fs::remove_file(&socket);
             let hint = format!("needed to share {}", share.path.display());
-            let child =
-                spawn_helper(&self.virtiofsd, &virtiofsd_arguments(&share.path, &socket), &log, &socket, &hint).await?;
+            let spawned =
+                spawn_helper(&self.virtiofsd, &virtiofsd_arguments(&share.path, &socket), &log, &socket, &hint).await;
+            let child = match spawned {
+                Ok(child) => child,
+                Err(e) => {
+                    stop_helpers(&mut helpers).await;
+                    return Err(e);
+                }
+            };
             device_args.extend([
                 "-chardev".into(),
                 format!("socket,id=fs{i},path={}", socket.display()),
@@ -301,16 +312,25 @@ impl Hypervisor for Qemu {
         }
         let qmp_path = spec.run_dir.join("qmp.sock");
         let _ = std::fs::remove_file(&qmp_path);
-        let qemu = self.qemu_for(spec.arch)?;
-        let mut cmd = Command::new(&qemu);
-        cmd.args(Self::arguments(spec, &device_args))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("qemu.log"))?)
-            .stderr(log)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
-        tracing::info!(qemu = %qemu.display(), arch = %spec.arch, accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
-        let mut child = cmd.spawn().map_err(|e| VmError::Missing(qemu.display().to_string(), e.to_string()))?;
+        // A QEMU that cannot be started (missing, say) leaves no helper running behind it.
+        let spawned = self.qemu_for(spec.arch).and_then(|qemu| {
+            let mut cmd = Command::new(&qemu);
+            cmd.args(Self::arguments(spec, &device_args))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(io("qemu.log"))?)
+                .stderr(log)
+                .kill_on_drop(true);
+            die_with_parent(&mut cmd);
+            tracing::info!(qemu = %qemu.display(), arch = %spec.arch, accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
+            cmd.spawn().map_err(|e| VmError::Missing(qemu.display().to_string(), e.to_string()))
+        });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                stop_helpers(&mut helpers).await;
+                return Err(e);
+            }
+        };
         let started = wait_for_listener(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await;
         if let Err(e) = started {
             // The helpers go before the next attempt (an accelerator fallback reuses their socket
