@@ -232,6 +232,21 @@ def _baseline(agent) -> dict:
     }
 
 
+def _settled_baseline(agent) -> dict:
+    """The baseline once the engine's background work is done: a removed container's
+    directory is deleted after `--rm` returns, and the deletion holds directory fds
+    while it walks. Two equal snapshots 0.3 s apart mean nothing is in flight."""
+    deadline = time.monotonic() + 10
+    last = _baseline(agent)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = _baseline(agent)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the engine never settled: last {last}")
+
+
 def test_failing_runs_of_every_kind_leave_nothing_behind(agent, tmp_path):
     agent.load("busybox.tar")
     c = agent.client
@@ -239,7 +254,7 @@ def test_failing_runs_of_every_kind_leave_nothing_behind(agent, tmp_path):
     # Warm up what a first run sets up once (bridges, tables) so it does not count as a leak.
     c.containers.run("busybox", ["true"], remove=True)
     c.containers.run("busybox", ["true"], remove=True, network="leaky")
-    before = _baseline(agent)
+    before = _settled_baseline(agent)
     taken = socket.socket()
     taken.bind(("0.0.0.0", 0))
     taken.listen()

@@ -247,6 +247,22 @@ impl Hypervisor for Qemu {
     }
 
     async fn launch(&self, spec: &VmSpec) -> Result<Box<dyn RunningVm>, VmError> {
+        let mut helpers = Vec::new();
+        let launched = self.launch_with(spec, &mut helpers).await;
+        if launched.is_err() {
+            // A launch that failed leaves no helper running behind it, nor what they forked, and
+            // they are gone before the next attempt (an accelerator fallback reuses their socket
+            // paths).
+            stop_helpers(&mut helpers).await;
+        }
+        launched
+    }
+}
+
+impl Qemu {
+    /// Starts the helpers (each put in `helpers` as soon as it runs, for the caller to stop if
+    /// anything later fails), then QEMU, and connects to its QMP socket.
+    async fn launch_with(&self, spec: &VmSpec, helpers: &mut Vec<Child>) -> Result<Box<dyn RunningVm>, VmError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| VmError::Io { what, source }
@@ -256,9 +272,9 @@ impl Hypervisor for Qemu {
             .append(true)
             .open(spec.run_dir.join("qemu.log"))
             .map_err(io("opening qemu.log"))?;
-        let (vsock, vsock_args, helper) = if kernel_vhost_vsock() {
+        let (vsock, vsock_args) = if kernel_vhost_vsock() {
             let cid = skiff_proto::GUEST_CID + std::process::id() % 100_000;
-            (Vsock::Kernel(cid), vec!["-device".into(), format!("vhost-vsock-pci,guest-cid={cid}")], None)
+            (Vsock::Kernel(cid), vec!["-device".into(), format!("vhost-vsock-pci,guest-cid={cid}")])
         } else {
             let vhost = spec.run_dir.join("vhost-vsock.sock");
             let uds = spec.run_dir.join("vsock.sock");
@@ -278,42 +294,34 @@ impl Hypervisor for Qemu {
                 vsock_tx_buffer().to_string(),
             ];
             let hint = "there is no /dev/vhost-vsock, so Skiff needs vhost-device-vsock from crates.io";
-            let child = spawn_helper(&self.vhost_device_vsock, &vsock_args, &log, &vhost, hint).await?;
+            helpers.push(spawn_helper(&self.vhost_device_vsock, &vsock_args, &log, &vhost, hint).await?);
             let args = vec![
                 "-chardev".into(),
                 format!("socket,id=vsock0,path={}", vhost.display()),
                 "-device".into(),
                 "vhost-user-vsock-pci,chardev=vsock0".into(),
             ];
-            (Vsock::Hybrid(uds), args, Some(child))
+            (Vsock::Hybrid(uds), args)
         };
-        let mut helpers: Vec<Child> = helper.into_iter().collect();
         let mut device_args = vsock_args;
         for (i, share) in spec.shares.iter().enumerate() {
             let socket = spec.run_dir.join(format!("virtiofs-{i}.sock"));
             let _ = std::fs::remove_file(&socket);
             let hint = format!("needed to share {}", share.path.display());
-            let spawned =
-                spawn_helper(&self.virtiofsd, &virtiofsd_arguments(&share.path, &socket), &log, &socket, &hint).await;
-            let child = match spawned {
-                Ok(child) => child,
-                Err(e) => {
-                    stop_helpers(&mut helpers).await;
-                    return Err(e);
-                }
-            };
+            helpers.push(
+                spawn_helper(&self.virtiofsd, &virtiofsd_arguments(&share.path, &socket), &log, &socket, &hint).await?,
+            );
             device_args.extend([
                 "-chardev".into(),
                 format!("socket,id=fs{i},path={}", socket.display()),
                 "-device".into(),
                 format!("vhost-user-fs-pci,chardev=fs{i},tag={}", share.tag),
             ]);
-            helpers.push(child);
         }
         let qmp_path = spec.run_dir.join("qmp.sock");
         let _ = std::fs::remove_file(&qmp_path);
-        // A QEMU that cannot be started (missing, say) leaves no helper running behind it.
-        let spawned = self.qemu_for(spec.arch).and_then(|qemu| {
+        let qemu = self.qemu_for(spec.arch)?;
+        let mut child = {
             let mut cmd = Command::new(&qemu);
             cmd.args(Self::arguments(spec, &device_args))
                 .stdin(Stdio::null())
@@ -322,20 +330,11 @@ impl Hypervisor for Qemu {
                 .kill_on_drop(true);
             die_with_parent(&mut cmd);
             tracing::info!(qemu = %qemu.display(), arch = %spec.arch, accel = spec.accel.qemu_name(), cpus = spec.cpus, memory_mib = spec.memory_mib, "launching QEMU");
-            cmd.spawn().map_err(|e| VmError::Missing(qemu.display().to_string(), e.to_string()))
-        });
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                stop_helpers(&mut helpers).await;
-                return Err(e);
-            }
+            cmd.spawn().map_err(|e| VmError::Missing(qemu.display().to_string(), e.to_string()))?
         };
         let started = wait_for_listener(&qmp_path, Duration::from_secs(10), &mut child, "QEMU").await;
         if let Err(e) = started {
-            // The helpers go before the next attempt (an accelerator fallback reuses their socket
-            // paths), and QEMU's own words go into the error.
-            stop_helpers(&mut helpers).await;
+            // QEMU's own words go into the error.
             let said = log_tail(&spec.run_dir.join("qemu.log"));
             return Err(match e {
                 VmError::Failed(m) if !said.is_empty() => VmError::Failed(format!("{m}: {said}")),
@@ -352,7 +351,6 @@ impl Hypervisor for Qemu {
                 // Gone before the next attempt: a QEMU that exits on its own unlinks its QMP
                 // socket's path, which an accelerator fallback's QEMU has made again meanwhile.
                 let _ = child.kill().await;
-                stop_helpers(&mut helpers).await;
                 return Err(match exited {
                     Ok(Ok(status)) => VmError::Failed(format!(
                         "QEMU exited at start ({status}) after {e}: {}",
@@ -366,7 +364,7 @@ impl Hypervisor for Qemu {
             vsock,
             qemu_pid: child.id().unwrap_or(0),
             helper_pids: helpers.iter().filter_map(Child::id).collect(),
-            procs: Mutex::new(Procs { qemu: child, helpers, exit: None }),
+            procs: Mutex::new(Procs { qemu: child, helpers: std::mem::take(helpers), exit: None }),
             qmp,
         }))
     }

@@ -128,8 +128,8 @@ pub struct Engine {
     pub swarm: swarm::Swarm,
     /// The swarm orchestrator's loop runs.
     pub swarm_orchestrator: std::sync::atomic::AtomicBool,
-    /// Clean-up left to run after a request was answered (a removed container's cgroups); the
-    /// shutdown waits for it.
+    /// Clean-up left to run after a request was answered (a removed container's files and
+    /// cgroups, an exited one's root); the shutdown waits for it.
     pub background: tokio_util::task::TaskTracker,
 }
 

@@ -181,6 +181,11 @@ impl Containers {
         let sync = LazySync::new(dir.to_path_buf());
         for entry in std::fs::read_dir(dir).map_err(|e| EngineError::Internal(e.to_string()))?.flatten() {
             let cdir = entry.path();
+            // A removed container whose files the previous engine was still deleting.
+            if entry.file_name().to_string_lossy().starts_with(remove::DISCARDED) {
+                let _ = std::fs::remove_dir_all(&cdir);
+                continue;
+            }
             let Ok(bytes) = std::fs::read(cdir.join("container.json")) else {
                 let _ = std::fs::remove_dir_all(&cdir);
                 continue;

@@ -21,7 +21,36 @@ pub(crate) fn remove_anonymous_volumes(engine: &Engine, rec: &ContainerRecord, i
     }
 }
 
-/// `DELETE /containers/{id}`.
+/// The prefix of a removed container's directory whose files are still being deleted; an engine
+/// that restarts meanwhile deletes it (`Containers::open`).
+pub(crate) const DISCARDED: &str = ".removing-";
+
+/// Removes a container's directory: renamed out of the way at once (nothing can write into it
+/// under its name any more), its files deleted on `tracker` (the engine's shutdown waits for
+/// them). An overlay's upper and work directories take a millisecond or more to delete, which
+/// `docker rm` and `run --rm` need not wait for. Where the rename fails, the files are deleted
+/// before this returns, and an error is the caller's.
+async fn discard_files(dir: &std::path::Path, tracker: &tokio_util::task::TaskTracker) -> Result<(), EngineError> {
+    let discarded = dir.file_name().map(|n| dir.with_file_name(format!("{DISCARDED}{}", n.to_string_lossy())));
+    let deleting = match discarded {
+        Some(d) if std::fs::rename(dir, &d).is_ok() => d,
+        _ => {
+            let dir = dir.to_path_buf();
+            return blocking(move || {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| EngineError::Internal(format!("removing container files: {e}")))
+            })
+            .await;
+        }
+    };
+    tracker.spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&deleting) {
+            tracing::warn!(dir = %deleting.display(), error = %e, "deleting a removed container's files");
+        }
+    });
+    Ok(())
+}
+
 /// `DELETE /containers/{id}` (`volumes`: also its anonymous volumes, as `docker rm -v` and
 /// `--rm` do).
 pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volumes: bool) -> Result<(), EngineError> {
@@ -57,11 +86,7 @@ pub async fn remove(engine: &Arc<Engine>, c: &Arc<Container>, force: bool, volum
         return Ok(());
     }
     c.record.lock().unwrap_or_else(|p| p.into_inner()).state.status = Status::Removing;
-    let dir = c.dir.clone();
-    let deleted = blocking(move || {
-        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::Internal(format!("removing container files: {e}")))
-    })
-    .await;
+    let deleted = discard_files(&c.dir, &engine.background).await;
     if deleted.is_ok() {
         event(engine, "destroy", &c.record(), &[]);
         c.removed.send_replace(true);
@@ -84,4 +109,47 @@ fn remove_cgroups_later(engine: &Arc<Engine>, c: &Container) {
         }
         let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_removed_containers_directory_goes_at_once_and_its_files_after() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = root.path().join("c1");
+        std::fs::create_dir_all(dir.join("upper/a/b")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("container.json"), "{}").unwrap_or_else(|e| panic!("{e}"));
+        let tracker = tokio_util::task::TaskTracker::new();
+        discard_files(&dir, &tracker).await.unwrap_or_else(|e| panic!("{e}"));
+        // Its name is free at once: nothing writes into it any more.
+        assert!(!dir.exists());
+        // The tracker (the engine's shutdown) sees the deletion through.
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(std::fs::read_dir(root.path()).map(|d| d.count()).unwrap_or(1), 0);
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_cannot_be_renamed_is_deleted_before_the_answer() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let missing = root.path().join("gone");
+        let tracker = tokio_util::task::TaskTracker::new();
+        // Neither renamed nor deleted: the error is the caller's.
+        assert!(discard_files(&missing, &tracker).await.is_err());
+        assert!(tracker.is_empty());
+    }
+
+    #[test]
+    fn an_engine_that_restarts_deletes_what_the_last_one_was_still_deleting() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let discarded = root.path().join(format!("{DISCARDED}c1"));
+        std::fs::create_dir_all(discarded.join("upper")).unwrap_or_else(|e| panic!("{e}"));
+        // Even with a record in it (renamed whole): it was removed.
+        std::fs::write(discarded.join("container.json"), "{}").unwrap_or_else(|e| panic!("{e}"));
+        let containers = super::super::Containers::open(root.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(containers.all().is_empty());
+        assert!(!discarded.exists());
+    }
 }
