@@ -138,8 +138,14 @@ pub struct Cgroup {
 }
 
 fn write(path: &Path, value: &str) -> std::io::Result<()> {
-    std::fs::write(path, value)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+    std::fs::write(path, value).map_err(|e| in_context(e, format!("writing {value:?} to {}", path.display())))
+}
+
+/// `e` with what was being done. The errno goes into the message; a cgroup gone or going
+/// ([`is_gone`]) keeps being told as such, as `NotFound`.
+fn in_context(e: std::io::Error, what: String) -> std::io::Error {
+    let kind = if is_gone(&e) { std::io::ErrorKind::NotFound } else { e.kind() };
+    std::io::Error::new(kind, format!("{what}: {e}"))
 }
 
 /// Docker's device allow-list (v1 devices controller).
@@ -362,7 +368,8 @@ impl Cgroup {
         self.create(limits).map(|(w, _)| w)
     }
 
-    /// Freezes (`true`) or thaws every process.
+    /// Freezes (`true`) or thaws every process. An error for which [`is_gone`] holds means the
+    /// cgroup is gone or going: its processes have exited.
     pub fn freeze(&self, frozen: bool) -> std::io::Result<()> {
         match &self.layout {
             Layout::V2(_) => {
@@ -464,5 +471,31 @@ impl Cgroup {
                 }
             }
         }
+    }
+}
+
+/// Whether an error writing or reading a cgroup's file says the cgroup is gone (`ENOENT`) or
+/// being removed (`ENODEV`: its directory is still there while the kernel takes it offline, which
+/// happens only after its last process exited).
+pub fn is_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+}
+
+#[cfg(test)]
+mod gone_tests {
+    use super::{in_context, is_gone};
+
+    #[test]
+    fn a_cgroup_gone_or_going_is_told_from_other_errors_with_context_or_without() {
+        let os = std::io::Error::from_raw_os_error;
+        assert!(is_gone(&os(libc::ENOENT)));
+        assert!(is_gone(&os(libc::ENODEV)));
+        assert!(!is_gone(&os(libc::EACCES)));
+        assert!(!is_gone(&os(libc::EBUSY)));
+        // As the cgroup's writes report them (`write`): the errno is in the message only.
+        let going = in_context(os(libc::ENODEV), "writing \"FROZEN\" to freezer.state".into());
+        assert!(is_gone(&going), "{going}");
+        assert!(going.to_string().contains("FROZEN") && going.to_string().contains("os error 19"), "{going}");
+        assert!(!is_gone(&in_context(os(libc::EINVAL), "writing".into())));
     }
 }

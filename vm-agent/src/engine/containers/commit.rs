@@ -60,12 +60,12 @@ pub async fn commit(engine: &Arc<Engine>, c: &Arc<Container>, opts: CommitOption
     };
     let freeze = opts.pause && rec.state.status == Status::Running;
     let cg = c.cgroup(engine);
-    // A container whose process just exited (its cgroup already gone, the record not yet
-    // updated) needs no pause: its files no longer change.
+    // A container whose process just exited (its cgroup gone or being removed by the exit
+    // monitor, the record not yet updated) needs no pause: its files no longer change.
     let freeze = freeze
         && match cg.freeze(true) {
             Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound || !c.is_running() => false,
+            Err(e) if crate::runtime::cgroup::is_gone(&e) || !c.is_running() => false,
             Err(e) => return Err(EngineError::Internal(format!("pausing the container: {e}"))),
         };
     let upper = c.dir().join("upper");
