@@ -227,11 +227,13 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
         }
         // The stored log, read and sent as it is read: the client starts on the first batch
         // while the rest is read, and a long log is never in memory whole.
+        // The files are opened before the answer: a removal that follows the request (docker-py's
+        // `run` asks for the log, waits, removes, then reads) does not take them away.
         _ => {
-            let path = c.log_path();
+            let log = crate::engine::containers::io::OpenLog::open(&c.log_path());
             tokio::task::spawn_blocking(move || {
                 let mut batches = LogBatches::new(&opts, tty);
-                opts.for_each_selected(&path, |ch| batches.push(&ch).is_none_or(|b| tx.blocking_send(Ok(b)).is_ok()));
+                opts.for_each_selected(log, |ch| batches.push(&ch).is_none_or(|b| tx.blocking_send(Ok(b)).is_ok()));
                 if let Some(b) = batches.finish() {
                     let _ = tx.blocking_send(Ok(b));
                 }

@@ -320,35 +320,47 @@ async fn read_some(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usi
 /// Reads the json-file log at `path`, oldest rotated file first.
 pub fn read_log(path: &Path) -> Vec<Chunk> {
     let mut out = Vec::new();
-    for_each_logged(path, |c| {
+    OpenLog::open(path).for_each(|c| {
         out.push(c);
         true
     });
     out
 }
 
-/// Calls `f` with each line of the json-file log at `path`, oldest rotated file first, until it
-/// returns false. Reads line by line: a long log is never in memory whole. A line that is not
-/// a log record (a torn last line being written) is skipped.
-pub fn for_each_logged(path: &Path, mut f: impl FnMut(Chunk) -> bool) {
-    use std::io::BufRead;
-    let oldest = (1..).take_while(|n| rotated(path, *n).exists()).last().unwrap_or(0);
-    let files = (1..=oldest).rev().map(|n| rotated(path, n)).chain(std::iter::once(path.to_path_buf()));
-    let mut line = Vec::new();
-    for p in files {
-        let Ok(file) = File::open(&p) else { continue };
-        let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let Ok(l) = serde_json::from_slice::<LogLineRef<'_>>(&line) else { continue };
-            let stream = if l.stream == "stderr" { STDERR } else { STDOUT };
-            let chunk = Chunk { stream, data: Bytes::copy_from_slice(l.log.as_bytes()), time: l.time.into_owned() };
-            if !f(chunk) {
-                return;
+/// The files of a json-file log, opened: what they hold stays readable after the container is
+/// removed, so a client that asked for the log before the removal (docker-py's `run` asks for
+/// it, waits, removes, then reads) gets all of it.
+#[derive(Debug)]
+pub struct OpenLog(Vec<File>);
+
+impl OpenLog {
+    /// Opens the log at `path` and its rotated files, oldest first; missing ones are skipped.
+    pub fn open(path: &Path) -> Self {
+        let oldest = (1..).take_while(|n| rotated(path, *n).exists()).last().unwrap_or(0);
+        let files = (1..=oldest).rev().map(|n| rotated(path, n)).chain(std::iter::once(path.to_path_buf()));
+        OpenLog(files.filter_map(|p| File::open(p).ok()).collect())
+    }
+
+    /// Calls `f` with each line, oldest first, until it returns false. Reads line by line: a long
+    /// log is never in memory whole. A line that is not a log record (a torn last line being
+    /// written) is skipped.
+    pub fn for_each(self, mut f: impl FnMut(Chunk) -> bool) {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        for file in self.0 {
+            let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let Ok(l) = serde_json::from_slice::<LogLineRef<'_>>(&line) else { continue };
+                let stream = if l.stream == "stderr" { STDERR } else { STDOUT };
+                let chunk = Chunk { stream, data: Bytes::copy_from_slice(l.log.as_bytes()), time: l.time.into_owned() };
+                if !f(chunk) {
+                    return;
+                }
             }
         }
     }

@@ -319,15 +319,15 @@ impl LogOptions {
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
     }
 
-    /// Calls `f` with each stored line of the log at `path` that is wanted (stream, time and
-    /// tail), oldest first, until it returns false. Only the tail's lines are ever held.
-    pub fn for_each_selected(&self, path: &std::path::Path, mut f: impl FnMut(Chunk) -> bool) {
+    /// Calls `f` with each stored line of `log` that is wanted (stream, time and tail), oldest
+    /// first, until it returns false. Only the tail's lines are ever held.
+    pub fn for_each_selected(&self, log: super::io::OpenLog, mut f: impl FnMut(Chunk) -> bool) {
         match self.tail {
-            None => super::io::for_each_logged(path, |c| !self.wants(&c) || f(c)),
+            None => log.for_each(|c| !self.wants(&c) || f(c)),
             Some(0) => {}
             Some(n) => {
                 let mut last = std::collections::VecDeque::new();
-                super::io::for_each_logged(path, |c| {
+                log.for_each(|c| {
                     if self.wants(&c) {
                         if last.len() == n {
                             last.pop_front();
@@ -396,7 +396,7 @@ mod name_filter_tests {
 #[cfg(test)]
 mod stored_log_tests {
     use super::LogOptions;
-    use crate::engine::containers::io::{Chunk, STDERR, STDOUT};
+    use crate::engine::containers::io::{Chunk, OpenLog, STDERR, STDOUT};
 
     /// A json-file log of `lines` (stream, text, second of 2026-01-01T00:00), newest file last,
     /// split over a rotated file (`.log.1`) and the current one, ending in a torn line.
@@ -416,7 +416,7 @@ mod stored_log_tests {
 
     fn texts(opts: &LogOptions, path: &std::path::Path) -> Vec<String> {
         let mut out = Vec::new();
-        opts.for_each_selected(path, |c: Chunk| {
+        opts.for_each_selected(OpenLog::open(path), |c: Chunk| {
             out.push(String::from_utf8_lossy(&c.data).trim_end().to_string());
             true
         });
@@ -441,10 +441,29 @@ mod stored_log_tests {
         let window = LogOptions { since: Some(t(2)), until: Some(t(4)), ..both.clone() };
         assert_eq!(texts(&window, &path), ["e1", "b"], "since is inclusive, until exclusive");
         let mut first = Vec::new();
-        both.for_each_selected(&path, |c| {
+        both.for_each_selected(OpenLog::open(&path), |c| {
             first.push(c.stream);
             first.len() < 2
         });
         assert_eq!(first, [STDOUT, STDERR], "a false from the callback stops the reading");
+    }
+
+    #[test]
+    fn a_log_opened_before_the_containers_removal_is_read_whole_after_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let container = dir.path().join("c1");
+        std::fs::create_dir(&container).expect("mkdir");
+        let path = stored(&container, &[("stdout", "a", 1), ("stdout", "b", 2), ("stderr", "c", 3)]);
+        let opened = OpenLog::open(&path);
+        // As the removal does: renamed out of the way, then deleted.
+        let moved = dir.path().join(".removing-c1");
+        std::fs::rename(&container, &moved).expect("rename");
+        std::fs::remove_dir_all(&moved).expect("delete");
+        let mut out = Vec::new();
+        LogOptions { stdout: true, stderr: true, ..Default::default() }.for_each_selected(opened, |c| {
+            out.push(String::from_utf8_lossy(&c.data).trim_end().to_string());
+            true
+        });
+        assert_eq!(out, ["a", "b", "c"]);
     }
 }
