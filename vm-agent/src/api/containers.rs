@@ -225,10 +225,9 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, p: 
                     .await;
             });
         }
-        // The stored log, read and sent as it is read: the client starts on the first batch
-        // while the rest is read, and a long log is never in memory whole.
-        // The files are opened before the answer: a removal that follows the request (docker-py's
-        // `run` asks for the log, waits, removes, then reads) does not take them away.
+        // The stored log, opened before the answer (a removal right after the request does not
+        // take it away) and sent as it is read: the client starts on the first batch while the
+        // rest is read, and a long log is never in memory whole.
         _ => {
             let log = crate::engine::containers::io::OpenLog::open(&c.log_path());
             tokio::task::spawn_blocking(move || {

@@ -456,7 +456,7 @@ mod stored_log_tests {
         let path = stored(&container, &[("stdout", "a", 1), ("stdout", "b", 2), ("stderr", "c", 3)]);
         let opened = OpenLog::open(&path);
         // As the removal does: renamed out of the way, then deleted.
-        let moved = dir.path().join(".removing-c1");
+        let moved = dir.path().join(format!("{}c1", crate::engine::containers::remove::DISCARDED));
         std::fs::rename(&container, &moved).expect("rename");
         std::fs::remove_dir_all(&moved).expect("delete");
         let mut out = Vec::new();
