@@ -213,6 +213,17 @@ def _baseline(agent) -> dict:
     def count(cmd):
         return len(subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines())
 
+    def file_fds(pid):
+        """The process's fds that are not sockets; one closed between listing and reading is
+        not counted (the engine's background work opens and closes fds while this looks)."""
+        n = 0
+        for f in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += not os.readlink(f"/proc/{pid}/fd/{f}").startswith("socket:")
+            except FileNotFoundError:
+                pass
+        return n
+
     mounts = Path("/proc/self/mountinfo").read_text()
     cgroups = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "3", "-name", "*skiff*"],
                              capture_output=True, text=True).stdout
@@ -225,9 +236,7 @@ def _baseline(agent) -> dict:
                          if f"pid={agent.pid()}," in line),
         "engine children": count(["pgrep", "-P", str(agent.pid())]),
         # Client connections come and go with docker-py's pool: everything but sockets counts.
-        "engine fds (not sockets)": sum(
-            1 for f in os.listdir(f"/proc/{agent.pid()}/fd")
-            if not os.readlink(f"/proc/{agent.pid()}/fd/{f}").startswith("socket:")),
+        "engine fds (not sockets)": file_fds(agent.pid()),
         "cgroups": len(cgroups.splitlines()),
     }
 
