@@ -277,7 +277,7 @@ def build_agent(arch: str, prebuilt: str | None, pkgroot: Path, work: Path) -> P
     env = dict(os.environ)
     var = target.upper().replace("-", "_")
     # Packed relative relocations (DT_RELR): the loader's table of pointers to fix up shrinks from
-    # 0.6 MB to 14 KB, and so does what PID 1 keeps resident after reading it (~0.5 MiB). The
+    # 0.6 MB to 7 KB, and so does what PID 1 keeps resident after reading it (~0.5 MiB). The
     # guest's glibc is the pinned 2.36, which reads them; a native build skips this, as older
     # hosts' glibc (< 2.36, e.g. Ubuntu 22.04) would refuse to load such a binary. Debian 12's
     # aarch64 linker (binutils 2.40) cannot write them yet: it ignores the flag with a warning.
@@ -310,7 +310,8 @@ def build_agent(arch: str, prebuilt: str | None, pkgroot: Path, work: Path) -> P
         if not Path("/usr/bin/cargo").exists() or not shutil.which(f"{triplet}-gcc"):
             die(f"building for {arch} needs Debian's rustc-web, cargo-web, rust-web-src and gcc-{triplet} "
                 "(scripts/install-deps.sh installs them)")
-    env[f"CARGO_TARGET_{var}_RUSTFLAGS"] = " ".join(rustflags)
+    if rustflags:
+        env[f"CARGO_TARGET_{var}_RUSTFLAGS"] = " ".join(rustflags)
     log(f"building skiff-agent for {target} ({' '.join(cmd[1:])})")
     r = subprocess.run(cmd, cwd=REPO, env=env)
     if r.returncode != 0:
