@@ -11,7 +11,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 RUNS=${1:-3}
 WORK=$(mktemp -d /tmp/skiff-bench-desktop.XXXXXX)
 cleanup() {
-  [ -n "${AGENT_PID:-}" ] && { DOCKER_HOST=unix://$WORK/docker.sock docker rm -f $(DOCKER_HOST=unix://$WORK/docker.sock docker ps -aq) >/dev/null 2>&1 || true; kill "$AGENT_PID" 2>/dev/null || true; }
+  [ -n "${AGENT_PID:-}" ] && { DOCKER_HOST=unix://$WORK/docker.sock docker rm -f $(DOCKER_HOST=unix://$WORK/docker.sock docker ps -aq) >/dev/null 2>&1 || true; kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null || true; }
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -64,29 +64,33 @@ cold_start() { # OUT COMMAND...
 mkdir -p target/bench
 cc -O2 -o target/bench/webkit-floor bench/webkit_floor.c $(pkg-config --cflags --libs webkit2gtk-4.1)
 export WEBKIT_DISABLE_COMPOSITING_MODE=1
-times=() floor_times=() splits=()
+# The app tunes WebKit below its defaults (app/desktop/src/main.rs: no JIT, no DMA-BUF renderer);
+# the floor keeps them. For the record, a third window: the floor with the app's settings.
+APP_WEBKIT=(JSC_useJIT=0 WEBKIT_DISABLE_DMABUF_RENDERER=1)
+times=() floor_times=() same_times=() splits=()
 for r in $(seq "$RUNS"); do
-  for who in app floor; do
-    if [ $who = app ]; then
-      res=$(cold_start "$WORK/$who$r.out" "$BIN" --view containers)
-    else
-      res=$(cold_start "$WORK/$who$r.out" target/bench/webkit-floor)
-    fi
+  for who in app floor same; do
+    case $who in
+      app) res=$(cold_start "$WORK/$who$r.out" "$BIN" --view containers) ;;
+      floor) res=$(cold_start "$WORK/$who$r.out" target/bench/webkit-floor) ;;
+      same) res=$(cold_start "$WORK/$who$r.out" env "${APP_WEBKIT[@]}" target/bench/webkit-floor) ;;
+    esac
     t0=$(echo "$res" | awk '/^launched-epoch-ms/ {print $2}')
     t1=$(awk '/rendered-epoch-ms/ {print $NF}' "$WORK/$who$r.out")
     [ -n "$t1" ] || { echo "run $r: the $who window never reported its first render"; exit 1; }
     read -r pss uss < <(echo "$res" | awk '/^mem/ {print $2, $3}')
-    if [ $who = app ]; then
-      times+=("$((t1 - t0))") mem=$pss app_uss=$uss
-      # first-render-ms N containers N page-start-ms A page-to-render-ms B: native start + page.
-      splits+=("$(awk '/first-render-ms/ {print $6 "+" $8}' "$WORK/$who$r.out")")
-    else
-      floor_times+=("$((t1 - t0))") floor_mem=$pss floor_uss=$uss
-    fi
+    case $who in
+      app)
+        times+=("$((t1 - t0))") mem=$pss app_uss=$uss
+        # first-render-ms N containers N page-start-ms A page-to-render-ms B: native start + page.
+        splits+=("$(awk '/first-render-ms/ {print $6 "+" $8}' "$WORK/$who$r.out")") ;;
+      floor) floor_times+=("$((t1 - t0))") floor_mem=$pss floor_uss=$uss ;;
+      same) same_times+=("$((t1 - t0))") same_mem=$pss ;;
+    esac
   done
 done
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-median=$(med "${times[@]}") floor_median=$(med "${floor_times[@]}")
+median=$(med "${times[@]}") floor_median=$(med "${floor_times[@]}") same_median=$(med "${same_times[@]}")
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
 kib2mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a / b}'; }
@@ -99,6 +103,7 @@ printf '%-48s %s\n' "  ratio app / floor" "$(ratio "$median" "$floor_median")×"
 printf '%-48s %s\n' "memory: skiff-desktop + WebKit processes (PSS)" "$(kib2mib "$mem") MiB  (target < 150 MiB)"
 printf '%-48s %s\n' "  of which private to them (USS)" "$(kib2mib "$app_uss") MiB"
 printf '%-48s %s\n' "floor memory (PSS / USS)" "$(kib2mib "$floor_mem") / $(kib2mib "$floor_uss") MiB  (ratio PSS $(ratio "$mem" "$floor_mem")×)"
+printf '%-48s %s\n' "floor with the app's WebKit settings" "$same_median ms, $(kib2mib "$same_mem") MiB PSS  (app / it: $(ratio "$median" "$same_median")×, $(ratio "$mem" "$same_mem")×; ${APP_WEBKIT[*]})"
 printf '%-48s %s\n' "release binary" "$(mib "$(stat -c %s "$BIN")") MiB  (target < 20 MiB)"
 printf '%-48s %s\n' ".deb bundle" "$(mib "$(stat -c %s "$DEB")") MiB  ($(basename "$DEB"))"
 source bench/targets.sh

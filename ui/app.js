@@ -98,20 +98,33 @@ function refresh(view) {
 let events = null;
 let statsStream = null;
 
+// The first screen's data in one call (the engine's state, the containers, where the event
+// stream starts): the window's backend asked the engine for it while WebKit was starting. Each
+// part is used once; later refreshes ask the engine again.
+let boot = null;
+const booting = call("boot").then((b) => { boot = b; }, () => {});
+function fromBoot(key) {
+  const v = boot?.[key] ?? undefined;
+  if (boot) delete boot[key];
+  return v;
+}
+
 async function checkEngine() {
-  const e = await call("engine").catch((err) => ({ up: false, error: err.message }));
+  await booting;
+  const e = fromBoot("engine") ?? await call("engine").catch((err) => ({ up: false, error: err.message }));
   const was = state.engineUp;
   state.engineUp = Boolean(e.up);
   state.vm = e.vm ? (state.vm ?? {}) : null;
   $("#engine-state").textContent = e.up ? `Engine ${e.version} · API ${e.api}` : "Engine not running";
-  if (e.up && !was) startStreams();
+  if (e.up && !was) startStreams(fromBoot("since"));
   if (!e.up && was) stopStreams();
   if (!e.up) $("#first-error").textContent = e.error ? `(${e.error})` : "";
   show(state.view);
+  boot = null; // the first view took its list; any other view asks for a fresh one
 }
 
-function startStreams() {
-  events = stream("events", {}, (m) => {
+function startStreams(since) {
+  events = stream("events", since ? { since } : {}, (m) => {
     if (m.event) {
       const type = m.event.Type;
       if (type === "container") { refresh("containers"); refresh("volumes"); }
@@ -197,9 +210,10 @@ function updateStats() {
   }
 }
 
-// Fetches list `cmd` into `box`: null (after a toast) on an error; an empty box shows `emptyState`.
-async function loadList(cmd, box, emptyState) {
-  const list = await call(cmd).catch((e) => { toast(e.message, true); return null; });
+// Fetches list `cmd` into `box` (or takes `fetched`, the list the boot call brought): null (after a
+// toast) on an error; an empty box shows `emptyState`.
+async function loadList(cmd, box, emptyState, fetched) {
+  const list = fetched ?? await call(cmd).catch((e) => { toast(e.message, true); return null; });
   if (!list) return null;
   box.replaceChildren();
   if (!list.length) box.append(empty(...emptyState));
@@ -210,7 +224,7 @@ refreshers.containers = async () => {
   if (!state.engineUp) return;
   const box = $("#container-list");
   const list = await loadList("containers", box,
-    ["No containers yet", "Run one from the Images view, or with `docker run` in a terminal."]);
+    ["No containers yet", "Run one from the Images view, or with `docker run` in a terminal."], fromBoot("containers"));
   if (!list) return;
   state.containers = list;
   if (!list.length) return;

@@ -99,6 +99,33 @@ test("create and delete a volume", async () => {
   await row.waitFor({ state: "detached", ...T });
 });
 
+test("the first screen comes in one call, and the event stream replays what happened after it", async () => {
+  const seen = await page.evaluate(async () => {
+    const call = async (cmd, args = {}) => {
+      const r = await fetch(`/api/call/${cmd}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(args) });
+      return (await r.json()).ok;
+    };
+    const boot = await call("boot");
+    // A change between the first screen and the event stream's start: only the replay shows it.
+    await call("volume_create", { name: "e2e-replay" });
+    const ws = new WebSocket(`ws://${location.host}/api/stream/events?args=${encodeURIComponent(JSON.stringify({ since: boot.since }))}`);
+    const replayed = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), 10000);
+      ws.onmessage = (e) => {
+        const ev = JSON.parse(e.data).event;
+        if (ev?.Type === "volume" && ev.Actor?.ID === "e2e-replay") { clearTimeout(timer); resolve(ev.Action); }
+      };
+    });
+    ws.close();
+    await call("volume_remove", { name: "e2e-replay" });
+    return { up: boot.engine.up, containers: Array.isArray(boot.containers), since: boot.since, replayed };
+  });
+  assert.equal(seen.up, true);
+  assert.ok(seen.containers, "the containers come with the engine's state");
+  assert.match(seen.since, /^\d+\.\d{3}$/);
+  assert.equal(seen.replayed, "create");
+});
+
 test("keyboard navigation and themes", async () => {
   await page.keyboard.press("Control+3");
   await page.waitForFunction(() => location.hash === "#volumes");

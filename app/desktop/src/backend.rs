@@ -152,11 +152,9 @@ impl Backend {
 
     async fn dispatch(&self, cmd: &str, args: &Value) -> Result<Value, String> {
         match cmd {
+            "boot" => self.boot().await,
             "engine" => self.engine().await,
-            "containers" => {
-                let opts = ListContainersOptionsBuilder::default().all(true).build();
-                to_json(self.docker()?.list_containers(Some(opts)).await.map_err(message)?)
-            }
+            "containers" => self.containers().await,
             "container_inspect" => {
                 to_json(self.docker()?.inspect_container(arg(args, "id")?, None).await.map_err(message)?)
             }
@@ -224,6 +222,27 @@ impl Backend {
 
     fn vm(&self) -> Result<&Vm, String> {
         self.vm.as_ref().ok_or_else(|| "this window drives a native engine: there is no VM to manage".into())
+    }
+
+    /// The first screen in one answer: the engine's state and, when it is up, every container;
+    /// with `since`, where the front end's event stream starts its replay so that no change after
+    /// this answer is missed (a second early, for a VM clock a little behind the host's).
+    async fn boot(&self) -> Result<Value, String> {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() - 1.0)
+            .unwrap_or(0.0);
+        let engine = self.engine().await?;
+        let containers = match engine.get("up") {
+            Some(Value::Bool(true)) => self.containers().await.ok(),
+            _ => None,
+        };
+        Ok(json!({"engine": engine, "containers": containers, "since": format!("{since:.3}")}))
+    }
+
+    async fn containers(&self) -> Result<Value, String> {
+        let opts = ListContainersOptionsBuilder::default().all(true).build();
+        to_json(self.docker()?.list_containers(Some(opts)).await.map_err(message)?)
     }
 
     async fn engine(&self) -> Result<Value, String> {

@@ -70,6 +70,13 @@ fn main() -> anyhow::Result<()> {
             if cfg!(target_os = "linux") && std::env::var_os("JSC_useJIT").is_none() {
                 set_env("JSC_useJIT", "0");
             }
+            // Without compositing, WebKitGTK's DMA-BUF renderer has nothing to share between the
+            // web process and the window, yet it still draws each frame through GL in the app's
+            // own process (Mesa's heap and code, ~4.5 MiB in bench/desktop.sh); off, frames come
+            // as shared-memory images. `WEBKIT_DISABLE_DMABUF_RENDERER=0` turns it back on.
+            if cfg!(target_os = "linux") && std::env::var_os("WEBKIT_DISABLE_DMABUF_RENDERER").is_none() {
+                set_env("WEBKIT_DISABLE_DMABUF_RENDERER", "1");
+            }
             window::run(backend, cli.view, cli.hidden)
         }
     }

@@ -41,7 +41,7 @@ fn bytes(data: &[u8]) -> Value {
 /// Runs stream `kind` until it ends; always finishes with `{"end": null|error}`.
 pub async fn run(backend: Backend, kind: &str, args: Value, sink: &dyn Sink, control: mpsc::Receiver<Control>) {
     let result = match kind {
-        "events" => events(&backend, sink).await,
+        "events" => events(&backend, &args, sink).await,
         "logs" => logs(&backend, &args, sink).await,
         "exec" => exec(&backend, &args, sink, control).await,
         "pull" => pull(&backend, &args, sink).await,
@@ -56,9 +56,14 @@ fn id(args: &Value) -> Result<String, String> {
     args.get("id").and_then(Value::as_str).map(String::from).ok_or_else(|| "missing argument \"id\"".into())
 }
 
-async fn events(b: &Backend, sink: &dyn Sink) -> Result<(), String> {
+/// The engine's events from now, or replayed from `since` (a timestamp, as the `boot` call gives).
+async fn events(b: &Backend, args: &Value, sink: &dyn Sink) -> Result<(), String> {
     let filters: HashMap<&str, Vec<&str>> = HashMap::from([("type", vec!["container", "image", "volume", "network"])]);
-    let mut s = b.docker()?.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
+    let mut opts = EventsOptionsBuilder::default().filters(&filters);
+    if let Some(since) = args.get("since").and_then(Value::as_str) {
+        opts = opts.since(since);
+    }
+    let mut s = b.docker()?.events(Some(opts.build()));
     while let Some(ev) = s.next().await {
         let ev = ev.map_err(message)?;
         if !sink.send(json!({"event": ev})) {

@@ -2,7 +2,7 @@
 //! know it: the engine's state, start and stop, open the window, quit. The state is followed by
 //! polling (the daemon has no event feed); a click that changes it wakes the poll at once.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -48,10 +48,16 @@ struct Items {
     stop: MenuItem<tauri::Wry>,
 }
 
-/// The tray's shared state: its items, the click in progress, and the poll's wake-up.
+/// The tray's shared state: its items and the click in progress.
 pub struct Tray {
     items: Items,
     busy: Mutex<Option<&'static str>>,
+}
+
+/// Wakes the engine-state poll (`watch`) before its next round: a click's command ended, or the
+/// tray appeared and should show the state at once.
+#[derive(Default)]
+pub struct Poll {
     wake: Notify,
 }
 
@@ -83,8 +89,38 @@ pub fn show_window(app: &tauri::AppHandle) {
     }
 }
 
+/// Whether this system can show a tray icon: Windows and macOS always have a tray (menu bar);
+/// Linux needs libayatana-appindicator at run time.
+pub fn available() -> bool {
+    !cfg!(target_os = "linux")
+        || [
+            "/usr/lib/x86_64-linux-gnu/libayatana-appindicator3.so.1",
+            "/usr/lib/aarch64-linux-gnu/libayatana-appindicator3.so.1",
+        ]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+}
+
+/// Builds the tray on the main thread, the first time it is called (where there is a tray).
+pub fn build_once(app: &tauri::AppHandle) {
+    static BUILT: Once = Once::new();
+    if !available() {
+        return;
+    }
+    let handle = app.clone();
+    let queued = app.run_on_main_thread(move || {
+        BUILT.call_once(|| match build(&handle) {
+            Ok(()) => handle.state::<Poll>().wake.notify_one(),
+            Err(e) => tracing::warn!(error = %e, "no tray item"),
+        });
+    });
+    if let Err(e) = queued {
+        tracing::warn!(error = %e, "no tray item");
+    }
+}
+
 /// Builds the tray icon and its menu; `Tray` is then managed by the app.
-pub fn build(app: &tauri::App) -> tauri::Result<()> {
+fn build(app: &tauri::AppHandle) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Engine: …", false, None::<&str>)?;
     let show = MenuItem::with_id(app, "show", "Open Skiff", true, None::<&str>)?;
     let start = MenuItem::with_id(app, "engine-start", "Start engine", false, None::<&str>)?;
@@ -104,7 +140,7 @@ pub fn build(app: &tauri::App) -> tauri::Result<()> {
         tray = tray.icon(icon.clone());
     }
     tray.build(app)?;
-    app.manage(Tray { items: Items { status, start, stop }, busy: Mutex::new(None), wake: Notify::new() });
+    app.manage(Tray { items: Items { status, start, stop }, busy: Mutex::new(None) });
     Ok(())
 }
 
@@ -127,8 +163,8 @@ fn run_engine_command(app: &tauri::AppHandle, cmd: &'static str, busy: &'static 
         }
         if let Some(tray) = app.try_state::<Tray>() {
             tray.set_busy(None);
-            tray.wake.notify_one();
         }
+        app.state::<Poll>().wake.notify_one();
     });
 }
 
@@ -150,6 +186,7 @@ async fn engine_state(backend: &Backend) -> String {
 /// Follows the engine's state for the tray and the window (`vm-state` events).
 pub async fn watch(app: tauri::AppHandle) {
     let backend = app.state::<Backend>().inner().clone();
+    let poll = app.state::<Poll>();
     let mut last = String::new();
     loop {
         let state = engine_state(&backend).await;
@@ -162,15 +199,11 @@ pub async fn watch(app: tauri::AppHandle) {
             let _ = app.emit("vm-state", &state);
             last = state;
         }
-        match tray {
-            Some(t) => {
-                let _ = tokio::time::timeout(POLL, t.wake.notified()).await;
-                // A finished click may leave the state as it was (a failed start): show it again.
-                if t.busy().is_none() {
-                    t.show(&last);
-                }
-            }
-            None => tokio::time::sleep(POLL).await,
+        let _ = tokio::time::timeout(POLL, poll.wake.notified()).await;
+        // A finished click may leave the state as it was (a failed start), and a tray that has
+        // just appeared shows nothing yet: show it again.
+        if let Some(t) = app.try_state::<Tray>().filter(|t| t.busy().is_none()) {
+            t.show(&last);
         }
     }
 }

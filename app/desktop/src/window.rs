@@ -31,8 +31,29 @@ impl Sink for ChannelSink {
     }
 }
 
+/// The `boot` answer, asked for when the app starts, while WebKit starts (bench/desktop.sh): the
+/// page's first call takes it; any later `boot` asks the engine again.
+struct EarlyBoot(Mutex<Option<tauri::async_runtime::JoinHandle<Result<Value, String>>>>);
+
 #[tauri::command]
-async fn call(cmd: String, args: Option<Value>, backend: State<'_, Backend>) -> Result<Value, String> {
+async fn call(
+    cmd: String,
+    args: Option<Value>,
+    backend: State<'_, Backend>,
+    early: State<'_, EarlyBoot>,
+    app: tauri::AppHandle,
+) -> Result<Value, String> {
+    match cmd.as_str() {
+        "boot" => {
+            let task = early.0.lock().map_err(|e| e.to_string())?.take();
+            if let Some(task) = task {
+                return task.await.map_err(|e| e.to_string())?;
+            }
+        }
+        // The first list is on screen: the page no longer needs the main thread to itself.
+        "ui_rendered" => tray::build_once(&app),
+        _ => {}
+    }
     backend.call(&cmd, &args.unwrap_or(Value::Null)).await
 }
 
@@ -84,17 +105,16 @@ fn stream_close(id: u32, streams: State<'_, Streams>) -> Result<(), String> {
 /// Opens the window on `view` (`containers`, `images`, `volumes`, `vm`); `hidden` starts in the
 /// tray alone (at login), where there is a tray.
 pub fn run(backend: Backend, view: Option<String>, hidden: bool) -> anyhow::Result<()> {
-    // Windows and macOS always have a tray (menu bar); Linux needs libayatana-appindicator.
-    let tray_lib = !cfg!(target_os = "linux")
-        || [
-            "/usr/lib/x86_64-linux-gnu/libayatana-appindicator3.so.1",
-            "/usr/lib/aarch64-linux-gnu/libayatana-appindicator3.so.1",
-        ]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists());
+    let tray_lib = tray::available();
+    let early = tauri::async_runtime::spawn({
+        let backend = backend.clone();
+        async move { backend.call("boot", &Value::Null).await }
+    });
     tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .manage(backend)
+        .manage(EarlyBoot(Mutex::new(Some(early))))
+        .manage(tray::Poll::default())
         .manage(Streams { next: AtomicU32::new(1), open: Mutex::new(HashMap::new()) })
         .invoke_handler(tauri::generate_handler![call, stream_open, stream_input, stream_resize, stream_close])
         .setup(move |app| {
@@ -107,10 +127,19 @@ pub fn run(backend: Backend, view: Option<String>, hidden: bool) -> anyhow::Resu
                 .build()?;
             lean_webview(&window);
             // The tray needs libayatana-appindicator at run time; without it the app still works.
-            if tray_lib {
-                tray::build(app)?;
-            } else {
+            // Building it (its D-Bus registration on Linux) holds the main thread, which the page
+            // needs while it loads: it comes after the first list is on screen, or a second
+            // after start at the latest; at once when the app starts in the tray alone.
+            if !tray_lib {
                 tracing::warn!("libayatana-appindicator3 is missing: no tray item");
+            } else if hidden {
+                tray::build_once(app.handle());
+            } else {
+                let handle = app.handle().clone();
+                tauri::async_runtime::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    tray::build_once(&handle);
+                });
             }
             tauri::async_runtime::spawn(tray::watch(app.handle().clone()));
             Ok(())
