@@ -167,6 +167,13 @@ function byName(a, b) {
 
 function containerName(c) { return (c.Names?.[0] || c.Id.slice(0, 12)).replace(/^\//, ""); }
 
+// The container list is built as markup, one string for every row: 50 rows are ~2,000 elements,
+// which DOM calls from the (JIT-less) interpreter build slower and keep more memory for
+// (bench/desktop.sh). Everything from the engine goes through `esc`.
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}
+
 function portLinks(c) {
   const seen = new Set();
   return (c.Ports || []).filter((p) => p.PublicPort).filter((p) => {
@@ -174,32 +181,49 @@ function portLinks(c) {
     if (seen.has(k)) return false;
     seen.add(k); return true;
   }).map((p) => p.Type === "tcp"
-    ? h("a", {
-      href: `http://localhost:${p.PublicPort}`, title: `Open in your browser (→ ${p.PrivatePort}/tcp)`,
-      onclick: (e) => { e.preventDefault(); e.stopPropagation(); openLink(e.currentTarget.href); },
-    }, `localhost:${p.PublicPort}`)
-    : h("span", { class: "muted" }, `${p.PublicPort}/${p.Type}`));
+    ? `<a href="http://localhost:${esc(p.PublicPort)}" data-action="link" title="Open in your browser (→ ${esc(p.PrivatePort)}/tcp)">localhost:${esc(p.PublicPort)}</a>`
+    : `<span class="muted">${esc(p.PublicPort)}/${esc(p.Type)}</span>`).join("");
 }
 
 function containerActions(c) {
-  const id = c.Id;
+  const name = esc(containerName(c));
   const running = c.State === "running";
   const paused = c.State === "paused";
-  const btn = (label, action, extra = {}) => h("button", {
-    ...extra, "data-action": action, title: `${label} ${containerName(c)}`,
-    onclick: async (e) => {
-      e.stopPropagation();
-      if (action === "remove" && !(await confirmDialog(`Delete container ${containerName(c)}? Its writable layer is lost.`))) return;
-      await act(e.currentTarget, () => call("container_action", { id, action }), `${label}: ${containerName(c)}`);
-      if (action === "remove" && state.selected === id) closeDrawer();
-    },
-  }, label);
-  return h("td", { class: "actions" },
+  const btn = (label, action, { disabled = false, danger = false, title = `${label} ${name}` } = {}) =>
+    `<button data-action="${action}" title="${title}"${danger ? ' class="danger"' : ""}${disabled ? " disabled" : ""}>${label}</button>`;
+  return `<td class="actions">${[
     running || paused ? btn("Stop", "stop") : btn("Start", "start"),
     btn("Restart", "restart", { disabled: !running }),
     paused ? btn("Resume", "unpause") : btn("Pause", "pause", { disabled: !running }),
-    h("button", { title: "Logs, terminal and inspect", onclick: (e) => { e.stopPropagation(); openDrawer(c, "logs"); } }, "Open"),
-    btn("Delete", "remove", { class: "danger" }));
+    btn("Open", "open", { title: "Logs, terminal and inspect" }),
+    btn("Delete", "remove", { danger: true }),
+  ].join("")}</td>`;
+}
+
+function containerRow(c) {
+  const name = esc(containerName(c));
+  return `<tr class="row${state.selected === c.Id ? " selected" : ""}" data-id="${esc(c.Id)}" data-name="${name}" tabindex="0">`
+    + `<td><div class="name">${name}</div><div class="muted small">${esc(c.Id.slice(0, 12))}</div></td>`
+    + `<td><span class="badge ${esc(c.State)}">${esc(c.State)}</span><div class="muted small">${esc(c.Status)}</div></td>`
+    + `<td>${esc(c.Image)}</td><td class="ports">${portLinks(c)}</td><td class="cpu">–</td><td class="mem">–</td>`
+    + `${containerActions(c)}</tr>`;
+}
+
+// One listener for every row: a click on a row opens its drawer, on a button runs its action,
+// on a port link hands the address to the browser.
+async function onContainerClick(e) {
+  const row = e.target.closest("tr.row");
+  const c = row && state.containers.find((x) => x.Id === row.dataset.id);
+  if (!c) return;
+  const el = e.target.closest("[data-action]");
+  const action = el?.dataset.action;
+  if (!action || action === "open") return openDrawer(c, "logs");
+  e.preventDefault();
+  if (action === "link") return openLink(el.href);
+  const name = containerName(c);
+  if (action === "remove" && !(await confirmDialog(`Delete container ${name}? Its writable layer is lost.`))) return;
+  await act(el, () => call("container_action", { id: c.Id, action }), `${el.textContent}: ${name}`);
+  if (action === "remove" && state.selected === c.Id) closeDrawer();
 }
 
 function updateStats() {
@@ -240,23 +264,12 @@ refreshers.containers = async () => {
     groups.get(project).push(c);
   }
   const keys = [...groups.keys()].sort((a, b) => (a === "") - (b === "") || byName(a, b));
-  for (const project of keys) {
-    const rows = groups.get(project).sort((a, b) => byName(containerName(a), containerName(b))).map((c) =>
-      h("tr", { class: `row${state.selected === c.Id ? " selected" : ""}`, "data-id": c.Id, "data-name": containerName(c), tabindex: 0,
-        onclick: () => openDrawer(c, "logs"), onkeydown: (e) => { if (e.key === "Enter") openDrawer(c, "logs"); } },
-        h("td", {}, h("div", { class: "name" }, containerName(c)), h("div", { class: "muted small" }, c.Id.slice(0, 12))),
-        h("td", {}, h("span", { class: `badge ${c.State}` }, c.State), h("div", { class: "muted small" }, c.Status)),
-        h("td", {}, c.Image),
-        h("td", { class: "ports" }, portLinks(c)),
-        h("td", { class: "cpu" }, "–"),
-        h("td", { class: "mem" }, "–"),
-        containerActions(c)));
-    const table = h("table", {},
-      h("thead", {}, h("tr", {}, ["Name", "State", "Image", "Ports", "CPU", "Memory", ""].map((t) => h("th", {}, t)))),
-      h("tbody", {}, rows));
-    box.append(h("div", { class: "group", "data-project": project || "-" },
-      h("h2", {}, project ? `Compose project: ${project}` : "Containers"), table));
-  }
+  const head = `<thead><tr>${["Name", "State", "Image", "Ports", "CPU", "Memory", ""].map((t) => `<th>${t}</th>`).join("")}</tr></thead>`;
+  box.insertAdjacentHTML("beforeend", keys.map((project) => {
+    const rows = groups.get(project).sort((a, b) => byName(containerName(a), containerName(b))).map(containerRow);
+    return `<div class="group" data-project="${esc(project || "-")}">`
+      + `<h2>${project ? `Compose project: ${esc(project)}` : "Containers"}</h2><table>${head}<tbody>${rows.join("")}</tbody></table></div>`;
+  }).join(""));
   updateStats();
   if (!state.rendered) {
     state.rendered = true;
@@ -624,6 +637,11 @@ $$(".nav-item").forEach((b) => b.addEventListener("click", () => show(b.dataset.
 $("#drawer-close").addEventListener("click", closeDrawer);
 $$("#drawer .tabs button").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
 $("#log-search").addEventListener("input", renderLogs);
+$("#container-list").addEventListener("click", onContainerClick);
+$("#container-list").addEventListener("keydown", (e) => {
+  const c = e.key === "Enter" && e.target.matches("tr.row") && state.containers.find((x) => x.Id === e.target.dataset.id);
+  if (c) openDrawer(c, "logs");
+});
 $("#container-filter").addEventListener("input", () => refreshers.containers());
 $("#show-stopped").addEventListener("change", () => refreshers.containers());
 
@@ -640,6 +658,9 @@ document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && ["1", "2", "3", "4"].includes(e.key)) {
     e.preventDefault();
     show(views[Number(e.key) - 1]);
+  } else if (e.key === "Escape" && e.target.matches?.("input.search") && e.target.value) {
+    e.target.value = "";
+    e.target.dispatchEvent(new Event("input"));
   } else if (e.key === "Escape" && !$("#drawer").hidden && !e.target.closest?.(".terminal")) {
     closeDrawer();
   } else if (e.key === "/" && !inField) {

@@ -4,6 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
+import { execFileSync } from "node:child_process";
 
 const require = createRequire(new URL("../../ui/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
@@ -126,11 +127,36 @@ test("the first screen comes in one call, and the event stream replays what happ
   assert.equal(seen.replayed, "create");
 });
 
+test("what the engine says is shown as text, never as markup", async () => {
+  const project = "<img src=x onerror=window.pwned=1>";
+  execFileSync("docker", ["run", "-d", "--name", "e2e-markup", "-l", `com.docker.compose.project=${project}`, "busybox", "sleep", "600"]);
+  await page.click("button.nav-item[data-view=containers]");
+  const group = page.locator("#container-list .group", { has: page.locator("tr[data-name='e2e-markup']") });
+  await group.waitFor(T);
+  assert.equal(await group.locator("h2").textContent(), `Compose project: ${project}`);
+  assert.equal(await group.getAttribute("data-project"), project);
+  assert.equal(await page.locator("#container-list img").count(), 0);
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
+  execFileSync("docker", ["rm", "-f", "e2e-markup"]);
+  await group.waitFor({ state: "detached", ...T });
+});
+
 test("keyboard navigation and themes", async () => {
   await page.keyboard.press("Control+3");
   await page.waitForFunction(() => location.hash === "#volumes");
   await page.keyboard.press("Control+1");
   await page.waitForFunction(() => location.hash === "#containers");
+  // `/` focuses the filter; Escape clears it, and the list shows everything again.
+  execFileSync("docker", ["run", "-d", "--name", "e2e-filter", "busybox", "sleep", "600"]);
+  const row = page.locator("#container-list tr[data-name='e2e-filter']");
+  await row.waitFor(T);
+  await page.keyboard.press("/");
+  await page.keyboard.type("no-such-container");
+  await row.waitFor({ state: "detached", ...T });
+  await page.keyboard.press("Escape");
+  assert.equal(await page.inputValue("#container-filter"), "");
+  await row.waitFor(T);
+  execFileSync("docker", ["rm", "-f", "e2e-filter"]);
   const before = await page.getAttribute("html", "data-theme");
   await page.click("#theme");
   assert.notEqual(await page.getAttribute("html", "data-theme"), before);
