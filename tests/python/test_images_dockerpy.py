@@ -508,7 +508,30 @@ HOSTILE_REFUSED = [
 
 
 def _store_listing(agent):
+    """The store's files once it is quiet: a loaded image is committed with an "unsynced" mark that a
+    background sync clears by rewriting its record (an atomic replace through a `.tmp-` file), so the
+    listing waits for that to be done before it is compared."""
     root = agent.root / "image-store"
+    deadline = time.monotonic() + 60
+    while True:
+        listing = _store_listing_now(root)
+        images = root / "images"
+        settling = any(n.startswith("images/.") for n in listing) or any(
+            "unsynced_boot" in _read_or_empty(images / n) for n in (os.listdir(images) if images.exists() else [])
+        )
+        if not settling or time.monotonic() > deadline:
+            return listing
+        time.sleep(0.05)
+
+
+def _read_or_empty(path):
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _store_listing_now(root):
     out = []
     for d in ["blobs/sha256", "layers", "images", "tmp"]:
         p = root / d

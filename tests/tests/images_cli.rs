@@ -196,8 +196,28 @@ fn hostile_layers_cannot_write_outside_store_and_leave_it_intact() {
     assert_eq!(std::fs::read_dir(escape).expect("escape dir").count(), 0, "cross-layer symlink escaped");
 }
 
+/// The store's files once it is quiet: a loaded image is committed with an "unsynced" mark that a
+/// background sync clears by rewriting its record (an atomic replace through a `.tmp-` file), so
+/// the listing waits for that to be done before it is compared.
 fn store_listing(a: &Agent) -> Vec<String> {
     let root = a.root().join("image-store");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listing = store_listing_now(&root);
+        let settling = listing.iter().any(|n| n.starts_with("images/."))
+            || std::fs::read_dir(root.join("images"))
+                .map(|r| {
+                    r.flatten().any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("unsynced_boot")))
+                })
+                .unwrap_or(false);
+        if !settling || std::time::Instant::now() > deadline {
+            return listing;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn store_listing_now(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for d in ["blobs/sha256", "layers", "images", "tmp"] {
         let mut names: Vec<String> = std::fs::read_dir(root.join(d))
