@@ -1,8 +1,37 @@
 // The one place that knows how the front end reaches the backend: Tauri's IPC inside the app
 // window, HTTP + WebSocket in browser mode (`skiff-desktop --serve`, used by the e2e tests).
-const tauri = window.__TAURI__;
+//
+// In the app, only Tauri's IPC core is there (`withGlobalTauri` is off: its 41 KB API bundle ran at
+// every page load, without a JIT, for three functions); the three are below.
+const ipc = window.__TAURI_INTERNALS__;
 
-export const inApp = Boolean(tauri);
+export const inApp = Boolean(ipc);
+
+// A Tauri channel as `@tauri-apps/api` makes one: a callback the backend's messages arrive at, each
+// with its index (delivered in order), the last an `{end}`; it goes to the backend as
+// `__CHANNEL__:<callback id>`.
+class Channel {
+  constructor(onmessage) {
+    let next = 0, end = null;
+    const early = new Map();
+    this.id = ipc.transformCallback((m) => {
+      if ("end" in m) {
+        if (m.index === next) ipc.unregisterCallback(this.id); else end = m.index;
+        return;
+      }
+      early.set(m.index, m.message);
+      while (early.has(next)) {
+        const message = early.get(next);
+        early.delete(next++);
+        try { onmessage(message); } catch (e) { queueMicrotask(() => { throw e; }); }
+      }
+      if (next === end) ipc.unregisterCallback(this.id);
+    });
+  }
+  toJSON() {
+    return `__CHANNEL__:${this.id}`;
+  }
+}
 
 function b64(bytes) {
   let s = "";
@@ -18,9 +47,9 @@ export function decodeBytes(data) {
 }
 
 export async function call(cmd, args = {}) {
-  if (tauri) {
+  if (ipc) {
     try {
-      return await tauri.core.invoke("call", { cmd, args });
+      return await ipc.invoke("call", { cmd, args });
     } catch (e) {
       throw new Error(String(e));
     }
@@ -39,14 +68,13 @@ export async function call(cmd, args = {}) {
 // {stats}, and last {end}). Returns controls for terminals and closing.
 export function stream(kind, args, onMessage) {
   const enc = new TextEncoder();
-  if (tauri) {
-    const channel = new tauri.core.Channel();
-    channel.onmessage = onMessage;
-    const id = tauri.core.invoke("stream_open", { kind, args, channel });
+  if (ipc) {
+    const channel = new Channel(onMessage);
+    const id = ipc.invoke("stream_open", { kind, args, channel });
     return {
-      input: async (text) => tauri.core.invoke("stream_input", { id: await id, data: b64(enc.encode(text)) }),
-      resize: async (cols, rows) => tauri.core.invoke("stream_resize", { id: await id, cols, rows }),
-      close: async () => tauri.core.invoke("stream_close", { id: await id }),
+      input: async (text) => ipc.invoke("stream_input", { id: await id, data: b64(enc.encode(text)) }),
+      resize: async (cols, rows) => ipc.invoke("stream_resize", { id: await id, cols, rows }),
+      close: async () => ipc.invoke("stream_close", { id: await id }),
     };
   }
   const url = `ws://${location.host}/api/stream/${kind}?args=${encodeURIComponent(JSON.stringify(args))}`;
@@ -68,11 +96,15 @@ export function stream(kind, args, onMessage) {
 // Opens `url` (a published port on localhost) in the user's browser: through Tauri's opener
 // plugin in the app window (a webview does not open new windows itself), as a new tab otherwise.
 export async function openExternal(url) {
-  if (tauri) return tauri.core.invoke("plugin:opener|open_url", { url });
+  if (ipc) return ipc.invoke("plugin:opener|open_url", { url });
   window.open(url, "_blank", "noopener");
 }
 
 // App-wide events from the window's backend (VM state); nothing in browser mode.
 export function listen(name, cb) {
-  if (tauri) tauri.event.listen(name, (e) => cb(e.payload));
+  if (ipc) {
+    const handler = ipc.transformCallback((e) => cb(e.payload));
+    ipc.invoke("plugin:event|listen", { event: name, target: { kind: "Any" }, handler })
+      .catch((e) => console.warn(`listening for ${name}:`, e));
+  }
 }

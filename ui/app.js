@@ -275,7 +275,7 @@ refreshers.containers = async () => {
   if (!state.rendered) {
     state.rendered = true;
     requestAnimationFrame(() => {
-      call("ui_rendered", { containers: list.length, page_ms: performance.now() }).catch(() => {});
+      call("ui_rendered", { containers: list.length, page_ms: performance.now(), epoch_ms: performance.timeOrigin + performance.now() }).catch(() => {});
       startStats();
     });
   }

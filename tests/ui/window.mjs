@@ -92,7 +92,7 @@ test("in the window: run from the dialog, logs, terminal, a port link to the bro
   const page = await fetch(`http://127.0.0.1:${process.env.WEB_PORT}/hostname`);
   assert.equal(page.status, 200);
   // The opener is scoped to http://localhost: the page cannot hand anything else to the system.
-  const refused = await run(`return window.__TAURI__.core.invoke("plugin:opener|open_url", { url: "file:///etc/passwd" })
+  const refused = await run(`return window.__TAURI_INTERNALS__.invoke("plugin:opener|open_url", { url: "file:///etc/passwd" })
     .then(() => "opened", (e) => "refused: " + e)`);
   assert.match(refused, /^refused: .*not allowed/i);
   assert.ok(!readFileSync(opened, "utf8").includes("passwd"));
@@ -116,4 +116,11 @@ test("in the window: run from the dialog, logs, terminal, a port link to the bro
   await click("#confirm-yes");
   await until("the row gone", "return !document.querySelector(arguments[0])", row);
   assert.equal(await text(row), null);
+});
+
+test("in the window: app events from the backend reach the page (Tauri's event plugin, no global API bundle)", async () => {
+  // The backend emits `vm-error` when a tray action fails; the page shows it as an alert. Emitted
+  // here through the same event system, it must arrive through the page's own listener.
+  await run(`return window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "vm-error", payload: "event-from-the-backend" })`);
+  await until("the event's alert", "return [...document.querySelectorAll('#toasts .toast.error')].some((t) => t.textContent === 'event-from-the-backend')");
 });

@@ -204,14 +204,17 @@ impl Backend {
                     let n = args.get("containers").and_then(Value::as_u64).unwrap_or(0);
                     // Where the time went: process start → the page's navigation start → render.
                     let page_ms = args.get("page_ms").and_then(Value::as_f64).unwrap_or(0.0);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis())
+                        .unwrap_or(0);
+                    // The page's own clock at its first frame, and this message's trip to here.
+                    let page_epoch = args.get("epoch_ms").and_then(Value::as_f64).unwrap_or(now as f64);
                     let _ = writeln!(
                         std::io::stdout(),
-                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0} rendered-epoch-ms {}",
+                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0} ipc-ms {:.0} rendered-epoch-ms {now}",
                         ms as f64 - page_ms,
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis())
-                            .unwrap_or(0)
+                        now as f64 - page_epoch,
                     );
                 }
                 Ok(json!({"ms": ms}))
