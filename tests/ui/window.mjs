@@ -121,6 +121,9 @@ test("in the window: run from the dialog, logs, terminal, a port link to the bro
 test("in the window: app events from the backend reach the page (Tauri's event plugin, no global API bundle)", async () => {
   // The backend emits `vm-error` when a tray action fails; the page shows it as an alert. Emitted
   // here through the same event system, it must arrive through the page's own listener.
-  await run(`return window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "vm-error", payload: "event-from-the-backend" })`);
+  const emitted = await run(`return Promise.race([
+    window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "vm-error", payload: "event-from-the-backend" }).then(() => "emitted", (e) => "refused: " + e),
+    new Promise((r) => setTimeout(() => r("no answer in 5 s"), 5000))])`);
+  assert.equal(emitted, "emitted");
   await until("the event's alert", "return [...document.querySelectorAll('#toasts .toast.error')].some((t) => t.textContent === 'event-from-the-backend')");
 });
