@@ -1,6 +1,7 @@
 // The Skiff desktop app's front end: plain ES module, no framework. Views render from the
 // backend's lists; they refresh when the engine's /events stream says something changed.
 import { call, stream, listen, decodeBytes, inApp, openExternal } from "./api.js";
+import { byName, containerName, containerGroups } from "./containers.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -158,58 +159,6 @@ function openLink(url) {
   openExternal(url).catch((e) => toast(`Could not open ${url}: ${e}`, true));
 }
 
-// Docker's names are ASCII ([a-zA-Z0-9][a-zA-Z0-9_.-]*): compared case-insensitively without
-// localeCompare, whose ICU collator would cost the web process ~1.3 MiB (bench/desktop.sh).
-function byName(a, b) {
-  const x = a.toLowerCase(), y = b.toLowerCase();
-  return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
-}
-
-function containerName(c) { return (c.Names?.[0] || c.Id.slice(0, 12)).replace(/^\//, ""); }
-
-// The container list is built as markup, one string for all rows, with one listener for them:
-// 50 rows are ~2,000 elements, and building them with DOM calls, a listener per row and button,
-// kept 0.3–0.5 MiB more in the web process (bench/desktop.sh). Everything from the engine goes
-// through `esc`.
-function esc(v) {
-  return String(v ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
-}
-
-function portLinks(c) {
-  const seen = new Set();
-  return (c.Ports || []).filter((p) => p.PublicPort).filter((p) => {
-    const k = `${p.PublicPort}/${p.Type}`;
-    if (seen.has(k)) return false;
-    seen.add(k); return true;
-  }).map((p) => p.Type === "tcp"
-    ? `<a href="http://localhost:${esc(p.PublicPort)}" data-action="link" title="Open in your browser (→ ${esc(p.PrivatePort)}/tcp)">localhost:${esc(p.PublicPort)}</a>`
-    : `<span class="muted">${esc(p.PublicPort)}/${esc(p.Type)}</span>`).join("");
-}
-
-function containerActions(c) {
-  const name = esc(containerName(c));
-  const running = c.State === "running";
-  const paused = c.State === "paused";
-  const btn = (label, action, { disabled = false, danger = false, title = `${label} ${name}` } = {}) =>
-    `<button data-action="${action}" title="${title}"${danger ? ' class="danger"' : ""}${disabled ? " disabled" : ""}>${label}</button>`;
-  return `<td class="actions">${[
-    running || paused ? btn("Stop", "stop") : btn("Start", "start"),
-    btn("Restart", "restart", { disabled: !running }),
-    paused ? btn("Resume", "unpause") : btn("Pause", "pause", { disabled: !running }),
-    btn("Open", "open", { title: "Logs, terminal and inspect" }),
-    btn("Delete", "remove", { danger: true }),
-  ].join("")}</td>`;
-}
-
-function containerRow(c) {
-  const name = esc(containerName(c));
-  return `<tr class="row${state.selected === c.Id ? " selected" : ""}" data-id="${esc(c.Id)}" data-name="${name}" tabindex="0">`
-    + `<td><div class="name">${name}</div><div class="muted small">${esc(c.Id.slice(0, 12))}</div></td>`
-    + `<td><span class="badge ${esc(c.State)}">${esc(c.State)}</span><div class="muted small">${esc(c.Status)}</div></td>`
-    + `<td>${esc(c.Image)}</td><td class="ports">${portLinks(c)}</td><td class="cpu">–</td><td class="mem">–</td>`
-    + `${containerActions(c)}</tr>`;
-}
-
 // One listener for every row: a click on a row opens its drawer, on a button runs its action,
 // on a port link hands the address to the browser.
 async function onContainerClick(e) {
@@ -258,24 +207,13 @@ refreshers.containers = async () => {
   const shown = list.filter((c) => (showStopped || ["running", "paused", "restarting"].includes(c.State))
     && (!filter || containerName(c).toLowerCase().includes(filter) || (c.Image || "").toLowerCase().includes(filter)));
   if (!shown.length) { box.append(empty("Nothing matches", "Clear the filter or show stopped containers.")); return; }
-  const groups = new Map();
-  for (const c of shown) {
-    const project = c.Labels?.["com.docker.compose.project"] || "";
-    if (!groups.has(project)) groups.set(project, []);
-    groups.get(project).push(c);
-  }
-  const keys = [...groups.keys()].sort((a, b) => (a === "") - (b === "") || byName(a, b));
-  const head = `<thead><tr>${["Name", "State", "Image", "Ports", "CPU", "Memory", ""].map((t) => `<th>${t}</th>`).join("")}</tr></thead>`;
-  box.insertAdjacentHTML("beforeend", keys.map((project) => {
-    const rows = groups.get(project).sort((a, b) => byName(containerName(a), containerName(b))).map(containerRow);
-    return `<div class="group" data-project="${esc(project || "-")}">`
-      + `<h2>${project ? `Compose project: ${esc(project)}` : "Containers"}</h2><table>${head}<tbody>${rows.join("")}</tbody></table></div>`;
-  }).join(""));
+  box.insertAdjacentHTML("beforeend", containerGroups(shown, state.selected));
   updateStats();
   if (!state.rendered) {
     state.rendered = true;
     requestAnimationFrame(() => {
-      call("ui_rendered", { containers: list.length, page_ms: performance.now(), epoch_ms: performance.timeOrigin + performance.now() }).catch(() => {});
+      // A list the backend drew into the page was reported by the page's own last script.
+      if (!box.hasAttribute("data-prerendered")) call("ui_rendered", { containers: list.length, page_ms: performance.now(), epoch_ms: performance.timeOrigin + performance.now() }).catch(() => {});
       startStats();
     });
   }
@@ -651,7 +589,7 @@ function applyTheme(t) {
   localStorage.setItem("skiff-theme", t);
   if (term) term.options.theme = t === "dark" ? {} : { background: "#000000" };
 }
-applyTheme(localStorage.getItem("skiff-theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
+applyTheme(document.documentElement.dataset.theme); // chosen by index.html's first script
 $("#theme").addEventListener("click", () => applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark"));
 
 document.addEventListener("keydown", (e) => {

@@ -38,6 +38,19 @@ fn platform_fonts(css: &Path, target_os: &str) {
     std::fs::write(css, adapted).unwrap_or_else(|e| panic!("{}: {e}", css.display()));
 }
 
+/// Puts the style sheet into index.html: a linked sheet holds the first paint until the page's
+/// second request (through the app's custom scheme) is answered; inline, the page is painted as
+/// soon as it is parsed (bench/desktop.sh). style.css stays in dist for browser mode's tests.
+fn inline_style(dist: &Path) {
+    let (index, css) = (dist.join("index.html"), dist.join("style.css"));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let (html, style) = (read(&index), read(&css));
+    let link = r#"<link rel="stylesheet" href="style.css">"#;
+    assert!(html.contains(link), "{}: no `{link}` to inline", index.display());
+    let inlined = html.replacen(link, &format!("<style>\n{style}</style>"), 1);
+    std::fs::write(&index, inlined).unwrap_or_else(|e| panic!("{}: {e}", index.display()));
+}
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let repo = manifest.join("../..");
@@ -49,6 +62,7 @@ fn main() {
         panic!("copying {} to {}: {e}", ui.display(), dist.display());
     }
     platform_fonts(&dist.join("style.css"), &std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default());
+    inline_style(&dist);
     let vendor = dist.join("vendor");
     let modules = ui.join("node_modules/@xterm");
     for (from, to) in [

@@ -212,9 +212,11 @@ impl Backend {
                     let page_epoch = args.get("epoch_ms").and_then(Value::as_f64).unwrap_or(now as f64);
                     let _ = writeln!(
                         std::io::stdout(),
-                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0} ipc-ms {:.0} rendered-epoch-ms {now}",
+                        "first-render-ms {ms} containers {n} page-start-ms {:.0} page-to-render-ms {page_ms:.0} ipc-ms {:.0} list-from {} rendered-epoch-ms {now}",
                         ms as f64 - page_ms,
                         now as f64 - page_epoch,
+                        // drawn into index.html by first_screen.rs, or by the page's script
+                        if args.get("prerendered") == Some(&Value::Bool(true)) { "backend" } else { "page" },
                     );
                 }
                 Ok(json!({"ms": ms}))

@@ -3,6 +3,7 @@
 //! the end-to-end tests drive with Chromium.
 
 mod backend;
+mod first_screen;
 mod streams;
 mod tray;
 mod vm;

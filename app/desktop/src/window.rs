@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -12,6 +12,7 @@ use tauri::{Manager, State, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
+use crate::first_screen::{self, FirstScreen};
 use crate::streams::{self, Control, Sink};
 use crate::tray;
 
@@ -106,10 +107,20 @@ fn stream_close(id: u32, streams: State<'_, Streams>) -> Result<(), String> {
 /// tray alone (at login), where there is a tray.
 pub fn run(backend: Backend, view: Option<String>, hidden: bool) -> anyhow::Result<()> {
     let tray_lib = tray::available();
+    let view = view.unwrap_or_else(|| "containers".into());
+    // The first screen's data, asked for at once: the page's first request (index.html, drawn
+    // with the list in it: first_screen.rs) and its first `boot` call take it.
+    let first = Arc::new(FirstScreen::new(&view));
     let early = tauri::async_runtime::spawn({
-        let backend = backend.clone();
-        async move { backend.call("boot", &Value::Null).await }
+        let (backend, first) = (backend.clone(), first.clone());
+        async move {
+            let boot = backend.call("boot", &Value::Null).await;
+            first.offer(boot.as_ref().ok().cloned());
+            boot
+        }
     });
+    let mut context = tauri::generate_context!();
+    first_screen::serve(&mut context, first);
     tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .manage(backend)
@@ -118,7 +129,7 @@ pub fn run(backend: Backend, view: Option<String>, hidden: bool) -> anyhow::Resu
         .manage(Streams { next: AtomicU32::new(1), open: Mutex::new(HashMap::new()) })
         .invoke_handler(tauri::generate_handler![call, stream_open, stream_input, stream_resize, stream_close])
         .setup(move |app| {
-            let url = format!("index.html#{}", view.as_deref().unwrap_or("containers"));
+            let url = format!("index.html#{view}");
             let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::App(url.into()))
                 .title("Skiff")
                 .inner_size(1200.0, 780.0)
@@ -152,7 +163,7 @@ pub fn run(backend: Backend, view: Option<String>, hidden: bool) -> anyhow::Resu
                 }
             }
         })
-        .run(tauri::generate_context!())?;
+        .run(context)?;
     Ok(())
 }
 
