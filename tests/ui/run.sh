@@ -53,6 +53,8 @@ SKIFF_UI_URL=http://127.0.0.1:$UI_PORT REGISTRY=127.0.0.1:$REG_PORT SCREENSHOTS=
 kill "$UI_PID"; UI_PID=
 
 echo "== the real window, driven (Tauri under Xvfb, WebKitWebDriver)"
+# A container to list when the window opens: the backend draws that first list into the page.
+docker run -d --name win-first busybox sleep 600 >/dev/null
 # A stand-in browser: the desktop's default handler for http:// records what it was asked to open.
 OPENED=$WORK/opened.txt
 mkdir -p "$WORK/xdg-data/applications" "$WORK/xdg-config"

@@ -69,6 +69,18 @@ after(async () => {
   if (session) await wd("DELETE", `/session/${session}`).catch(() => {});
 });
 
+test("in the window: the first list comes drawn into the page, and the page takes it over", async () => {
+  // app/desktop/src/first_screen.rs drew the list into index.html (the page's CSP let its own
+  // inline scripts run: the first one chose the theme before the first frame).
+  assert.ok(await run("return Boolean(document.querySelector('#container-list[data-prerendered] tr[data-name=\"win-first\"]'))"));
+  assert.match(await run("return document.documentElement.dataset.theme"), /^(light|dark)$/);
+  assert.equal(await run("return document.querySelector('#containers').hidden"), false);
+  // app.js has taken the list over: its rows answer clicks, and a change shows up in it.
+  await until("the list taken over", "return document.readyState === 'complete'");
+  await click("#container-list tr[data-name='win-first'] button[data-action=pause]");
+  await until("win-first paused", "return document.querySelector(\"#container-list tr[data-name='win-first'] .badge.paused\")");
+});
+
 test("in the window: run from the dialog, logs, terminal, a port link to the browser, stop and delete", async () => {
   await click("button.nav-item[data-view=images]");
   await until("busybox in the image list", "return document.querySelector(\"#image-list tr[data-tag='busybox:latest']\")");
