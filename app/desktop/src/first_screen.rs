@@ -6,7 +6,6 @@
 //! two to be identical. app.js then takes the list over from the same `boot` answer.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -148,7 +147,7 @@ fn draw(html: &str, engine: &Value, containers: &[Value]) -> Option<String> {
     // and the engine's version is in the nav.
     let (_, state_end) = find_tag(html, r#"<div id="engine-state" "#)?;
     let text_end = state_end + html[state_end..].find("</div>")?;
-    let version = format!("Engine {} · API {}", esc(field(engine, "version")), esc(field(engine, "api")));
+    let version = format!("Engine {} · API {}", esc_field(engine, "version"), esc_field(engine, "api"));
     edits.push((state_end..text_end, version));
     edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
     let mut out = html.to_string();
@@ -181,9 +180,9 @@ fn text(v: &Value) -> String {
 }
 
 /// containers.js's `esc`: what the engine says, safe in text and in quoted attributes.
-fn esc(v: &Value) -> String {
-    let mut out = String::new();
-    for ch in text(v).chars() {
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
         match ch {
             '&' | '<' | '>' | '"' | '\'' => out.push_str(&format!("&#{};", ch as u32)),
             _ => out.push(ch),
@@ -192,14 +191,15 @@ fn esc(v: &Value) -> String {
     out
 }
 
-fn esc_str(s: &str) -> String {
-    esc(&Value::String(s.to_string()))
+/// `esc(c[key])`.
+fn esc_field(c: &Value, key: &str) -> String {
+    esc(&text(field(c, key)))
 }
 
-/// containers.js's `byName`: case-insensitive, then exact, in JavaScript's order (UTF-16 units).
-fn by_name(a: &str, b: &str) -> Ordering {
-    let units = |s: &str| s.encode_utf16().collect::<Vec<_>>();
-    units(&a.to_lowercase()).cmp(&units(&b.to_lowercase())).then_with(|| units(a).cmp(&units(b)))
+/// What containers.js's `byName` orders by: case-insensitive, then exact, in JavaScript's order
+/// (UTF-16 units).
+fn name_key(name: &str) -> (Vec<u16>, Vec<u16>) {
+    (name.to_lowercase().encode_utf16().collect(), name.encode_utf16().collect())
 }
 
 fn id_of(c: &Value) -> String {
@@ -245,11 +245,11 @@ fn port_links(c: &Value) -> String {
         if kind.as_str() == Some("tcp") {
             out.push_str(&format!(
                 r#"<a href="http://localhost:{pub_}" data-action="link" title="Open in your browser (→ {private}/tcp)">localhost:{pub_}</a>"#,
-                pub_ = esc(public),
-                private = esc(field(p, "PrivatePort")),
+                pub_ = esc(&text(public)),
+                private = esc_field(p, "PrivatePort"),
             ));
         } else {
-            out.push_str(&format!(r#"<span class="muted">{}/{}</span>"#, esc(public), esc(kind)));
+            out.push_str(&format!(r#"<span class="muted">{}/{}</span>"#, esc(&text(public)), esc(&text(kind))));
         }
     }
     out
@@ -257,7 +257,7 @@ fn port_links(c: &Value) -> String {
 
 /// containers.js's `containerActions`.
 fn container_actions(c: &Value) -> String {
-    let name = esc_str(&container_name(c));
+    let name = esc(&container_name(c));
     let state = field(c, "State").as_str();
     let (running, paused) = (state == Some("running"), state == Some("paused"));
     let button = |label: &str, action: &str, disabled: bool, danger: bool, title: Option<&str>| {
@@ -288,8 +288,8 @@ fn container_actions(c: &Value) -> String {
 
 /// containers.js's `containerRow`, with no row selected (no drawer is open yet).
 fn container_row(c: &Value) -> String {
-    let name = esc_str(&container_name(c));
-    let state = esc(field(c, "State"));
+    let name = esc(&container_name(c));
+    let state = esc_field(c, "State");
     format!(
         concat!(
             r#"<tr class="row" data-id="{id}" data-name="{name}" tabindex="0">"#,
@@ -298,12 +298,12 @@ fn container_row(c: &Value) -> String {
             r#"<td>{image}</td><td class="ports">{ports}</td><td class="cpu">–</td><td class="mem">–</td>"#,
             "{actions}</tr>"
         ),
-        id = esc(field(c, "Id")),
+        id = esc_field(c, "Id"),
         name = name,
-        short = esc_str(&short_id(c)),
+        short = esc(&short_id(c)),
         state = state,
-        status = esc(field(c, "Status")),
-        image = esc(field(c, "Image")),
+        status = esc_field(c, "Status"),
+        image = esc_field(c, "Image"),
         ports = port_links(c),
         actions = container_actions(c),
     )
@@ -320,20 +320,17 @@ fn container_groups(containers: &[Value]) -> String {
             None => groups.push((project, vec![c])),
         }
     }
-    groups.sort_by(|(a, _), (b, _)| a.is_empty().cmp(&b.is_empty()).then_with(|| by_name(a, b)));
+    groups.sort_by_cached_key(|(project, _)| (project.is_empty(), name_key(project)));
     let head = ["Name", "State", "Image", "Ports", "CPU", "Memory", ""].map(|t| format!("<th>{t}</th>")).concat();
     let mut out = String::new();
     for (project, mut members) in groups {
-        members.sort_by(|a, b| by_name(&container_name(a), &container_name(b)));
-        let title = if project.is_empty() {
-            "Containers".to_string()
-        } else {
-            format!("Compose project: {}", esc_str(&project))
-        };
+        members.sort_by_cached_key(|c| name_key(&container_name(c)));
+        let title =
+            if project.is_empty() { "Containers".to_string() } else { format!("Compose project: {}", esc(&project)) };
         let rows: String = members.into_iter().map(container_row).collect();
         out.push_str(&format!(
             r#"<div class="group" data-project="{}"><h2>{title}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"#,
-            esc_str(if project.is_empty() { "-" } else { &project }),
+            esc(if project.is_empty() { "-" } else { &project }),
         ));
     }
     out
@@ -384,8 +381,9 @@ mod tests {
     fn drawn_by_the_page(list: &Value) -> String {
         let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/containers.js");
         let script = format!(
-            "const m = await import({}); process.stdout.write(m.containerGroups({list}, null));",
-            serde_json::to_string(&format!("file://{}", module.display())).unwrap_or_default(),
+            "import {{ pathToFileURL }} from 'node:url'; const m = await import(pathToFileURL({}));
+             process.stdout.write(m.containerGroups({list}, null));",
+            serde_json::to_string(&module.display().to_string()).unwrap_or_default(),
         );
         let out = std::process::Command::new("node")
             .args(["--input-type=module", "-e", &script])
